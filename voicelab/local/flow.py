@@ -1,0 +1,90 @@
+"""The local backend's dialogue engine: an agent spec's `flow` as a small state machine.
+
+Pure: it takes caller turns and silence, and returns what the agent says next. No clock, no I/O,
+so the server decides timing (injected latency, silence timeouts) and tests can drive it alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..datasets import render
+from ..models import AgentSpec, Intent, LocalText, pick_language
+
+
+@dataclass
+class Reply:
+    text: str
+    end_call: bool = False
+
+
+class FlowEngine:
+    def __init__(self, agent: AgentSpec, variables: dict[str, str], language: str | None = None,
+                 first_message: str | None = None) -> None:
+        self.agent = agent
+        self.flow = agent.flow
+        self.variables = dict(variables)
+        self.language = language or agent.language
+        self._first_message_override = first_message
+        self.step_name = self.flow.start
+        self.last_said = ""
+        self.unmatched = 0
+        self.silences = 0
+        self.ended = False
+        self.outcome: str | None = None
+
+    def _say(self, text: LocalText) -> str:
+        return render(pick_language(text, self.language), self.variables).strip()
+
+    def first_message(self) -> Reply:
+        text = self._first_message_override or self._say(self.agent.first_message)
+        text = render(text, self.variables)
+        step = self.flow.steps[self.step_name]
+        if step.say:
+            text = f"{text} {self._say(step.say)}".strip()
+        return self._speak(text, step.end_call)
+
+    def _speak(self, text: str, end_call: bool = False) -> Reply:
+        self.last_said = text
+        if end_call:
+            self.ended = True
+        return Reply(text=text, end_call=end_call)
+
+    def _goto(self, name: str) -> Reply:
+        self.step_name, self.unmatched = name, 0
+        step = self.flow.steps[name]
+        if step.outcome:
+            self.outcome = step.outcome
+        return self._speak(self._say(step.say), step.end_call)
+
+    def _match(self, intents: list[Intent], text: str) -> Intent | None:
+        lowered = text.lower()
+        for intent in intents:
+            if any(phrase.lower() in lowered for phrase in intent.when):
+                return intent
+        return None
+
+    def on_user(self, text: str) -> Reply:
+        """The caller said `text`: move through the flow and answer."""
+        self.silences = 0
+        step = self.flow.steps[self.step_name]
+        intent = self._match(step.intents, text) or self._match(self.flow.any, text)
+        if intent is not None and intent.repeat:
+            return self._speak(self.last_said)
+        if intent is not None and intent.goto:
+            return self._goto(intent.goto)
+        self.unmatched += 1
+        if step.on_no_match and self.unmatched > step.max_reprompts:
+            return self._goto(step.on_no_match)
+        reprompt = self._say(step.reprompt) if step.reprompt else self._say(self.flow.reprompt)
+        return self._speak(reprompt)
+
+    def on_silence(self) -> Reply:
+        """The caller said nothing for `flow.silence.after_s`: re-prompt, or give up."""
+        silence = self.flow.silence
+        self.silences += 1
+        if silence.end_after is not None and self.silences > silence.end_after:
+            self.outcome = self.outcome or "failure"
+            return self._speak(self._say(silence.goodbye), end_call=True)
+        text = self._say(silence.say)
+        return Reply(text=text)

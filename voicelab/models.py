@@ -1,0 +1,257 @@
+"""Every data model in one place (ARCHITECTURE.md §4 is the contract these implement).
+
+Input models (`Persona`, `AgentSpec`) forbid unknown keys, because a typo in a YAML file that
+silently does nothing is the worst kind of test bug. Output models (`CallResult`) are plain JSON
+so that tables, charts and reports are pure functions of what is stored.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Speaker = Literal["agent", "user"]
+Backend = Literal["local", "elevenlabs"]
+CallerKind = Literal["scripted", "human", "platform", "phone"]
+Mode = Literal["text", "voice"]
+Style = Literal["cooperative", "impatient", "confused", "silent", "interrupting"]
+EndReason = Literal["agent_ended", "caller_ended", "timeout", "disconnected", "error", "cancelled"]
+STYLES: tuple[str, ...] = ("cooperative", "impatient", "confused", "silent", "interrupting")
+
+ID_PATTERN = re.compile(r"^[a-z0-9-]+$")
+E164_PATTERN = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+#: A text that may differ by language: a plain string, or {"en": "...", "de": "..."}.
+LocalText = str | dict[str, str]
+
+
+def pick_language(text: LocalText, language: str) -> str:
+    """Choose the variant of `text` for `language`, falling back to English, then the first."""
+    if isinstance(text, str):
+        return text
+    return text.get(language) or text.get("en") or next(iter(text.values()), "")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- personas
+
+
+class ReplyRule(_Strict):
+    when: list[str] = Field(min_length=1)
+    say: str
+
+
+class CallerSpec(_Strict):
+    """How the scripted caller behaves; see voicelab/callers/scripted.py for the styles."""
+
+    style: Style = "cooperative"
+    replies: list[ReplyRule] = Field(default_factory=list)
+    fallback: str = "Sorry, could you say that again?"
+    hang_up_after_turns: int = Field(default=12, ge=1)
+    #: The call's hard time limit for this persona (ends it with end_reason `timeout`); None
+    #: means the run's default. Useful for silent callers, whose calls only end by timeout.
+    timeout_s: float | None = Field(default=None, gt=0)
+
+
+class Expectations(_Strict):
+    agent_says: list[str] = Field(default_factory=list)
+    agent_never_says: list[str] = Field(default_factory=list)
+    max_duration_s: float | None = None
+    min_turns: int | None = None
+    ended_by: Literal["agent", "caller", "any"] | None = None
+
+
+class Persona(_Strict):
+    id: str
+    name: str
+    summary: str
+    language: str = "en"
+    agent: str
+    variables: dict[str, str] = Field(default_factory=dict)
+    caller: CallerSpec = Field(default_factory=CallerSpec)
+    expect: Expectations = Field(default_factory=Expectations)
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, v: str) -> str:
+        if not ID_PATTERN.match(v):
+            raise ValueError("must be lowercase letters, digits and dashes ([a-z0-9-]+)")
+        return v
+
+    @field_validator("variables", mode="before")
+    @classmethod
+    def _variables_as_strings(cls, v: object) -> object:
+        # YAML turns 42 into an int and yes into True; dynamic variables are strings on the wire.
+        if isinstance(v, dict):
+            return {str(k): ("" if val is None else str(val)) for k, val in v.items()}
+        return v
+
+    @field_validator("variables")
+    @classmethod
+    def _phone_is_e164(cls, v: dict[str, str]) -> dict[str, str]:
+        phone = v.get("phone_number")
+        if phone is not None and not E164_PATTERN.match(phone):
+            raise ValueError(
+                f"phone_number {phone!r} is not E.164; write it as + country code and number, "
+                "digits only, e.g. \"+48601234567\""
+            )
+        return v
+
+
+# --------------------------------------------------------------------------- agents
+
+
+class Intent(_Strict):
+    """A caller intent: if any phrase occurs in the caller's turn, move to `goto`."""
+
+    when: list[str] = Field(min_length=1)
+    goto: str | None = None
+    #: Say the current step again instead of moving (for "what do you mean?").
+    repeat: bool = False
+
+
+class FlowStep(_Strict):
+    say: LocalText = ""
+    intents: list[Intent] = Field(default_factory=list)
+    reprompt: LocalText | None = None
+    #: After this many unmatched caller turns in this step, go to `on_no_match` (if set).
+    max_reprompts: int = 2
+    on_no_match: str | None = None
+    #: The agent ends the call (end_call) right after saying this step.
+    end_call: bool = False
+    #: For the backend's own post-call analysis (call_successful).
+    outcome: Literal["success", "failure"] | None = None
+
+
+class Silence(_Strict):
+    """What the agent does when the caller says nothing (the platform's turn timeout)."""
+
+    after_s: float = 4.0
+    say: LocalText = "Are you still there?"
+    #: End the call after this many silent re-prompts in a row; None: keep asking until the
+    #: call's own timeout.
+    end_after: int | None = None
+    goodbye: LocalText = "I will try again later. Goodbye."
+
+
+class Flow(_Strict):
+    """The dialogue the local backend follows; the hosted platform uses `prompt` instead."""
+
+    start: str
+    steps: dict[str, FlowStep]
+    #: Intents checked in every step after the step's own ones (goodbye, repeat, ...).
+    any: list[Intent] = Field(default_factory=list)
+    reprompt: LocalText = "Sorry, I didn't quite get that."
+    silence: Silence = Field(default_factory=Silence)
+
+
+class AgentSpec(_Strict):
+    id: str
+    name: str
+    language: str = "en"
+    first_message: LocalText
+    prompt: str
+    elevenlabs_agent_id: str | None = None
+    overrides: list[Literal["prompt", "first_message", "language"]] = Field(default_factory=list)
+    context: str | None = None
+    flow: Flow
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, v: str) -> str:
+        if not ID_PATTERN.match(v):
+            raise ValueError("must be lowercase letters, digits and dashes ([a-z0-9-]+)")
+        return v
+
+
+# --------------------------------------------------------------------------- calls
+
+
+class CallRequest(BaseModel):
+    """Everything one call needs; built by the CLI, the batch runner or the console."""
+
+    persona: Persona
+    agent: AgentSpec
+    backend: Backend = "local"
+    caller: CallerKind = "scripted"
+    mode: Mode = "text"
+    max_duration_s: float = 60.0
+    run_id: str | None = None
+    call_id: str | None = None
+
+
+class TranscriptEntry(BaseModel):
+    speaker: Speaker
+    text: str
+    timestamp: float  # seconds from call start
+    #: For agent turns that answer a user turn: ms from that user turn to this one.
+    latency_ms: float | None = None
+
+
+class Check(BaseModel):
+    name: str
+    passed: bool
+    detail: str
+
+
+class Metrics(BaseModel):
+    turns: int = 0
+    agent_turns: int = 0
+    user_turns: int = 0
+    response_latency_ms: list[float] = Field(default_factory=list)
+    interruptions: int = 0
+
+
+class CallResult(BaseModel):
+    """One finished call, as stored (one JSON line in runs/<run_id>/calls.jsonl)."""
+
+    conversation_id: str | None
+    status: Literal["completed", "failed"]
+    duration_seconds: float
+    transcript: list[TranscriptEntry]
+    run_id: str | None = None
+    call_id: str | None = None
+    persona_id: str
+    agent_id: str
+    backend: Backend
+    caller: CallerKind
+    mode: Mode
+    started_at: str
+    end_reason: EndReason
+    error: str | None = None
+    metrics: Metrics = Field(default_factory=Metrics)
+    checks: list[Check] = Field(default_factory=list)
+    success: bool = False
+    analysis: dict | None = None
+    audio_path: str | None = None
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class RunManifest(BaseModel):
+    """What a run was asked to do (runs/<run_id>/run.json)."""
+
+    run_id: str
+    personas: list[str]
+    agent: str | None = None
+    backend: Backend = "local"
+    caller: CallerKind = "scripted"
+    mode: Mode = "text"
+    repeats: int = 1
+    concurrency: int = 4
+    max_duration_s: float = 60.0
+    personas_path: str | None = None
+    agents_path: str | None = None
+    voicelab_version: str = ""
+    sdk_version: str = ""
+    started_at: str = Field(default_factory=utc_now_iso)
+    ended_at: str | None = None
+    state: Literal["running", "finished", "interrupted"] = "running"

@@ -220,10 +220,3 @@ class LocalBackend:
             return _error(404, "conversation_not_found", "Conversation not found")
         return web.json_response(record.to_response())
 
-
-async def serve_forever(backend: LocalBackend) -> None:
-    await backend.astart()
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await backend.astop()

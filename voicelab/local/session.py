@@ -199,7 +199,8 @@ class Session:
     async def handle(self, data: dict[str, Any]) -> None:
         assert self.record is not None
         kind = data.get("type")
-        self.last_activity = time.monotonic()
+        if kind in ("user_message", "user_activity"):
+            self.last_activity = time.monotonic()  # pongs and context updates are not the caller talking
         if kind == "user_message":
             text = str(data.get("text", ""))
             self.record.add("user", text, medium="text")

@@ -1,0 +1,315 @@
+"""The Call: one conversation through the official SDK, on any backend, sync or async.
+
+    result = Call(request, base_url=backend.base_url).run()       # notebooks, CLI
+    result = await Call(request, base_url=...).arun()             # batches
+
+The SDK's callbacks only push events into a queue; one driver (a thread for `Conversation`, a
+task for `AsyncConversation`) takes them in order, asks the caller what to say, owns the
+timeout and decides how the call ended. `_Dialogue` holds that decision logic once, for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from elevenlabs import ElevenLabs
+from elevenlabs.conversational_ai.conversation import (
+    AsyncConversation,
+    ClientTools,
+    Conversation,
+    ConversationInitiationData,
+    DisconnectionDetails,
+)
+
+from . import evaluate, settings
+from .callers import Caller, caller_for
+from .datasets import render
+from .errors import ConfigError
+from .models import CallRequest, CallResult, EndReason, TranscriptEntry, pick_language, utc_now_iso
+from .transcript import TranscriptRecorder
+
+AGENT, DISCONNECT, STOP = "agent", "disconnect", "stop"
+#: How long to wait for the SDK to close its side after we ended the call.
+CLOSE_GRACE_S = 2.0
+
+
+@dataclass
+class Connection:
+    """What the SDK needs to reach an agent: a client, the agent id and whether to sign."""
+
+    client: ElevenLabs
+    agent_id: str
+    requires_auth: bool = False
+
+
+def connect(request: CallRequest, base_url: str | None = None) -> Connection:
+    """Build the SDK client for the request's backend. Raises ConfigError before anything is sent."""
+    if request.backend == "local":
+        url = base_url or settings.get("VOICELAB_LOCAL_URL")
+        if not url:
+            raise ConfigError("the local backend's URL is unknown: start one with voicelab.LocalBackend() "
+                              "(or `voicelab serve`) and pass its base_url, or set VOICELAB_LOCAL_URL")
+        # No key on the local backend: the SDK then sends no xi-api-key header at all.
+        return Connection(ElevenLabs(base_url=url, api_key=None), request.agent.id)
+    key = settings.api_key()
+    agent_id = request.agent.elevenlabs_agent_id or settings.get("ELEVENLABS_AGENT_ID")
+    if not agent_id:
+        raise ConfigError(f"agent '{request.agent.id}' has no hosted agent id: set elevenlabs_agent_id in "
+                          "its agent file or the ELEVENLABS_AGENT_ID environment variable")
+    client = ElevenLabs(base_url=base_url or settings.hosted_base_url(), api_key=key)
+    requires_auth = (settings.get("ELEVENLABS_REQUIRES_AUTH", "false") or "").lower() in ("1", "true", "yes")
+    return Connection(client, agent_id, requires_auth)
+
+
+def initiation_data(request: CallRequest) -> ConversationInitiationData:
+    """Dynamic variables always; overrides only for the fields the agent spec lists."""
+    persona, agent = request.persona, request.agent
+    variables = dict(persona.variables)
+    override: dict[str, Any] = {}
+    agent_part: dict[str, Any] = {}
+    if "prompt" in agent.overrides:
+        agent_part["prompt"] = {"prompt": render(agent.prompt, variables)}
+    if "first_message" in agent.overrides:
+        agent_part["first_message"] = render(pick_language(agent.first_message, persona.language), variables)
+    if "language" in agent.overrides:
+        agent_part["language"] = persona.language
+    if agent_part:
+        override["agent"] = agent_part
+    return ConversationInitiationData(dynamic_variables=variables, conversation_config_override=override)
+
+
+def describe_disconnect(details: DisconnectionDetails) -> tuple[EndReason, str | None]:
+    """Map the SDK's DisconnectionDetails to an end reason and a readable error."""
+    if details.reason == "agent":
+        return "agent_ended", None
+    if details.reason == "user":
+        return "caller_ended", None
+    if details.close_code == 1006:
+        return "disconnected", "the connection dropped mid-call (no close frame, code 1006)"
+    if details.close_code is not None:
+        return "error", f"the backend closed the call with code {details.close_code}: {details.close_reason}"
+    return "error", f"the call failed: {details.message or 'connection error'}"
+
+
+class _Dialogue:
+    """The decisions of a call, independent of sync/async I/O."""
+
+    def __init__(self, request: CallRequest, caller: Caller | None, recorder: TranscriptRecorder) -> None:
+        self.request = request
+        self.caller = caller
+        self.recorder = recorder
+        self.context = render(request.agent.context, request.persona.variables) if request.agent.context else None
+        self.context_sent = False
+        self.end_reason: EndReason | None = None
+        self.error: str | None = None
+        self.ended_at: float | None = None
+        self.conversation_id: str | None = None
+        self.started_at = utc_now_iso()
+
+    def finish(self, reason: EndReason, error: str | None = None) -> None:
+        if self.end_reason is None:
+            self.end_reason, self.error = reason, error
+            self.ended_at = self.recorder.elapsed()
+
+    def handle(self, kind: str, payload: Any) -> tuple[str | None, list[str]]:
+        """Take one event; return (a contextual update to send first, what the caller says)."""
+        if kind == DISCONNECT:
+            self.finish(*describe_disconnect(payload))
+        elif kind == STOP:
+            self.finish(payload or "caller_ended")
+        elif kind == AGENT:
+            text, at = payload
+            self.recorder.add("agent", text, at=at)
+            context = None
+            if self.context and not self.context_sent:
+                self.context_sent, context = True, self.context
+            if self.caller is None:
+                return context, []
+            action = self.caller.on_agent_turn(text)
+            if action.hang_up:
+                # The goodbye still goes out; the end time is when the caller decided to hang up.
+                self.finish("caller_ended")
+            return context, action.say
+        return None, []
+
+    def result(self) -> CallResult:
+        transcript = self.recorder.entries()
+        reason: EndReason = self.end_reason or "error"
+        failed = reason in ("error", "disconnected", "cancelled")
+        status = "failed" if failed else "completed"
+        duration = round(self.ended_at if self.ended_at is not None else self.recorder.elapsed(), 3)
+        req = self.request
+        checks = evaluate.checks(req.persona.expect, transcript, duration_s=duration, end_reason=reason)
+        return CallResult(
+            conversation_id=self.conversation_id, status=status, duration_seconds=duration,
+            transcript=transcript, run_id=req.run_id, call_id=req.call_id, persona_id=req.persona.id,
+            agent_id=req.agent.id, backend=req.backend, caller=req.caller, mode=req.mode,
+            started_at=self.started_at, end_reason=reason, error=self.error,
+            metrics=evaluate.metrics(transcript, self.recorder.interruptions), checks=checks,
+            success=evaluate.success(status, checks),
+        )
+
+
+class Call:
+    """One conversation: persona x agent x backend x caller x mode -> CallResult."""
+
+    def __init__(self, request: CallRequest, *, base_url: str | None = None, caller: Caller | None = None,
+                 on_entry: Callable[[TranscriptEntry], None] | None = None) -> None:
+        self.request = request
+        self.base_url = base_url
+        self.caller = caller if caller is not None else caller_for(request.persona, request.caller)
+        self.recorder = TranscriptRecorder(on_entry=on_entry)
+        self.dialogue = _Dialogue(request, self.caller, self.recorder)
+        self._events: queue.Queue = queue.Queue()
+        self._conversation: Conversation | None = None
+        self._driver: threading.Thread | None = None
+        self._result: CallResult | None = None
+
+    @property
+    def transcript(self) -> list[TranscriptEntry]:
+        return self.recorder.entries()
+
+    # ------------------------------------------------------------------ sync (notebooks)
+
+    def start(self) -> None:
+        """Connect and start the conversation in the background; returns at once."""
+        connection = connect(self.request, self.base_url)
+        self._conversation = Conversation(
+            connection.client, connection.agent_id, requires_auth=connection.requires_auth,
+            config=initiation_data(self.request),
+            callback_agent_response=lambda text: self._events.put((AGENT, (text, self.recorder.elapsed()))),
+            callback_disconnect=lambda details: self._events.put((DISCONNECT, details)),
+        )
+        self.dialogue.started_at = utc_now_iso()
+        self.recorder.restart_clock()
+        try:
+            self._conversation.start_session()
+        except Exception as exc:  # signed URL refused and the like: the call failed before it began
+            self.dialogue.finish("error", f"could not start the call: {exc}")
+        self._driver = threading.Thread(target=self._drive, name=f"voicelab-call-{self.request.persona.id}",
+                                        daemon=True)
+        self._driver.start()
+
+    def send(self, text: str) -> None:
+        """Say something as the caller (a human typing in the console)."""
+        if self._conversation is None or self.dialogue.end_reason is not None:
+            raise ConfigError("the call is not running: start it first")
+        at = self.recorder.elapsed()
+        self._conversation.send_user_message(text)
+        self.recorder.add("user", text, at=at)
+
+    def stop(self) -> None:
+        """Hang up as the caller."""
+        self._events.put((STOP, "caller_ended"))
+
+    def wait(self) -> CallResult:
+        if self._driver is None:
+            raise ConfigError("the call was never started")
+        self._driver.join()
+        assert self._result is not None
+        return self._result
+
+    def run(self) -> CallResult:
+        self.start()
+        return self.wait()
+
+    def _drive(self) -> None:
+        dialogue, conv = self.dialogue, self._conversation
+        assert conv is not None
+        deadline = time.monotonic() + self.request.max_duration_s
+        while dialogue.end_reason is None:
+            try:
+                kind, payload = self._events.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                dialogue.finish("timeout")
+                break
+            context, say = dialogue.handle(kind, payload)
+            if context:
+                with contextlib.suppress(Exception):
+                    conv.send_contextual_update(context)
+            for text in say:
+                at = self.recorder.elapsed()
+                try:
+                    conv.send_user_message(text)
+                except Exception:
+                    break  # the agent hung up meanwhile; its disconnect event follows
+                self.recorder.add("user", text, at=at)
+        conv.end_session()
+        if conv._thread is not None:
+            conv._thread.join(CLOSE_GRACE_S)
+        dialogue.conversation_id = conv._conversation_id
+        self._result = dialogue.result()
+
+    # ------------------------------------------------------------------ async (batches)
+
+    async def arun(self) -> CallResult:
+        """Place the call on the running loop. Cancelling it ends the call as `cancelled`."""
+        dialogue = self.dialogue
+        events: asyncio.Queue = asyncio.Queue()
+        connection = connect(self.request, self.base_url)
+
+        async def on_agent(text: str) -> None:
+            events.put_nowait((AGENT, (text, self.recorder.elapsed())))
+
+        async def on_disconnect(details: DisconnectionDetails) -> None:
+            events.put_nowait((DISCONNECT, details))
+
+        conv = AsyncConversation(
+            connection.client, connection.agent_id, requires_auth=connection.requires_auth,
+            config=initiation_data(self.request),
+            # One ClientTools on the batch's loop, not a thread and loop per call.
+            client_tools=ClientTools(loop=asyncio.get_running_loop()),
+            callback_agent_response=on_agent, callback_disconnect=on_disconnect,
+        )
+        dialogue.started_at = utc_now_iso()
+        self.recorder.restart_clock()
+        try:
+            await conv.start_session()
+            await self._adrive(conv, events)
+        except asyncio.CancelledError:
+            dialogue.finish("cancelled", "the run was interrupted while this call was in progress")
+        except Exception as exc:
+            dialogue.finish("error", f"could not start the call: {exc}")
+        await self._aclose(conv)
+        dialogue.conversation_id = conv._conversation_id
+        self._result = dialogue.result()
+        return self._result
+
+    async def _adrive(self, conv: AsyncConversation, events: asyncio.Queue) -> None:
+        dialogue = self.dialogue
+        deadline = time.monotonic() + self.request.max_duration_s
+        while dialogue.end_reason is None:
+            try:
+                kind, payload = await asyncio.wait_for(events.get(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                dialogue.finish("timeout")
+                break
+            context, say = dialogue.handle(kind, payload)
+            if context:
+                with contextlib.suppress(Exception):
+                    await conv.send_contextual_update(context)
+            for text in say:
+                at = self.recorder.elapsed()
+                try:
+                    await conv.send_user_message(text)
+                except Exception:
+                    break  # the agent hung up meanwhile; its disconnect event follows
+                self.recorder.add("user", text, at=at)
+
+    async def _aclose(self, conv: AsyncConversation) -> None:
+        with contextlib.suppress(Exception):
+            await conv.end_session()
+        if conv._task is not None and not conv._task.done():
+            # The SDK's receive loop re-checks its stop flag only every 0.5 s; don't hold the
+            # batch slot for that: cancel it, which closes the socket.
+            conv._task.cancel()
+        if conv._task is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(conv._task, CLOSE_GRACE_S)

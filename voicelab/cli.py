@@ -1,0 +1,193 @@
+"""`voicelab` on the command line: personas, call, run, report, serve.
+
+Every VoiceLabError is printed as one readable line and exits with status 2; no tracebacks for
+mistakes a user can fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+import textwrap
+from collections.abc import Iterator
+
+from .errors import VoiceLabError
+
+EPILOG_PERSONAS = """example:
+  voicelab personas
+  voicelab personas --personas datasets/personas/chargeback.yaml"""
+EPILOG_CALL = """examples:
+  voicelab call --persona anna-double-charge
+  voicelab call --persona jonas-de-entwickler --json > result.json
+  ELEVENLABS_API_KEY=... ELEVENLABS_AGENT_ID=... voicelab call --persona anna-double-charge --backend elevenlabs"""
+EPILOG_SERVE = """example:
+  voicelab serve --port 8765          # then: ElevenLabs(base_url="http://127.0.0.1:8765")"""
+
+
+def _add_dataset_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--personas", default="datasets/personas", metavar="PATH",
+                   help="a persona YAML file or a folder of them (default: %(default)s)")
+    p.add_argument("--agents", default="datasets/agents", metavar="DIR",
+                   help="folder of agent spec YAML files (default: %(default)s)")
+
+
+def _add_backend_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["local", "elevenlabs"], default="local",
+                   help="local: the embedded offline backend (default); elevenlabs: the hosted platform, "
+                        "needs ELEVENLABS_API_KEY in the environment or .env")
+    p.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",
+                   help="local backend only: the agent's thinking time before each answer (default: 0)")
+    p.add_argument("--max-duration", type=float, default=60.0, metavar="S",
+                   help="end a call with end_reason timeout after this many seconds, unless the persona "
+                        "sets caller.timeout_s (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voicelab",
+        description="Test ElevenLabs voice agents with personas: single calls, batches and reports. "
+                    "Runs offline against an embedded ElevenLabs-compatible backend by default.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = sub.add_parser("personas", help="list and validate personas", epilog=EPILOG_PERSONAS,
+                       formatter_class=fmt,
+                       description="Load every persona and agent file, check them against each other, "
+                                   "and list the personas. Exits 2 with the file, persona and field "
+                                   "of the first problem.")
+    _add_dataset_args(p)
+
+    p = sub.add_parser("call", help="place one call and print its transcript and verdict", epilog=EPILOG_CALL,
+                       formatter_class=fmt,
+                       description="Place one text-mode call from a persona (played by the scripted caller) "
+                                   "to its agent, then print the transcript, checks and verdict.")
+    p.add_argument("--persona", required=True, metavar="ID", help="persona id (see `voicelab personas`)")
+    _add_dataset_args(p)
+    _add_backend_args(p)
+    p.add_argument("--json", action="store_true", help="print the CallResult as JSON instead")
+
+    p = sub.add_parser("serve", help="run the local ElevenLabs-compatible backend", epilog=EPILOG_SERVE,
+                       formatter_class=fmt,
+                       description="Serve the agent specs over the ElevenLabs REST and websocket API on "
+                                   "one port, until Ctrl+C. Prints the base URL to give the SDK.")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
+    p.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default: %(default)s)")
+    p.add_argument("--agents", default="datasets/agents", metavar="DIR",
+                   help="folder of agent spec YAML files (default: %(default)s)")
+    p.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",
+                   help="the agent's thinking time before each answer (default: 0)")
+    return parser
+
+
+@contextlib.contextmanager
+def local_backend(args: argparse.Namespace, agents: dict) -> Iterator[str | None]:
+    """An in-process local backend for the command, or None for the hosted platform."""
+    if args.backend != "local":
+        yield None
+        return
+    from .local import LocalBackend
+
+    backend = LocalBackend(agents, latency_s=args.latency_ms / 1000)
+    backend.start()
+    try:
+        yield backend.base_url
+    finally:
+        backend.stop()
+
+
+def cmd_personas(args: argparse.Namespace) -> int:
+    from .datasets import load_dataset
+
+    ds = load_dataset(args.personas, args.agents)
+    print(f"{len(ds.personas)} personas for {len(ds.agents)} agents, all valid\n")
+    print(f"{'id':32} {'agent':20} {'lang':4} {'style':13} summary")
+    for p in ds.personas.values():
+        summary = textwrap.shorten(p.summary, 60)
+        print(f"{p.id:32} {p.agent:20} {p.language:4} {p.caller.style:13} {summary}")
+    return 0
+
+
+def format_result(result, persona_name: str = "") -> str:  # noqa: ANN001 - CallResult
+    """A readable transcript with the verdict, for terminals and logs."""
+    from .evaluate import percentile
+
+    lines = [f"Call {result.persona_id} -> {result.agent_id} "
+             f"({result.backend}, {result.caller}, {result.mode}){'  ' + persona_name if persona_name else ''}"]
+    for e in result.transcript:
+        who = "agent" if e.speaker == "agent" else "user "
+        body = textwrap.fill(e.text, 88, subsequent_indent=" " * 17)
+        lines.append(f"  {e.timestamp:6.2f}s  {who}  {body}")
+    lat = result.metrics.response_latency_ms
+    lat_text = f", latency p50 {percentile(lat, 50):.0f} ms / p95 {percentile(lat, 95):.0f} ms" if lat else ""
+    lines.append("")
+    lines.append(f"Ended: {result.end_reason} after {result.duration_seconds:.1f} s, status {result.status}, "
+                 f"{result.metrics.turns} turns{lat_text}")
+    if result.error:
+        lines.append(f"Error: {result.error}")
+    for c in result.checks:
+        lines.append(f"  [{'pass' if c.passed else 'FAIL'}] {c.name}: {c.detail}")
+    lines.append(f"Verdict: {'PASS' if result.success else 'FAIL'}")
+    return "\n".join(lines)
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    from .call import Call
+    from .datasets import load_dataset
+    from .models import CallRequest
+
+    ds = load_dataset(args.personas, args.agents)
+    persona = ds.persona(args.persona)
+    request = CallRequest(persona=persona, agent=ds.agent_for(persona), backend=args.backend,
+                          max_duration_s=persona.caller.timeout_s or args.max_duration)
+    with local_backend(args, ds.agents) as base_url:
+        result = Call(request, base_url=base_url).run()
+    if args.json:
+        print(json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    else:
+        print(format_result(result, persona.name))
+    return 0 if result.success else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .datasets import load_agents
+    from .local import LocalBackend
+
+    backend = LocalBackend(load_agents(args.agents), host=args.host, port=args.port,
+                           latency_s=args.latency_ms / 1000)
+
+    async def main() -> None:
+        url = await backend.astart()
+        print(f"voicelab local backend at {url} serving agents: {', '.join(sorted(backend.agents))}",
+              flush=True)
+        print(f"  use it with: ElevenLabs(base_url=\"{url}\")  (Ctrl+C stops)", flush=True)
+        await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+    return 0
+
+
+COMMANDS = {"personas": cmd_personas, "call": cmd_call, "serve": cmd_serve}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except VoiceLabError as exc:
+        print(f"voicelab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("voicelab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

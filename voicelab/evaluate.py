@@ -1,0 +1,76 @@
+"""Expectations -> named checks -> success, and a call's metrics. Pure functions of a result.
+
+A call succeeds only when it completed and every check passed, so "no expectations" never hides
+a broken call.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .models import Check, EndReason, Expectations, Metrics, TranscriptEntry
+
+#: `any` means the call ended properly (someone hung up), not by timeout or error.
+ENDED_BY = {"agent": {"agent_ended"}, "caller": {"caller_ended"}, "any": {"agent_ended", "caller_ended"}}
+
+
+def says(text: str, phrase: str) -> bool:
+    """Case-insensitive phrase match on word boundaries, so "PIN" does not match "shopping"."""
+    pattern = re.escape(phrase.lower())
+    if phrase[:1].isalnum():
+        pattern = r"\b" + pattern
+    if phrase[-1:].isalnum():
+        pattern += r"\b"
+    return re.search(pattern, text.lower()) is not None
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile (like numpy's default); NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q / 100
+    lo = int(k)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def metrics(transcript: list[TranscriptEntry], interruptions: int = 0) -> Metrics:
+    agent = [t for t in transcript if t.speaker == "agent"]
+    return Metrics(
+        turns=len(transcript),
+        agent_turns=len(agent),
+        user_turns=len(transcript) - len(agent),
+        response_latency_ms=[t.latency_ms for t in agent if t.latency_ms is not None],
+        interruptions=interruptions,
+    )
+
+
+def checks(expect: Expectations, transcript: list[TranscriptEntry], *, duration_s: float,
+           end_reason: EndReason) -> list[Check]:
+    agent_text = [t.text for t in transcript if t.speaker == "agent"]
+    out: list[Check] = []
+    for phrase in expect.agent_says:
+        hit = next((i for i, text in enumerate(agent_text) if says(text, phrase)), None)
+        out.append(Check(name=f"agent_says: {phrase}", passed=hit is not None,
+                         detail=f"said in agent turn {hit + 1}" if hit is not None
+                         else f"not said in any of {len(agent_text)} agent turns"))
+    for phrase in expect.agent_never_says:
+        hit = next((i for i, text in enumerate(agent_text) if says(text, phrase)), None)
+        out.append(Check(name=f"agent_never_says: {phrase}", passed=hit is None,
+                         detail="never said" if hit is None else f"said in agent turn {hit + 1}"))
+    if expect.max_duration_s is not None:
+        out.append(Check(name="max_duration_s", passed=duration_s <= expect.max_duration_s,
+                         detail=f"{duration_s:.1f} s (limit {expect.max_duration_s:g} s)"))
+    if expect.min_turns is not None:
+        out.append(Check(name="min_turns", passed=len(transcript) >= expect.min_turns,
+                         detail=f"{len(transcript)} turns (at least {expect.min_turns})"))
+    if expect.ended_by is not None:
+        passed = end_reason in ENDED_BY[expect.ended_by]
+        out.append(Check(name=f"ended_by: {expect.ended_by}", passed=passed,
+                         detail=f"end reason: {end_reason}"))
+    return out
+
+
+def success(status: str, results: list[Check]) -> bool:
+    return status == "completed" and all(c.passed for c in results)

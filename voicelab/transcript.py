@@ -1,0 +1,56 @@
+"""TranscriptRecorder: the one place a call's turns are written, from any thread.
+
+The SDK delivers agent turns on its own thread (sync) or task (async), while the caller's turns
+are sent from the driver or a notebook widget; one lock keeps the list, the clock and the turn
+timing consistent whatever the interleaving.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from .models import Speaker, TranscriptEntry
+
+
+class TranscriptRecorder:
+    def __init__(self, on_entry: Callable[[TranscriptEntry], None] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[TranscriptEntry] = []
+        self._t0 = time.monotonic()
+        self._on_entry = on_entry
+        self.interruptions = 0
+
+    def restart_clock(self) -> None:
+        """Make 'now' the call's time zero (called just before the SDK connects)."""
+        with self._lock:
+            self._t0 = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._t0
+
+    def add(self, speaker: Speaker, text: str, at: float | None = None) -> TranscriptEntry:
+        """Record a turn (now, or at `at` s from the start, a time taken when it really happened);
+        an agent turn answering a user turn gets its response latency."""
+        with self._lock:
+            now = (time.monotonic() - self._t0) if at is None else at
+            last = self._entries[-1] if self._entries else None
+            latency = None
+            if speaker == "agent" and last is not None and last.speaker == "user":
+                latency = round((now - last.timestamp) * 1000, 1)
+            if speaker == "user" and last is not None and last.speaker == "user":
+                self.interruptions += 1  # talked again before the agent answered
+            entry = TranscriptEntry(speaker=speaker, text=text, timestamp=round(now, 3), latency_ms=latency)
+            self._entries.append(entry)
+        if self._on_entry is not None:
+            self._on_entry(entry)
+        return entry
+
+    def entries(self) -> list[TranscriptEntry]:
+        with self._lock:
+            return list(self._entries)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)

@@ -1,3 +1,37 @@
-"""voicelab: test ElevenLabs voice agents with personas, from notebooks and batches."""
+"""voicelab: test ElevenLabs voice agents with personas, from notebooks and batches.
+
+The names below are the public API; heavier parts (pandas, matplotlib, papermill) load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Call": "call", "CallRequest": "models", "CallResult": "models", "Persona": "models", "AgentSpec": "models",
+    "load_dataset": "datasets", "LocalBackend": "local", "Fault": "local", "run_batch": "batch",
+    "resume_batch": "batch", "load_runs": "tables", "build_report": "report", "RunStore": "store",
+    "VoiceLabError": "errors",
+}
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .batch import resume_batch, run_batch
+    from .call import Call
+    from .datasets import load_dataset
+    from .errors import VoiceLabError
+    from .local import Fault, LocalBackend
+    from .models import AgentSpec, CallRequest, CallResult, Persona
+    from .report import build_report
+    from .store import RunStore
+    from .tables import load_runs
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'voicelab' has no attribute {name!r}")

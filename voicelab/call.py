@@ -275,6 +275,9 @@ class Call:
             await self._adrive(conv, events)
         except asyncio.CancelledError:
             dialogue.finish("cancelled", "the run was interrupted while this call was in progress")
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # we handled it: closing the call below must still be able to await
         except Exception as exc:
             dialogue.finish("error", f"could not start the call: {exc}")
         await self._aclose(conv)

@@ -24,6 +24,13 @@ EPILOG_CALL = """examples:
   voicelab call --persona anna-double-charge
   voicelab call --persona jonas-de-entwickler --json > result.json
   ELEVENLABS_API_KEY=... ELEVENLABS_AGENT_ID=... voicelab call --persona anna-double-charge --backend elevenlabs"""
+EPILOG_RUN = """examples:
+  voicelab run                                   # every persona once, then reports/<run_id>.html
+  voicelab run --repeats 3 --concurrency 16 --latency-ms 300
+  voicelab run --agent chargeback --run-id nightly-1
+  voicelab run --resume nightly-1                # place only the calls without a result yet"""
+EPILOG_REPORT = """example:
+  voicelab report run-20261121-101500            # writes reports/run-20261121-101500.html"""
 EPILOG_SERVE = """example:
   voicelab serve --port 8765          # then: ElevenLabs(base_url="http://127.0.0.1:8765")"""
 
@@ -71,6 +78,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset_args(p)
     _add_backend_args(p)
     p.add_argument("--json", action="store_true", help="print the CallResult as JSON instead")
+
+    p = sub.add_parser("run", help="run a batch of persona calls and write its report", epilog=EPILOG_RUN,
+                       formatter_class=fmt,
+                       description="Call every chosen persona (x repeats) with bounded concurrency, store each "
+                                   "result in runs/<run_id>/ as it finishes, print a summary and write the "
+                                   "HTML report. Ctrl+C stops cleanly; --resume continues.")
+    _add_dataset_args(p)
+    p.add_argument("--persona", nargs="+", metavar="ID", help="only these personas (default: all)")
+    p.add_argument("--agent", metavar="ID", help="only personas that call this agent")
+    p.add_argument("--repeats", type=int, default=1, metavar="N", help="calls per persona (default: 1)")
+    p.add_argument("--concurrency", type=int, default=8, metavar="N", help="calls at once (default: 8)")
+    _add_backend_args(p)
+    p.add_argument("--run-id", metavar="ID", help="name of the run (default: run-<UTC timestamp>)")
+    p.add_argument("--resume", metavar="RUN_ID", help="continue a stored run: place only missing calls")
+    p.add_argument("--runs", default="runs", metavar="DIR", help="where runs are stored (default: runs)")
+    p.add_argument("--reports", default="reports", metavar="DIR", help="where reports go (default: reports)")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+
+    p = sub.add_parser("report", help="write the HTML report of a stored run", epilog=EPILOG_REPORT,
+                       formatter_class=fmt,
+                       description="Execute notebooks/report.ipynb for a stored run with papermill and convert "
+                                   "it to a self-contained HTML file (no code, charts embedded).")
+    p.add_argument("run_id", metavar="RUN_ID", help="a run id under --runs (or a run folder)")
+    p.add_argument("--runs", default="runs", metavar="DIR", help="where runs are stored (default: runs)")
+    p.add_argument("--reports", default="reports", metavar="DIR", help="where reports go (default: reports)")
 
     p = sub.add_parser("serve", help="run the local ElevenLabs-compatible backend", epilog=EPILOG_SERVE,
                        formatter_class=fmt,
@@ -173,7 +205,57 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"personas": cmd_personas, "call": cmd_call, "serve": cmd_serve}
+def summary_text(tables) -> str:  # noqa: ANN001 - voicelab.tables.Tables
+    """One screen: KPIs, then one line per persona."""
+    k = tables.kpis()
+    calls = tables.calls
+    lines = [f"{k['calls']} calls, {k['success_rate']:.0%} succeeded, {k['failed_calls']} failed; "
+             f"median duration {k['median_duration_s']:.1f} s; latency p50 {k['latency_p50_ms']:.0f} ms, "
+             f"p95 {k['latency_p95_ms']:.0f} ms", ""]
+    if len(calls):
+        lines.append(f"  {'persona':32} {'passed':>7} {'median s':>9}  failed checks")
+        for persona_id, group in calls.groupby("persona_id"):
+            failed = sorted({n for cell in group["failed_checks"] for n in cell.split(", ") if n})
+            lines.append(f"  {persona_id:32} {int(group['success'].sum()):>3}/{len(group):<3} "
+                         f"{group['duration_s'].median():>9.1f}  {textwrap.shorten(', '.join(failed), 60) or '-'}")
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .batch import resume_batch, run_batch
+    from .report import build_report
+    from .tables import load_runs
+
+    if args.resume:
+        outcome = resume_batch(args.resume, runs_root=args.runs)
+    else:
+        outcome = run_batch(args.personas, args.agents, persona_ids=args.persona, agent=args.agent,
+                            repeats=args.repeats, concurrency=args.concurrency, backend=args.backend,
+                            run_id=args.run_id, latency_ms=args.latency_ms, max_duration_s=args.max_duration,
+                            runs_root=args.runs)
+    run_id = outcome.run.run_id
+    print(f"\nrun {run_id}: {outcome.run.path}")
+    tables = load_runs(run_id, root=args.runs)
+    print(summary_text(tables))
+    if outcome.interrupted:
+        print(f"\ninterrupted: what finished is stored; continue with `voicelab run --resume {run_id}`")
+        return 130
+    if not args.no_report:
+        print("\nwriting the report ...", flush=True)
+        path = build_report(run_id, runs_root=args.runs, reports_dir=args.reports)
+        print(f"report: {path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    path = build_report(args.run_id, runs_root=args.runs, reports_dir=args.reports)
+    print(f"report: {path}")
+    return 0
+
+
+COMMANDS = {"personas": cmd_personas, "call": cmd_call, "run": cmd_run, "report": cmd_report, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -241,6 +241,8 @@ class RunManifest(BaseModel):
 
     run_id: str
     personas: list[str]
+    #: name, agent, style and language of each persona, so tables need no persona files.
+    persona_info: dict[str, dict[str, str]] = Field(default_factory=dict)
     agent: str | None = None
     backend: Backend = "local"
     caller: CallerKind = "scripted"
@@ -248,6 +250,7 @@ class RunManifest(BaseModel):
     repeats: int = 1
     concurrency: int = 4
     max_duration_s: float = 60.0
+    latency_ms: float = 0.0
     personas_path: str | None = None
     agents_path: str | None = None
     voicelab_version: str = ""

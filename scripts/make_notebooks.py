@@ -1,0 +1,81 @@
+"""Regenerate notebooks/batch.ipynb and notebooks/report.ipynb (thin: parameters + voicelab calls).
+
+Run after changing the cells below: python scripts/make_notebooks.py
+"""
+
+from pathlib import Path
+
+import nbformat as nbf
+
+HERE = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def notebook(cells: list) -> nbf.NotebookNode:
+    nb = nbf.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = cells
+    return nb
+
+
+def params(source: str) -> nbf.NotebookNode:
+    cell = nbf.v4.new_code_cell(source)
+    cell.metadata["tags"] = ["parameters"]
+    return cell
+
+
+code, md = nbf.v4.new_code_cell, nbf.v4.new_markdown_cell
+
+report = notebook([
+    params('run_dir = "runs/example"  # the run folder to report on (papermill sets it)'),
+    code("from IPython.display import HTML, display\n\n"
+         "from voicelab import charts, report\n"
+         "from voicelab.tables import load_runs\n\n"
+         "tables = load_runs(run_dir)\n"
+         "display(HTML(report.header_html(tables)))"),
+    md("## Failures\nCalls that did not succeed, and why."),
+    code("display(HTML(report.failures_html(tables)))"),
+    md("## Charts"),
+    code("for chart in charts.ALL:\n"
+         "    display(charts.png(chart(tables.turns if chart is charts.latency_distribution else tables.calls)))"),
+    md("## Calls"),
+    code("display(HTML(report.calls_html(tables)))"),
+    md("## Transcripts\nOne section per persona; open it to read every call."),
+    code("display(HTML(report.transcripts_html(tables)))"),
+])
+
+batch = notebook([
+    md("# Persona batch\nRuns every chosen persona against its agent (the local backend by default), "
+       "then shows the tables and charts. Secrets never go here: set `ELEVENLABS_API_KEY` in the "
+       "environment or `.env` for the hosted backend."),
+    params('personas = "datasets/personas"   # a persona file or folder\n'
+           'agents = "datasets/agents"\n'
+           "persona_ids = []                  # empty: every persona (of `agent`, if set)\n"
+           "agent = None                      # e.g. \"chargeback\"\n"
+           'backend = "local"                 # local | elevenlabs\n'
+           'caller = "scripted"\n'
+           'mode = "text"\n'
+           "repeats = 2\n"
+           "concurrency = 8\n"
+           "latency_ms = 0                    # local backend: agent thinking time per turn\n"
+           "run_id = None                     # None: a new timestamped id\n"
+           'runs_root = "runs"'),
+    code("from IPython.display import HTML, display\n\n"
+         "from voicelab import charts, report\n"
+         "from voicelab.batch import run_batch\n"
+         "from voicelab.tables import load_runs\n\n"
+         "outcome = run_batch(personas, agents, persona_ids=persona_ids or None, agent=agent, repeats=repeats,\n"
+         "                    concurrency=concurrency, backend=backend, caller=caller, mode=mode,\n"
+         "                    run_id=run_id, latency_ms=latency_ms, runs_root=runs_root)\n"
+         "tables = load_runs(outcome.run.run_id, root=runs_root)\n"
+         "display(HTML(report.header_html(tables)))"),
+    code("tables.calls"),
+    code("for chart in charts.ALL:\n"
+         "    display(charts.png(chart(tables.turns if chart is charts.latency_distribution else tables.calls)))"),
+    code("display(HTML(report.failures_html(tables)))\n"
+         "print('run folder:', outcome.run.path)"),
+])
+
+HERE.mkdir(exist_ok=True)
+nbf.write(report, HERE / "report.ipynb")
+nbf.write(batch, HERE / "batch.ipynb")
+print("wrote", HERE / "report.ipynb", HERE / "batch.ipynb")

@@ -1,0 +1,120 @@
+"""Tables -> matplotlib Figures. Pure functions; they never call plt.show().
+
+Figures are built with the object API (no pyplot state), so they are safe in threads and batch
+processes; a notebook shows them with `display(fig)`.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .evaluate import percentile
+
+PASS, FAIL, NEUTRAL = "#2e7d32", "#c62828", "#1565c0"
+
+
+def _empty(fig: Figure, title: str, message: str) -> Figure:
+    ax = fig.add_subplot()
+    ax.set_title(title, loc="left", fontweight="bold")
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#555")
+    ax.set_axis_off()
+    return fig
+
+
+def _height(n: int) -> float:
+    return max(2.5, 0.38 * n + 1.3)
+
+
+def success_by_persona(calls: pd.DataFrame) -> Figure:
+    """Share of successful calls per persona, worst first, with the number of calls."""
+    title = "Success rate by persona"
+    if calls.empty:
+        return _empty(Figure(figsize=(8, 2.5)), title, "no calls")
+    grouped = calls.groupby("persona_id")["success"].agg(["mean", "count"]).sort_values(["mean", "count"])
+    fig = Figure(figsize=(8, _height(len(grouped))), layout="constrained")
+    ax = fig.add_subplot()
+    colors = [PASS if rate == 1 else (FAIL if rate == 0 else "#f9a825") for rate in grouped["mean"]]
+    bars = ax.barh(grouped.index, grouped["mean"] * 100, color=colors)
+    for bar, rate, count in zip(bars, grouped["mean"], grouped["count"], strict=True):
+        ax.text(min(bar.get_width() + 1, 101), bar.get_y() + bar.get_height() / 2,
+                f"{rate:.0%} of {count}", va="center", fontsize=8)
+    ax.set_xlim(0, 115)
+    ax.set_xlabel("successful calls (%)")
+    ax.set_title(title, loc="left", fontweight="bold")
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
+def duration_by_persona(calls: pd.DataFrame) -> Figure:
+    """Distribution of call durations per persona (box plus every call as a dot)."""
+    title = "Call duration by persona"
+    if calls.empty:
+        return _empty(Figure(figsize=(8, 2.5)), title, "no calls")
+    order = calls.groupby("persona_id")["duration_s"].median().sort_values().index.tolist()
+    data = [calls.loc[calls["persona_id"] == p, "duration_s"].to_numpy() for p in order]
+    fig = Figure(figsize=(8, _height(len(order))), layout="constrained")
+    ax = fig.add_subplot()
+    ax.boxplot(data, vert=False, tick_labels=order, widths=0.6, showfliers=False,
+               medianprops={"color": NEUTRAL})
+    for i, values in enumerate(data, 1):
+        ok = calls.loc[calls["persona_id"] == order[i - 1], "success"].to_numpy()
+        ax.scatter(values, [i] * len(values), s=12, alpha=0.7, zorder=3,
+                   c=[PASS if s else FAIL for s in ok])
+    ax.set_xlabel("duration (s); dots: calls, green passed, red failed")
+    ax.set_title(title, loc="left", fontweight="bold")
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
+def latency_distribution(turns: pd.DataFrame) -> Figure:
+    """Histogram of per-turn agent response latency, with p50 and p95 marked."""
+    title = "Agent response latency per turn"
+    values = turns["latency_ms"].dropna().tolist() if not turns.empty else []
+    fig = Figure(figsize=(8, 3.5), layout="constrained")
+    if not values:
+        return _empty(fig, title, "no agent turns that answered the caller")
+    ax = fig.add_subplot()
+    ax.hist(values, bins=min(40, max(5, len(values) // 5)), color="#90a4ae", edgecolor="white")
+    for q, style in ((50, "-"), (95, "--")):
+        v = percentile(values, q)
+        ax.axvline(v, color=NEUTRAL if q == 50 else FAIL, linestyle=style, linewidth=1.5)
+        ax.text(v, ax.get_ylim()[1] * 0.95, f" p{q} {v:.0f} ms", color=NEUTRAL if q == 50 else FAIL,
+                va="top", fontsize=9)
+    ax.set_xlabel("response latency (ms): caller's turn to the agent's answer")
+    ax.set_ylabel("agent turns")
+    ax.set_title(title, loc="left", fontweight="bold")
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
+def failed_checks(calls: pd.DataFrame, top: int = 12) -> Figure:
+    """The checks that failed most often, across all calls."""
+    title = "Checks failed most often"
+    names = [n.strip() for cell in calls.get("failed_checks", pd.Series(dtype=str)).fillna("")
+             for n in cell.split(",") if n.strip()]
+    if not names:
+        return _empty(Figure(figsize=(8, 2.2)), title, "no failed checks")
+    counts = pd.Series(names).value_counts().head(top).sort_values()
+    fig = Figure(figsize=(8, _height(len(counts))), layout="constrained")
+    ax = fig.add_subplot()
+    ax.barh(counts.index, counts.to_numpy(), color=FAIL)
+    ax.set_xlabel("calls where the check failed")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_title(title, loc="left", fontweight="bold")
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
+def png(fig: Figure, dpi: int = 100):  # noqa: ANN201 - IPython.display.Image
+    """A figure as an embedded PNG for notebooks: works whatever matplotlib backend the kernel has."""
+    from IPython.display import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return Image(data=buffer.getvalue(), format="png")
+
+
+ALL = (success_by_persona, duration_by_persona, latency_distribution, failed_checks)

@@ -1,0 +1,140 @@
+"""Reports: execute notebooks/report.ipynb with papermill, convert it to one offline HTML file.
+
+The notebook is the report's layout; the HTML pieces it displays are built here, so the
+notebook stays thin and every piece is testable without a kernel.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import MissingDependency, RunStoreError
+from .models import CallResult
+from .store import DEFAULT_ROOT, RunStore
+from .tables import Tables
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+REPORT_NOTEBOOK = NOTEBOOKS / "report.ipynb"
+DEFAULT_REPORTS = Path("reports")
+#: The report needs no JavaScript (collapsing uses <details>); nbconvert's template scripts load from
+#: CDNs (MathJax, mermaid), so they are removed and the page reads the same offline.
+SCRIPT = re.compile(r"<script\b.*?</script>", re.I | re.S)
+
+STYLE = """<style>
+.vl-kpis{display:flex;gap:12px;flex-wrap:wrap;margin:8px 0 16px}
+.vl-kpi{border:1px solid #ddd;border-radius:8px;padding:10px 14px;min-width:120px;background:#fafafa}
+.vl-kpi b{display:block;font-size:22px}.vl-kpi span{color:#555;font-size:12px}
+.vl-table{border-collapse:collapse;font-size:13px}.vl-table td,.vl-table th{border:1px solid #ddd;padding:4px 8px;
+text-align:left;vertical-align:top}.vl-table th{background:#f0f0f0}
+details.vl-persona{margin:6px 0}details.vl-persona>summary{cursor:pointer;font-weight:bold}
+.vl-call{margin:6px 0 12px 16px}.vl-turn{margin:2px 0}.vl-agent{color:#0d47a1}.vl-user{color:#1b5e20}
+.vl-pass{color:#2e7d32;font-weight:bold}.vl-fail{color:#c62828;font-weight:bold}
+</style>"""
+
+
+def _fmt(value: float, unit: str = "", digits: int = 0) -> str:
+    return "n/a" if value != value else f"{value:.{digits}f}{unit}"  # NaN-safe
+
+
+def header_html(tables: Tables) -> str:
+    """Title, what was run, and the KPI summary."""
+    k = tables.kpis()
+    runs = ", ".join(html.escape(r) for r in tables.manifests) or "no run"
+    m = next(iter(tables.manifests.values()), None)
+    what = (f"{len(m.personas)} personas x {m.repeats} repeats on the {m.backend} backend, "
+            f"{m.caller} caller, {m.mode} mode; started {m.started_at}, state: {m.state}") if m else ""
+    cards = [
+        ("calls", str(k["calls"])),
+        ("success rate", _fmt(k["success_rate"] * 100, " %")),
+        ("failed calls", str(k["failed_calls"])),
+        ("median duration", _fmt(k["median_duration_s"], " s", 1)),
+        ("latency p50", _fmt(k["latency_p50_ms"], " ms")),
+        ("latency p95", _fmt(k["latency_p95_ms"], " ms")),
+    ]
+    kpis = "".join(f'<div class="vl-kpi"><b>{v}</b><span>{html.escape(n)}</span></div>' for n, v in cards)
+    return (f"{STYLE}<h1>voicelab report: {runs}</h1><p>{html.escape(what)}</p>"
+            f'<div class="vl-kpis" id="vl-kpis">{kpis}</div>')
+
+
+def failures_html(tables: Tables) -> str:
+    """Every call that did not succeed, with why."""
+    calls = tables.calls
+    bad = calls[~calls["success"].astype(bool)] if len(calls) else calls
+    if bad.empty:
+        return '<p class="vl-pass" id="vl-failures">Every call succeeded.</p>'
+    rows = "".join(
+        f"<tr><td>{html.escape(str(r.call_id))}</td><td>{html.escape(r.status)}</td>"
+        f"<td>{html.escape(r.end_reason)}</td><td>{html.escape(r.failed_checks or '')}</td>"
+        f"<td>{html.escape(r.error or '')}</td></tr>"
+        for r in bad.itertuples())
+    return (f'<table class="vl-table" id="vl-failures"><tr><th>call</th><th>status</th><th>end reason</th>'
+            f"<th>failed checks</th><th>error</th></tr>{rows}</table>")
+
+
+def calls_html(tables: Tables) -> str:
+    cols = ["call_id", "style", "language", "status", "end_reason", "success", "duration_s", "turns",
+            "latency_p50_ms", "latency_p95_ms", "checks_passed", "checks_total"]
+    df = tables.calls[cols].copy() if len(tables.calls) else pd.DataFrame(columns=cols)
+    return df.to_html(index=False, classes="vl-table", table_id="vl-calls", float_format=lambda v: f"{v:.1f}",
+                      na_rep="")
+
+
+def _call_html(r: CallResult) -> str:
+    verdict = '<span class="vl-pass">PASS</span>' if r.success else '<span class="vl-fail">FAIL</span>'
+    turns = "".join(
+        f'<div class="vl-turn vl-{t.speaker}">{t.timestamp:6.2f}s <b>{t.speaker}</b>: {html.escape(t.text)}</div>'
+        for t in r.transcript)
+    checks = "".join(
+        f"<li>{'pass' if c.passed else '<b>FAIL</b>'} {html.escape(c.name)}: {html.escape(c.detail)}</li>"
+        for c in r.checks)
+    error = f"<div>error: {html.escape(r.error)}</div>" if r.error else ""
+    return (f'<div class="vl-call"><div>{verdict} {html.escape(str(r.call_id))}: {r.end_reason}, '
+            f"{r.duration_seconds:.1f} s</div>{error}{turns}<ul>{checks}</ul></div>")
+
+
+def transcripts_html(tables: Tables) -> str:
+    """Every transcript, collapsed per persona (HTML <details>, no script needed)."""
+    by_persona: dict[str, list[CallResult]] = {}
+    for r in tables.results:
+        by_persona.setdefault(r.persona_id, []).append(r)
+    parts = []
+    for persona_id in sorted(by_persona):
+        calls = by_persona[persona_id]
+        passed = sum(r.success for r in calls)
+        body = "".join(_call_html(r) for r in calls)
+        parts.append(f'<details class="vl-persona"><summary>{html.escape(persona_id)}: '
+                     f"{passed}/{len(calls)} passed</summary>{body}</details>")
+    return f'<div id="vl-transcripts">{"".join(parts)}</div>'
+
+
+def build_report(run_id: str, *, runs_root: str | Path = DEFAULT_ROOT,
+                 reports_dir: str | Path = DEFAULT_REPORTS, log_output: bool = False) -> Path:
+    """Execute the report notebook for a stored run and write reports/<run_id>.html."""
+    try:
+        import papermill
+        from nbconvert import HTMLExporter
+    except ImportError as exc:  # pragma: no cover - both are core dependencies
+        raise MissingDependency(f"{exc.name} is needed for reports: pip install -e . (or pip install {exc.name})") \
+            from None
+    run = RunStore(runs_root).open(run_id)
+    if not REPORT_NOTEBOOK.exists():
+        raise RunStoreError(f"the report notebook {REPORT_NOTEBOOK} is missing; reinstall voicelab from its repo")
+    executed = run.path / "report.ipynb"
+    logging.getLogger("papermill").setLevel(logging.WARNING)
+    papermill.execute_notebook(
+        str(REPORT_NOTEBOOK), str(executed), parameters={"run_dir": str(run.path.resolve())},
+        kernel_name="python3", progress_bar=False, log_output=log_output, cwd=str(run.path.resolve()))
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_filename(str(executed))
+    body = SCRIPT.sub("", body)
+    out = Path(reports_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{run.run_id}.html"
+    path.write_text(body, encoding="utf-8")
+    return path
+

@@ -1,0 +1,114 @@
+"""Stored results -> pandas tables. Pure: the same runs always give the same tables.
+
+    tables = voicelab.load_runs("run-20261121-101500")      # one run, or several ids
+    tables.calls      one row per call
+    tables.turns      one row per transcript entry
+    tables.to_parquet("out/")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .evaluate import percentile
+from .models import CallResult, RunManifest
+from .store import DEFAULT_ROOT, RunStore
+
+CALL_COLUMNS = [
+    "run_id", "call_id", "persona_id", "persona_name", "agent_id", "style", "language", "backend", "caller",
+    "mode", "status", "end_reason", "success", "duration_s", "turns", "agent_turns", "user_turns",
+    "interruptions", "latency_p50_ms", "latency_p95_ms", "checks_passed", "checks_total", "failed_checks",
+    "error", "conversation_id", "started_at",
+]
+TURN_COLUMNS = ["run_id", "call_id", "persona_id", "agent_id", "style", "language", "turn", "speaker", "text",
+                "timestamp_s", "latency_ms"]
+
+
+def _info(manifests: dict[str, RunManifest], result: CallResult) -> dict[str, str]:
+    manifest = manifests.get(result.run_id or "")
+    return (manifest.persona_info.get(result.persona_id, {}) if manifest else {})
+
+
+def calls_table(results: list[CallResult], manifests: dict[str, RunManifest] | None = None) -> pd.DataFrame:
+    manifests = manifests or {}
+    rows = []
+    for r in results:
+        info = _info(manifests, r)
+        lat = r.metrics.response_latency_ms
+        failed = [c.name for c in r.checks if not c.passed]
+        rows.append({
+            "run_id": r.run_id, "call_id": r.call_id, "persona_id": r.persona_id,
+            "persona_name": info.get("name", r.persona_id), "agent_id": r.agent_id,
+            "style": info.get("style", ""), "language": info.get("language", ""), "backend": r.backend,
+            "caller": r.caller, "mode": r.mode, "status": r.status, "end_reason": r.end_reason,
+            "success": r.success, "duration_s": r.duration_seconds, "turns": r.metrics.turns,
+            "agent_turns": r.metrics.agent_turns, "user_turns": r.metrics.user_turns,
+            "interruptions": r.metrics.interruptions,
+            "latency_p50_ms": percentile(lat, 50), "latency_p95_ms": percentile(lat, 95),
+            "checks_passed": len(r.checks) - len(failed), "checks_total": len(r.checks),
+            "failed_checks": ", ".join(failed), "error": r.error, "conversation_id": r.conversation_id,
+            "started_at": r.started_at,
+        })
+    return pd.DataFrame(rows, columns=CALL_COLUMNS)
+
+
+def turns_table(results: list[CallResult], manifests: dict[str, RunManifest] | None = None) -> pd.DataFrame:
+    manifests = manifests or {}
+    rows = []
+    for r in results:
+        info = _info(manifests, r)
+        for index, entry in enumerate(r.transcript, 1):
+            rows.append({
+                "run_id": r.run_id, "call_id": r.call_id, "persona_id": r.persona_id, "agent_id": r.agent_id,
+                "style": info.get("style", ""), "language": info.get("language", ""), "turn": index,
+                "speaker": entry.speaker, "text": entry.text, "timestamp_s": entry.timestamp,
+                "latency_ms": entry.latency_ms,
+            })
+    return pd.DataFrame(rows, columns=TURN_COLUMNS)
+
+
+def kpis(calls: pd.DataFrame, turns: pd.DataFrame) -> dict[str, float]:
+    """The numbers at the top of a report."""
+    latencies = turns["latency_ms"].dropna().tolist() if len(turns) else []
+    return {
+        "calls": len(calls),
+        "success_rate": float(calls["success"].mean()) if len(calls) else float("nan"),
+        "failed_calls": int((calls["status"] == "failed").sum()) if len(calls) else 0,
+        "median_duration_s": float(calls["duration_s"].median()) if len(calls) else float("nan"),
+        "latency_p50_ms": percentile(latencies, 50),
+        "latency_p95_ms": percentile(latencies, 95),
+    }
+
+
+@dataclass
+class Tables:
+    results: list[CallResult]
+    manifests: dict[str, RunManifest]
+    calls: pd.DataFrame
+    turns: pd.DataFrame
+
+    def kpis(self) -> dict[str, float]:
+        return kpis(self.calls, self.turns)
+
+    def to_parquet(self, folder: str | Path) -> tuple[Path, Path]:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        calls_path, turns_path = folder / "calls.parquet", folder / "turns.parquet"
+        self.calls.to_parquet(calls_path, index=False)
+        self.turns.to_parquet(turns_path, index=False)
+        return calls_path, turns_path
+
+
+def load_runs(*run_ids: str, root: str | Path = DEFAULT_ROOT) -> Tables:
+    """Tables for one or more stored runs (ids under `root`, or run folders)."""
+    store = RunStore(root)
+    results: list[CallResult] = []
+    manifests: dict[str, RunManifest] = {}
+    for run_id in run_ids:
+        run = store.open(run_id)
+        manifests[run.run_id] = run.manifest
+        results.extend(run.results())
+    return Tables(results, manifests, calls_table(results, manifests), turns_table(results, manifests))

@@ -15,7 +15,10 @@ _EXPORTS = {
     "resume_batch": "batch", "load_runs": "tables", "build_report": "report", "RunStore": "store",
     "VoiceLabError": "errors",
 }
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "AgentSpec", "Call", "CallRequest", "CallResult", "Fault", "LocalBackend", "Persona", "RunStore",
+    "VoiceLabError", "__version__", "build_report", "load_dataset", "load_runs", "resume_batch", "run_batch",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .batch import resume_batch, run_batch

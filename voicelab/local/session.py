@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -213,7 +214,8 @@ class Session:
         elif kind == "pong":
             sent = self.ping_sent.pop(int(data.get("event_id", -1)), None)
             if sent is not None:
-                self.ping_ms = int((time.monotonic() - sent) * 1000)
+                # at least 1: the SDK skips its latency callback for a falsy ping_ms (0 on loopback)
+                self.ping_ms = max(1, math.ceil((time.monotonic() - sent) * 1000))
         # user_activity only resets the silence timer (done above); audio comes with voice mode.
 
     async def answer(self) -> None:

@@ -18,6 +18,7 @@ class TranscriptRecorder:
     def __init__(self, on_entry: Callable[[TranscriptEntry], None] | None = None) -> None:
         self._lock = threading.Lock()
         self._entries: list[TranscriptEntry] = []
+        self._times: list[float] = []  # unrounded, so latencies are exact
         self._t0 = time.monotonic()
         self._on_entry = on_entry
         self.interruptions = 0
@@ -38,11 +39,12 @@ class TranscriptRecorder:
             last = self._entries[-1] if self._entries else None
             latency = None
             if speaker == "agent" and last is not None and last.speaker == "user":
-                latency = round((now - last.timestamp) * 1000, 1)
+                latency = round((now - self._times[-1]) * 1000, 1)
             if speaker == "user" and last is not None and last.speaker == "user":
                 self.interruptions += 1  # talked again before the agent answered
             entry = TranscriptEntry(speaker=speaker, text=text, timestamp=round(now, 3), latency_ms=latency)
             self._entries.append(entry)
+            self._times.append(now)
         if self._on_entry is not None:
             self._on_entry(entry)
         return entry

@@ -1,0 +1,108 @@
+"""Unit tests of the pure parts: the recorder under threads, checks, the flow engine, the caller."""
+
+from __future__ import annotations
+
+import threading
+
+from voicelab.callers.scripted import ScriptedCaller, first_sentence
+from voicelab.evaluate import checks, metrics, percentile, says, success
+from voicelab.local.flow import FlowEngine
+from voicelab.models import Expectations, TranscriptEntry
+from voicelab.transcript import TranscriptRecorder
+
+
+def test_recorder_is_thread_safe():
+    rec = TranscriptRecorder()
+    threads, per_thread = 16, 500
+
+    def hammer(n: int) -> None:
+        for i in range(per_thread):
+            rec.add("agent" if (n + i) % 2 else "user", f"t{n}-{i}")
+
+    workers = [threading.Thread(target=hammer, args=(n,)) for n in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    entries = rec.entries()
+    assert len(entries) == threads * per_thread
+    assert len({e.text for e in entries}) == threads * per_thread, "no entry lost or duplicated"
+    stamps = [e.timestamp for e in entries]
+    assert stamps == sorted(stamps), "timestamps follow the order of recording"
+    for prev, cur in zip(entries, entries[1:], strict=False):
+        if cur.speaker == "agent" and prev.speaker == "user":
+            assert cur.latency_ms is not None and cur.latency_ms >= 0
+        else:
+            assert cur.latency_ms is None
+
+
+def entry(speaker: str, text: str, t: float, latency: float | None = None) -> TranscriptEntry:
+    return TranscriptEntry(speaker=speaker, text=text, timestamp=t, latency_ms=latency)
+
+
+TRANSCRIPT = [entry("agent", "Hello, is this Anna?", 0), entry("user", "Yes.", 1),
+              entry("agent", "Your Premium Gym Membership was charged twice.", 1.3, 300),
+              entry("user", "Right.", 2), entry("agent", "Goodbye.", 2.2, 200)]
+
+
+def test_checks_are_named_and_explained():
+    expect = Expectations(agent_says=["premium gym membership", "refund"], agent_never_says=["PIN"],
+                          max_duration_s=2, min_turns=4, ended_by="agent")
+    result = {c.name: c for c in checks(expect, TRANSCRIPT, duration_s=2.5, end_reason="agent_ended")}
+    assert result["agent_says: premium gym membership"].passed
+    assert result["agent_says: premium gym membership"].detail == "said in agent turn 2"
+    assert not result["agent_says: refund"].passed and "not said in any of 3" in result["agent_says: refund"].detail
+    assert result["agent_never_says: PIN"].passed
+    assert not result["max_duration_s"].passed and "2.5 s" in result["max_duration_s"].detail
+    assert result["min_turns"].passed and result["ended_by: agent"].passed
+    assert not success("completed", list(result.values()))
+
+
+def test_success_needs_a_completed_call():
+    passed = checks(Expectations(agent_says=["Goodbye"]), TRANSCRIPT, duration_s=1, end_reason="agent_ended")
+    assert success("completed", passed)
+    assert not success("failed", passed)
+
+
+def test_ended_by_any_means_someone_hung_up():
+    for reason, ok in (("agent_ended", True), ("caller_ended", True), ("timeout", False), ("error", False)):
+        (check,) = checks(Expectations(ended_by="any"), TRANSCRIPT, duration_s=1, end_reason=reason)
+        assert check.passed is ok, reason
+
+
+def test_phrase_matching_uses_word_boundaries():
+    assert says("Please enter your PIN now", "pin")
+    assert not says("We are shopping", "pin")
+    assert says("Dispute for Premium Gym Membership.", "Premium Gym Membership")
+
+
+def test_metrics_and_percentile():
+    m = metrics(TRANSCRIPT, interruptions=1)
+    assert (m.turns, m.agent_turns, m.user_turns, m.interruptions) == (5, 3, 2, 1)
+    assert m.response_latency_ms == [300, 200]
+    assert percentile([100, 200, 300, 400], 50) == 250
+    assert percentile([1.0], 95) == 1.0
+
+
+def test_flow_engine_moves_repeats_and_reprompts(dataset):
+    agent = dataset.agents["chargeback"]
+    persona = dataset.persona("anna-double-charge")
+    flow = FlowEngine(agent, persona.variables)
+    first = flow.first_message().text
+    assert "Anna Kowalska" in first
+    assert flow.on_user("Pardon?").text == first
+    assert flow.on_user("Hmm.").text.startswith("Just to be sure")
+    assert "Premium Gym Membership" in flow.on_user("Yes, speaking.").text
+    assert flow.on_silence().text == "Hello? Are you still there, Anna?"
+    reply = flow.on_user("No, it's resolved now.")
+    assert reply.end_call and flow.outcome == "success"
+
+
+def test_scripted_caller_styles(dataset):
+    impatient = ScriptedCaller(dataset.persona("felix-de-keine-zeit"))
+    assert impatient.on_agent_turn("Passt es Ihnen gerade?").say == ["Ja, aber schnell bitte."]
+    silent = ScriptedCaller(dataset.persona("silent-applicant"))
+    assert silent.on_agent_turn("Is now a good time?").say == []
+    caller = ScriptedCaller(dataset.persona("anna-double-charge"))
+    assert caller.on_agent_turn("Thank you. Goodbye.").say == [], "nobody answers a goodbye"
+    assert first_sentence("Yes. Make it quick.") == "Yes."

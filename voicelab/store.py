@@ -50,10 +50,25 @@ class Run:
         tmp.write_text(self.manifest.model_dump_json(indent=2), encoding="utf-8")
         os.replace(tmp, self.path / "run.json")
 
+    def _ends_torn(self) -> bool:
+        """True if the file's last line was cut off (a crash mid-write): no final newline."""
+        try:
+            with open(self.calls_path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                return f.read(1) != b"\n"
+        except OSError:  # missing or empty
+            return False
+
     def append(self, result: CallResult) -> None:
         """Write one finished call durably before anything else happens."""
         line = result.model_dump_json() + "\n"
-        with self._lock, open(self.calls_path, "a", encoding="utf-8") as f:
+        with self._lock:
+            if self._ends_torn():
+                line = "\n" + line  # never glue a good result onto a torn one
+            self._write(line)
+
+    def _write(self, line: str) -> None:
+        with open(self.calls_path, "a", encoding="utf-8") as f:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
@@ -70,8 +85,8 @@ class Run:
             try:
                 result = CallResult.model_validate_json(line)
             except (ValidationError, ValueError):
-                where = "last line (torn write from an interrupted run?)" if number == len(lines) else f"line {number}"
-                log.warning("%s: skipping unreadable %s", self.calls_path, where)
+                log.warning("%s: skipping unreadable line %d (a torn write from an interrupted run?)",
+                            self.calls_path, number)
                 continue
             key = result.call_id or f"line-{number}"
             latest.pop(key, None)  # keep first-seen order for re-runs, but the newest result

@@ -57,7 +57,7 @@ def duration_by_persona(calls: pd.DataFrame) -> Figure:
     data = [calls.loc[calls["persona_id"] == p, "duration_s"].to_numpy() for p in order]
     fig = Figure(figsize=(8, _height(len(order))), layout="constrained")
     ax = fig.add_subplot()
-    ax.boxplot(data, vert=False, tick_labels=order, widths=0.6, showfliers=False,
+    ax.boxplot(data, orientation="horizontal", tick_labels=order, widths=0.6, showfliers=False,
                medianprops={"color": NEUTRAL})
     for i, values in enumerate(data, 1):
         ok = calls.loc[calls["persona_id"] == order[i - 1], "success"].to_numpy()

@@ -31,8 +31,12 @@ fi
 stamp=.venv/.voicelab-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing Python packages into .venv (first time: a few minutes)"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e ".[dev]"; } \
+      > .venv/pip.log 2>&1; then
+    tail -n 40 .venv/pip.log >&2
+    echo "setup: pip install failed; the full log is .venv/pip.log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
 echo "setup: ready (.venv/bin/voicelab)"

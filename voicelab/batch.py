@@ -51,9 +51,14 @@ def plan_calls(run: Run, dataset: Dataset) -> list[CallRequest]:
 
 
 @contextlib.contextmanager
-def backend_url(backend: str, dataset: Dataset, latency_ms: float) -> Iterator[str | None]:
+def backend_url(backend: str, dataset: Dataset, latency_ms: float, local_url: str | None = None
+                ) -> Iterator[str | None]:
+    """The base URL calls go to: None (hosted), a running local backend, or one started here."""
     if backend != "local":
         yield None
+        return
+    if local_url:
+        yield local_url
         return
     from .local import LocalBackend
 
@@ -95,7 +100,9 @@ async def _run_calls(plan: list[CallRequest], run: Run, base_url: str | None, co
         async with slots:
             progress.started()
             result = await Call(request, base_url=base_url).arun()
-            run.append(result)  # on disk before the slot is given to the next call
+            # On disk before the slot is given to the next call; fsync runs off the loop so the
+            # other calls' turns are not held up by the disk.
+            await asyncio.get_running_loop().run_in_executor(None, run.append, result)
             progress.finished(result)
 
     tasks = [asyncio.create_task(one(r)) for r in plan]
@@ -132,7 +139,7 @@ def _run_in_thread(coro_factory, cancel_event: threading.Event) -> bool:  # noqa
     ready.wait()
     try:
         while thread.is_alive():
-            thread.join(0.2)
+            thread.join(0.05)  # a timed join stays interruptible by Ctrl+C
             if cancel_event.is_set():
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
@@ -161,6 +168,7 @@ def run_batch(
     runs_root: str = "runs",
     progress: bool = True,
     cancel_event: threading.Event | None = None,
+    local_url: str | None = None,
 ) -> BatchOutcome:
     """Start a new run of personas x repeats and place its calls. See also `resume_batch`."""
     if repeats < 1 or concurrency < 1:
@@ -183,19 +191,20 @@ def run_batch(
         latency_ms=latency_ms, personas_path=str(personas), agents_path=str(agents),
         voicelab_version=__version__, sdk_version=version("elevenlabs"))
     run = RunStore(runs_root).create(manifest)
-    return _execute(run, dataset, progress=progress, cancel_event=cancel_event)
+    return _execute(run, dataset, progress=progress, cancel_event=cancel_event, local_url=local_url)
 
 
 def resume_batch(run_id: str, *, runs_root: str = "runs", progress: bool = True,
-                 cancel_event: threading.Event | None = None) -> BatchOutcome:
+                 cancel_event: threading.Event | None = None, local_url: str | None = None) -> BatchOutcome:
     """Place only the calls of `run_id` that have no result yet (or were cancelled)."""
     run = RunStore(runs_root).open(run_id)
     m = run.manifest
     dataset = load_dataset(m.personas_path or "datasets/personas", m.agents_path or "datasets/agents")
-    return _execute(run, dataset, progress=progress, cancel_event=cancel_event)
+    return _execute(run, dataset, progress=progress, cancel_event=cancel_event, local_url=local_url)
 
 
-def _execute(run: Run, dataset: Dataset, *, progress: bool, cancel_event: threading.Event | None) -> BatchOutcome:
+def _execute(run: Run, dataset: Dataset, *, progress: bool, cancel_event: threading.Event | None,
+             local_url: str | None) -> BatchOutcome:
     m = run.manifest
     plan = plan_calls(run, dataset)
     m.state, m.ended_at = "running", None
@@ -203,7 +212,7 @@ def _execute(run: Run, dataset: Dataset, *, progress: bool, cancel_event: thread
     bar = _Progress(len(plan), progress)
     interrupted = True  # until the batch returns normally (an exception also leaves it resumable)
     try:
-        with backend_url(m.backend, dataset, m.latency_ms) as base_url:
+        with backend_url(m.backend, dataset, m.latency_ms, local_url) as base_url:
             interrupted = _run_in_thread(lambda: _run_calls(plan, run, base_url, m.concurrency, bar),
                                          cancel_event or threading.Event())
     finally:

@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=1, metavar="N", help="calls per persona (default: 1)")
     p.add_argument("--concurrency", type=int, default=8, metavar="N", help="calls at once (default: 8)")
     _add_backend_args(p)
+    p.add_argument("--local-url", metavar="URL", default=None,
+                   help="use an already running local backend (`voicelab serve`) instead of starting one; "
+                        "--latency-ms then belongs to that server")
     p.add_argument("--run-id", metavar="ID", help="name of the run (default: run-<UTC timestamp>)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue a stored run: place only missing calls")
     p.add_argument("--runs", default="runs", metavar="DIR", help="where runs are stored (default: runs)")
@@ -227,12 +230,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .tables import load_runs
 
     if args.resume:
-        outcome = resume_batch(args.resume, runs_root=args.runs)
+        outcome = resume_batch(args.resume, runs_root=args.runs, local_url=args.local_url)
     else:
         outcome = run_batch(args.personas, args.agents, persona_ids=args.persona, agent=args.agent,
                             repeats=args.repeats, concurrency=args.concurrency, backend=args.backend,
                             run_id=args.run_id, latency_ms=args.latency_ms, max_duration_s=args.max_duration,
-                            runs_root=args.runs)
+                            runs_root=args.runs, local_url=args.local_url)
     run_id = outcome.run.run_id
     print(f"\nrun {run_id}: {outcome.run.path}")
     tables = load_runs(run_id, root=args.runs)

@@ -114,7 +114,8 @@ def png(fig: Figure, dpi: int = 100):  # noqa: ANN201 - IPython.display.Image
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
-    return Image(data=buffer.getvalue(), format="png")
+    title = next((ax.get_title(loc="left") for ax in fig.axes if ax.get_title(loc="left")), "chart")
+    return Image(data=buffer.getvalue(), format="png", alt=title)
 
 
 ALL = (success_by_persona, duration_by_persona, latency_distribution, failed_checks)

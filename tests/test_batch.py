@@ -129,3 +129,25 @@ def test_crash_then_resume_has_every_call_exactly_once(tmp_path: Path):
     assert sorted(ids) == sorted(expected), "every call exactly once"
     lines = calls.read_text().splitlines()
     assert len(lines) == len(expected) + 1, "nothing rewritten: the torn line stays, on a line of its own"
+
+
+def test_ctrl_c_on_the_cli_marks_the_run_interrupted(tmp_path: Path):
+    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voicelab.cli", "run", "--personas", str(PERSONAS), "--agents", str(AGENTS),
+         "--persona", "silent-line-chargeback", "silent-applicant", "anna-double-charge", "--concurrency", "2",
+         "--run-id", "sigint", "--runs", str(tmp_path)], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    calls = tmp_path / "sigint" / "run.json"
+    deadline = time.time() + 30
+    while time.time() < deadline and not calls.exists():
+        time.sleep(0.05)
+    time.sleep(1.5)  # both silent calls are in flight now
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "voicelab run --resume sigint" in out
+    run = RunStore(tmp_path).open("sigint")
+    assert run.manifest.state == "interrupted"
+    assert sorted(r.end_reason for r in run.results()) == ["cancelled", "cancelled"]

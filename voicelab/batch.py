@@ -62,7 +62,7 @@ def backend_url(backend: str, dataset: Dataset, latency_ms: float, local_url: st
         return
     from .local import LocalBackend
 
-    with LocalBackend(dataset.agents, latency_s=latency_ms / 1000) as local:
+    with LocalBackend(dataset.agents, latency_s=latency_ms / 1000, personas=dataset.personas) as local:
         yield local.base_url
 
 
@@ -94,16 +94,34 @@ class _Progress:
 
 async def _run_calls(plan: list[CallRequest], run: Run, base_url: str | None, concurrency: int,
                      progress: _Progress) -> None:
+    loop = asyncio.get_running_loop()
+
+    async def record(result: CallResult) -> None:
+        # On disk before the slot is given to the next call; fsync runs off the loop so the
+        # other calls' turns are not held up by the disk.
+        await loop.run_in_executor(None, run.append, result)
+        progress.finished(result)
+
+    if plan and plan[0].caller == "platform":  # the platform runs the calls; we create, poll, record
+        from .callers.platform import run_platform_tests
+
+        for _ in plan:
+            progress.started()
+        await run_platform_tests(plan, base_url, record)
+        return
+
     slots = asyncio.Semaphore(concurrency)
 
     async def one(request: CallRequest) -> None:
         async with slots:
             progress.started()
-            result = await Call(request, base_url=base_url).arun()
-            # On disk before the slot is given to the next call; fsync runs off the loop so the
-            # other calls' turns are not held up by the disk.
-            await asyncio.get_running_loop().run_in_executor(None, run.append, result)
-            progress.finished(result)
+            if request.caller == "phone":
+                from .callers.phone import aplace_phone_call
+
+                result = await aplace_phone_call(request, base_url)
+            else:
+                result = await Call(request, base_url=base_url).arun()
+            await record(result)
 
     tasks = [asyncio.create_task(one(r)) for r in plan]
     try:
@@ -175,6 +193,9 @@ def run_batch(
         raise ConfigError("repeats and concurrency must be at least 1")
     if mode != "text":
         raise ConfigError(f"mode '{mode}' is not available yet in batches; use mode 'text'")
+    if caller not in ("scripted", "platform", "phone"):
+        raise ConfigError(f"caller '{caller}' cannot run in a batch: use scripted, platform or phone "
+                          "(a human caller uses the notebook console)")
     dataset = load_dataset(personas, agents)
     chosen = list(persona_ids) if persona_ids else [
         p.id for p in dataset.personas.values() if agent is None or p.agent == agent]

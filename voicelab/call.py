@@ -29,10 +29,10 @@ from elevenlabs.conversational_ai.conversation import (
     DisconnectionDetails,
 )
 
-from . import evaluate, settings
+from . import evaluate, hosted, settings
 from .callers import Caller, caller_for
 from .datasets import render
-from .errors import ConfigError
+from .errors import BackendError, ConfigError
 from .models import CallRequest, CallResult, EndReason, TranscriptEntry, pick_language, utc_now_iso
 from .transcript import TranscriptRecorder
 
@@ -101,9 +101,37 @@ def describe_disconnect(details: DisconnectionDetails) -> tuple[EndReason, str |
         return "caller_ended", None
     if details.close_code == 1006:
         return "disconnected", "the connection dropped mid-call (no close frame, code 1006)"
+    reason = details.close_reason or ""
+    if reason.startswith("Override for field"):
+        field = reason.split("'")[1] if "'" in reason else "?"
+        return "error", (f"the agent refused the override of '{field}' (its Security settings do not allow it): "
+                         f"allow '{field}' under Security > Overrides for this agent, or remove it from "
+                         "`overrides` in the agent file")
+    if reason == "Could not authorize the conversation":
+        return "error", ("the agent is private and the call had no valid signature: set ELEVENLABS_REQUIRES_AUTH=true "
+                         "so voicelab fetches a signed URL")
+    if reason == "Agent not found":
+        return "error", "the backend has no such agent: check the agent id (close code 1008)"
     if details.close_code is not None:
-        return "error", f"the backend closed the call with code {details.close_code}: {details.close_reason}"
+        return "error", f"the backend closed the call with code {details.close_code}: {reason}"
     return "error", f"the call failed: {details.message or 'connection error'}"
+
+
+def finished_result(request: CallRequest, transcript: list[TranscriptEntry], *, end_reason: EndReason,
+                    duration_s: float, started_at: str, error: str | None = None,
+                    conversation_id: str | None = None, interruptions: int = 0, analysis: dict | None = None,
+                    retries: list[dict] | None = None) -> CallResult:
+    """The one way any caller (scripted, platform, phone) turns a finished call into a CallResult."""
+    status = "failed" if end_reason in ("error", "disconnected", "cancelled") else "completed"
+    duration = round(duration_s, 3)
+    checks = evaluate.checks(request.persona.expect, transcript, duration_s=duration, end_reason=end_reason)
+    return CallResult(
+        conversation_id=conversation_id, status=status, duration_seconds=duration, transcript=transcript,
+        run_id=request.run_id, call_id=request.call_id, persona_id=request.persona.id, agent_id=request.agent.id,
+        backend=request.backend, caller=request.caller, mode=request.mode, started_at=started_at,
+        end_reason=end_reason, error=error, metrics=evaluate.metrics(transcript, interruptions), checks=checks,
+        success=evaluate.success(status, checks), analysis=analysis, retries=retries or [],
+    )
 
 
 class _Dialogue:
@@ -120,6 +148,8 @@ class _Dialogue:
         self.ended_at: float | None = None
         self.conversation_id: str | None = None
         self.started_at = utc_now_iso()
+        self.retries: list[dict] = []
+        self.analysis: dict | None = None
 
     def finish(self, reason: EndReason, error: str | None = None) -> None:
         if self.end_reason is None:
@@ -148,21 +178,21 @@ class _Dialogue:
         return None, []
 
     def result(self) -> CallResult:
-        transcript = self.recorder.entries()
-        reason: EndReason = self.end_reason or "error"
-        failed = reason in ("error", "disconnected", "cancelled")
-        status = "failed" if failed else "completed"
-        duration = round(self.ended_at if self.ended_at is not None else self.recorder.elapsed(), 3)
-        req = self.request
-        checks = evaluate.checks(req.persona.expect, transcript, duration_s=duration, end_reason=reason)
-        return CallResult(
-            conversation_id=self.conversation_id, status=status, duration_seconds=duration,
-            transcript=transcript, run_id=req.run_id, call_id=req.call_id, persona_id=req.persona.id,
-            agent_id=req.agent.id, backend=req.backend, caller=req.caller, mode=req.mode,
-            started_at=self.started_at, end_reason=reason, error=self.error,
-            metrics=evaluate.metrics(transcript, self.recorder.interruptions), checks=checks,
-            success=evaluate.success(status, checks),
-        )
+        duration = self.ended_at if self.ended_at is not None else self.recorder.elapsed()
+        return finished_result(
+            self.request, self.recorder.entries(), end_reason=self.end_reason or "error", duration_s=duration,
+            started_at=self.started_at, error=self.error, conversation_id=self.conversation_id,
+            interruptions=self.recorder.interruptions, analysis=self.analysis, retries=self.retries)
+
+    def fetch_analysis(self, connection: Connection) -> None:
+        """On the hosted platform, store its own verdict and transcript next to ours."""
+        if self.request.backend != "elevenlabs" or not self.conversation_id:
+            return
+        try:
+            got = hosted.wait_for_conversation(connection.client, self.conversation_id, self.retries)
+            self.analysis = hosted.analysis_of(got)
+        except BackendError as exc:
+            self.analysis = {"source": "platform", "error": str(exc)}
 
 
 class Call:
@@ -177,6 +207,7 @@ class Call:
         self.dialogue = _Dialogue(request, self.caller, self.recorder)
         self._events: queue.Queue = queue.Queue()
         self._conversation: Conversation | None = None
+        self._connection: Connection | None = None
         self._driver: threading.Thread | None = None
         self._result: CallResult | None = None
 
@@ -188,9 +219,9 @@ class Call:
 
     def start(self) -> None:
         """Connect and start the conversation in the background; returns at once."""
-        connection = connect(self.request, self.base_url)
+        connection = self._connection = connect(self.request, self.base_url)
         self._conversation = Conversation(
-            connection.client, connection.agent_id, requires_auth=connection.requires_auth,
+            connection.client, connection.agent_id, requires_auth=False,
             config=initiation_data(self.request),
             callback_agent_response=lambda text: self._events.put((AGENT, (text, self.recorder.elapsed()))),
             callback_disconnect=lambda details: self._events.put((DISCONNECT, details)),
@@ -198,12 +229,21 @@ class Call:
         self.dialogue.started_at = utc_now_iso()
         self.recorder.restart_clock()
         try:
+            self._sign(self._conversation, connection)
             self._conversation.start_session()
-        except Exception as exc:  # signed URL refused and the like: the call failed before it began
+        except BackendError as exc:  # a private agent's signed URL was refused: failed before it began
+            self.dialogue.finish("error", str(exc))
+        except Exception as exc:
             self.dialogue.finish("error", f"could not start the call: {exc}")
         self._driver = threading.Thread(target=self._drive, name=f"voicelab-call-{self.request.persona.id}",
                                         daemon=True)
         self._driver.start()
+
+    def _sign(self, conv: Conversation | AsyncConversation, connection: Connection) -> None:
+        """Private agents: fetch the signed URL here (retries visible in the result), not in the SDK."""
+        if connection.requires_auth:
+            url = hosted.signed_ws_url(connection.client, connection.agent_id, self.dialogue.retries)
+            conv._get_wss_url = lambda: url  # the SDK then connects to the signed URL as given
 
     def send(self, text: str) -> None:
         """Say something as the caller (a human typing in the console)."""
@@ -253,6 +293,7 @@ class Call:
         if conv._thread is not None:
             conv._thread.join(CLOSE_GRACE_S)
         dialogue.conversation_id = conv._conversation_id
+        dialogue.fetch_analysis(self._connection)
         self._result = dialogue.result()
 
     # ------------------------------------------------------------------ async (batches)
@@ -270,7 +311,7 @@ class Call:
             events.put_nowait((DISCONNECT, details))
 
         conv = AsyncConversation(
-            connection.client, connection.agent_id, requires_auth=connection.requires_auth,
+            connection.client, connection.agent_id, requires_auth=False,
             config=initiation_data(self.request),
             # One ClientTools on the batch's loop, not a thread and loop per call.
             client_tools=ClientTools(loop=asyncio.get_running_loop()),
@@ -278,9 +319,13 @@ class Call:
         )
         dialogue.started_at = utc_now_iso()
         self.recorder.restart_clock()
+        loop = asyncio.get_running_loop()
         try:
+            await loop.run_in_executor(None, self._sign, conv, connection)
             await conv.start_session()
             await self._adrive(conv, events)
+        except BackendError as exc:
+            dialogue.finish("error", str(exc))
         except asyncio.CancelledError:
             dialogue.finish("cancelled", "the run was interrupted while this call was in progress")
             task = asyncio.current_task()
@@ -290,6 +335,7 @@ class Call:
             dialogue.finish("error", f"could not start the call: {exc}")
         await self._aclose(conv)
         dialogue.conversation_id = conv._conversation_id
+        await loop.run_in_executor(None, dialogue.fetch_analysis, connection)
         self._result = dialogue.result()
         return self._result
 

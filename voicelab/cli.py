@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", metavar="ID", help="only personas that call this agent")
     p.add_argument("--repeats", type=int, default=1, metavar="N", help="calls per persona (default: 1)")
     p.add_argument("--concurrency", type=int, default=8, metavar="N", help="calls at once (default: 8)")
+    p.add_argument("--caller", choices=["scripted", "platform", "phone"], default="scripted",
+                   help="who plays the personas: scripted (voicelab's caller, default), platform (the "
+                        "platform's simulated user via agent-testing), phone (an outbound phone call)")
     _add_backend_args(p)
     p.add_argument("--local-url", metavar="URL", default=None,
                    help="use an already running local backend (`voicelab serve`) instead of starting one; "
@@ -117,18 +120,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of agent spec YAML files (default: %(default)s)")
     p.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",
                    help="the agent's thinking time before each answer (default: 0)")
+    p.add_argument("--personas", default="datasets/personas", metavar="PATH",
+                   help="personas that answer agent-testing simulations and outbound calls "
+                        "(default: %(default)s; skipped if missing)")
+    p.add_argument("--require-key", action="store_true",
+                   help="make every agent private: REST needs xi-api-key = $ELEVENLABS_API_KEY, "
+                        "conversations need a signed URL")
     return parser
 
 
 @contextlib.contextmanager
-def local_backend(args: argparse.Namespace, agents: dict) -> Iterator[str | None]:
+def local_backend(args: argparse.Namespace, agents: dict, personas: dict | None = None) -> Iterator[str | None]:
     """An in-process local backend for the command, or None for the hosted platform."""
     if args.backend != "local":
         yield None
         return
     from .local import LocalBackend
 
-    backend = LocalBackend(agents, latency_s=args.latency_ms / 1000)
+    backend = LocalBackend(agents, latency_s=args.latency_ms / 1000, personas=personas)
     backend.start()
     try:
         yield backend.base_url
@@ -180,7 +189,7 @@ def cmd_call(args: argparse.Namespace) -> int:
     persona = ds.persona(args.persona)
     request = CallRequest(persona=persona, agent=ds.agent_for(persona), backend=args.backend,
                           max_duration_s=persona.caller.timeout_s or args.max_duration)
-    with local_backend(args, ds.agents) as base_url:
+    with local_backend(args, ds.agents, ds.personas) as base_url:
         result = Call(request, base_url=base_url).run()
     if args.json:
         print(json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False))
@@ -190,16 +199,22 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .datasets import load_agents
+    from pathlib import Path
+
+    from . import settings
+    from .datasets import load_agents, load_dataset
     from .local import LocalBackend
 
-    backend = LocalBackend(load_agents(args.agents), host=args.host, port=args.port,
-                           latency_s=args.latency_ms / 1000)
+    agents = load_agents(args.agents)
+    personas = load_dataset(args.personas, args.agents).personas if Path(args.personas).exists() else {}
+    key = settings.api_key() if args.require_key else None
+    backend = LocalBackend(agents, host=args.host, port=args.port, latency_s=args.latency_ms / 1000,
+                           personas=personas, require_key=key)
 
     async def main() -> None:
         url = await backend.astart()
-        print(f"voicelab local backend at {url} serving agents: {', '.join(sorted(backend.agents))}",
-              flush=True)
+        print(f"voicelab local backend at {url} serving agents: {', '.join(sorted(backend.agents))}"
+              + (" (private: key and signed URLs required)" if key else ""), flush=True)
         print(f"  use it with: ElevenLabs(base_url=\"{url}\")  (Ctrl+C stops)", flush=True)
         await asyncio.Event().wait()
 
@@ -212,9 +227,10 @@ def summary_text(tables) -> str:  # noqa: ANN001 - voicelab.tables.Tables
     """One screen: KPIs, then one line per persona."""
     k = tables.kpis()
     calls = tables.calls
+    latency = (f"latency p50 {k['latency_p50_ms']:.0f} ms, p95 {k['latency_p95_ms']:.0f} ms"
+               if k["latency_p50_ms"] == k["latency_p50_ms"] else "no latency measured")  # NaN: none
     lines = [f"{k['calls']} calls, {k['success_rate']:.0%} succeeded, {k['failed_calls']} failed; "
-             f"median duration {k['median_duration_s']:.1f} s; latency p50 {k['latency_p50_ms']:.0f} ms, "
-             f"p95 {k['latency_p95_ms']:.0f} ms", ""]
+             f"median duration {k['median_duration_s']:.1f} s; {latency}", ""]
     if len(calls):
         lines.append(f"  {'persona':32} {'passed':>7} {'median s':>9}  failed checks")
         for persona_id, group in calls.groupby("persona_id"):
@@ -234,6 +250,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         outcome = run_batch(args.personas, args.agents, persona_ids=args.persona, agent=args.agent,
                             repeats=args.repeats, concurrency=args.concurrency, backend=args.backend,
+                            caller=args.caller,
                             run_id=args.run_id, latency_ms=args.latency_ms, max_duration_s=args.max_duration,
                             runs_root=args.runs, local_url=args.local_url)
     run_id = outcome.run.run_id

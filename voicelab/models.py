@@ -151,6 +151,14 @@ class Flow(_Strict):
     silence: Silence = Field(default_factory=Silence)
 
 
+class PlatformSettings(_Strict):
+    """How the local backend emulates the hosted agent's Security settings (the hosted platform
+    has its own; these do not change it)."""
+
+    allowed_overrides: list[Literal["prompt", "first_message", "language"]] = Field(
+        default_factory=lambda: ["prompt", "first_message", "language"])
+
+
 class AgentSpec(_Strict):
     id: str
     name: str
@@ -161,6 +169,7 @@ class AgentSpec(_Strict):
     overrides: list[Literal["prompt", "first_message", "language"]] = Field(default_factory=list)
     context: str | None = None
     flow: Flow
+    platform: PlatformSettings = Field(default_factory=PlatformSettings)
 
     @field_validator("id")
     @classmethod
@@ -230,6 +239,8 @@ class CallResult(BaseModel):
     success: bool = False
     analysis: dict | None = None
     audio_path: str | None = None
+    #: REST retries made for this call (429 / 5xx), so a flaky platform shows in the results.
+    retries: list[dict] = Field(default_factory=list)
 
 
 def utc_now_iso() -> str:

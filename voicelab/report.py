@@ -79,6 +79,10 @@ def failures_html(tables: Tables) -> str:
 def calls_html(tables: Tables) -> str:
     cols = ["call_id", "style", "language", "status", "end_reason", "success", "duration_s", "turns",
             "latency_p50_ms", "latency_p95_ms", "checks_passed", "checks_total"]
+    if len(tables.calls) and tables.calls["platform_call_successful"].notna().any():
+        cols += ["platform_call_successful", "agrees_with_platform"]  # the platform's own verdict beside ours
+    if len(tables.calls) and tables.calls["retries"].gt(0).any():
+        cols.append("retries")
     df = tables.calls[cols].copy() if len(tables.calls) else pd.DataFrame(columns=cols)
     return df.to_html(index=False, classes="vl-table", table_id="vl-calls", float_format=lambda v: f"{v:.1f}",
                       na_rep="")
@@ -93,6 +97,10 @@ def _call_html(r: CallResult) -> str:
         f"<li>{'pass' if c.passed else '<b>FAIL</b>'} {html.escape(c.name)}: {html.escape(c.detail)}</li>"
         for c in r.checks)
     error = f"<div>error: {html.escape(r.error)}</div>" if r.error else ""
+    a = r.analysis or {}
+    if a.get("call_successful"):
+        why = a.get("rationale") or a.get("transcript_summary") or ""
+        error += f"<div>platform verdict: {html.escape(str(a['call_successful']))}. {html.escape(str(why))}</div>"
     return (f'<div class="vl-call"><div>{verdict} {html.escape(str(r.call_id))}: {r.end_reason}, '
             f"{r.duration_seconds:.1f} s</div>{error}{turns}<ul>{checks}</ul></div>")
 

@@ -21,7 +21,8 @@ CALL_COLUMNS = [
     "run_id", "call_id", "persona_id", "persona_name", "agent_id", "style", "language", "backend", "caller",
     "mode", "status", "end_reason", "success", "duration_s", "turns", "agent_turns", "user_turns",
     "interruptions", "latency_p50_ms", "latency_p95_ms", "checks_passed", "checks_total", "failed_checks",
-    "error", "conversation_id", "started_at",
+    "error", "conversation_id", "started_at", "retries", "platform_call_successful", "platform_verdict",
+    "agrees_with_platform",
 ]
 TURN_COLUMNS = ["run_id", "call_id", "persona_id", "agent_id", "style", "language", "turn", "speaker", "text",
                 "timestamp_s", "latency_ms"]
@@ -32,6 +33,16 @@ def _info(manifests: dict[str, RunManifest], result: CallResult) -> dict[str, st
     return (manifest.persona_info.get(result.persona_id, {}) if manifest else {})
 
 
+def platform_view(r: CallResult) -> tuple[str | None, str | None, bool | None]:
+    """The platform's verdict on a call (hosted analysis or agent-testing) and whether we agree."""
+    a = r.analysis or {}
+    verdict = a.get("call_successful")
+    text = a.get("rationale") or a.get("transcript_summary")
+    if verdict not in ("success", "failure"):
+        return verdict, text, None
+    return verdict, text, (verdict == "success") == r.success
+
+
 def calls_table(results: list[CallResult], manifests: dict[str, RunManifest] | None = None) -> pd.DataFrame:
     manifests = manifests or {}
     rows = []
@@ -39,6 +50,7 @@ def calls_table(results: list[CallResult], manifests: dict[str, RunManifest] | N
         info = _info(manifests, r)
         lat = r.metrics.response_latency_ms
         failed = [c.name for c in r.checks if not c.passed]
+        verdict, verdict_text, agrees = platform_view(r)
         rows.append({
             "run_id": r.run_id, "call_id": r.call_id, "persona_id": r.persona_id,
             "persona_name": info.get("name", r.persona_id), "agent_id": r.agent_id,
@@ -50,7 +62,8 @@ def calls_table(results: list[CallResult], manifests: dict[str, RunManifest] | N
             "latency_p50_ms": percentile(lat, 50), "latency_p95_ms": percentile(lat, 95),
             "checks_passed": len(r.checks) - len(failed), "checks_total": len(r.checks),
             "failed_checks": ", ".join(failed), "error": r.error, "conversation_id": r.conversation_id,
-            "started_at": r.started_at,
+            "started_at": r.started_at, "retries": len(r.retries), "platform_call_successful": verdict,
+            "platform_verdict": verdict_text, "agrees_with_platform": agrees,
         })
     return pd.DataFrame(rows, columns=CALL_COLUMNS)
 

@@ -1,7 +1,9 @@
-"""Who plays the persona. A caller turns each agent turn into an `Action`.
+"""Who plays the persona.
 
-Only `scripted` exists in text mode today; `human` is the notebook console (no caller object:
-the person types or speaks), `platform` and `phone` arrive with the hosted-platform features.
+- scripted (scripted.py): voicelab's rule-based caller; turns each agent turn into an `Action`.
+- human: the notebook console; no caller object, the person types or speaks.
+- platform (platform.py): the platform's simulated user, through the agent-testing API.
+- phone (phone.py): an outbound phone call placed by the platform.
 """
 
 from __future__ import annotations
@@ -28,4 +30,5 @@ def caller_for(persona, kind: str) -> Caller | None:  # noqa: ANN001 - Persona, 
         return ScriptedCaller(persona)
     if kind == "human":
         return None
-    raise ConfigError(f"caller '{kind}' is not available yet; use --caller scripted (or human in the console)")
+    raise ConfigError(f"caller '{kind}' is not played call by call: run it as a batch "
+                      f"(voicelab run --caller {kind}); single calls take scripted or human")

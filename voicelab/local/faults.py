@@ -25,20 +25,42 @@ class Fault:
     times: int = 1
 
 
+@dataclass
+class HttpFault:
+    """Answer the next `times` REST requests whose path contains `path` with `status`."""
+
+    status: int = 429
+    path: str = ""
+    times: int = 1
+    retry_after: float | None = None
+
+
 class Faults:
     """A thread-safe list of armed faults (tests arm them from another thread than the server's)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._armed: list[Fault] = []
+        self._http: list[HttpFault] = []
 
-    def add(self, fault: Fault) -> None:
+    def add(self, fault: Fault | HttpFault) -> None:
         with self._lock:
-            self._armed.append(fault)
+            (self._http if isinstance(fault, HttpFault) else self._armed).append(fault)
 
     def clear(self) -> None:
         with self._lock:
             self._armed.clear()
+            self._http.clear()
+
+    def take_http(self, path: str) -> HttpFault | None:
+        with self._lock:
+            for fault in self._http:
+                if fault.path in path:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._http.remove(fault)
+                    return fault
+        return None
 
     def take(self, agent_id: str) -> Fault | None:
         with self._lock:

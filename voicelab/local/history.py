@@ -46,6 +46,7 @@ class ConversationRecord:
     outcome: str | None = None
     transcript: list[dict[str, Any]] = field(default_factory=list)
     contextual_updates: list[str] = field(default_factory=list)
+    phone_call: dict | None = None
 
     def add(self, role: str, message: str, medium: str | None = None) -> None:
         item: dict[str, Any] = {"role": role, "message": message,
@@ -94,7 +95,8 @@ class ConversationRecord:
                 "text_only": self.text_only,
                 "main_language": self.client_data.get("language"),
                 "conversation_initiation_source": self.source,
-                "authorization_method": "public",
+                "authorization_method": self.client_data.get("authorization_method", "public"),
+                "phone_call": self.phone_call,
             },
             "has_audio": not self.text_only,
             "has_user_audio": not self.text_only,

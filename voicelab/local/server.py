@@ -24,9 +24,10 @@ from elevenlabs.types import GetAgentResponseModel
 
 from ..datasets import DEFAULT_AGENTS, load_agents
 from ..errors import BackendError
-from ..models import AgentSpec, pick_language
+from ..models import AgentSpec, Persona, pick_language
 from .faults import Faults
 from .history import History, dump
+from .platform import Platform
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,16 @@ class LocalBackend:
         port: int = 0,
         latency_s: float = 0.0,
         ping_interval_s: float = 5.0,
+        personas: dict[str, Persona] | None = None,
+        require_key: str | None = None,
     ) -> None:
         self.agents = agents if isinstance(agents, dict) else load_agents(agents)
+        #: Who answers agent-testing simulations and outbound calls (voicelab's scripted caller).
+        self.personas = personas or {}
+        #: When set: REST needs this xi-api-key, conversations need a signed URL.
+        self.require_key = require_key
+        self._signatures: dict[str, float] = {}
+        self.platform = Platform(self)
         self.host, self.port = host, port
         self.latency_s = latency_s
         self.ping_interval_s = ping_interval_s
@@ -72,15 +81,40 @@ class LocalBackend:
         return f"http://{self.host}:{self.port}"
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._auth])
         app.router.add_get("/v1/convai/conversation", self._conversation)
         app.router.add_get("/v1/convai/conversation/get-signed-url", self._signed_url)
         app.router.add_get("/v1/convai/conversation/get_signed_url", self._signed_url)
         app.router.add_get("/v1/convai/agents/{agent_id}", self._get_agent)
         app.router.add_get("/v1/convai/conversations", self._list_conversations)
         app.router.add_get("/v1/convai/conversations/{conversation_id}", self._get_conversation)
+        self.platform.routes(app)
         app.on_shutdown.append(self._close_sessions)
         return app
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Injected HTTP faults first; then, with require_key, every REST call needs the key (the
+        websocket checks its signature instead)."""
+        fault = self.faults.take_http(request.path) if request.path != "/v1/convai/conversation" else None
+        if fault is not None:
+            headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+            body = {"detail": {"type": "rate_limit_error", "code": "concurrent_limit_exceeded",
+                               "status": "too_many_concurrent_requests",
+                               "message": "Too many concurrent requests (injected fault)"}}
+            return web.json_response(body, status=fault.status, headers=headers)
+        if self.require_key and request.path != "/v1/convai/conversation":
+            key = request.headers.get("xi-api-key")
+            if not key:
+                return _error(401, "needs_authorization", "Neither authorization header nor xi-api-key received")
+            if not secrets.compare_digest(key, self.require_key):
+                return _error(401, "invalid_api_key", "Invalid API key")
+        return await handler(request)
+
+    def signature_ok(self, token: str | None) -> bool:
+        """A signed URL's token is valid for 15 minutes and for one conversation."""
+        expires = self._signatures.pop(token or "", None)
+        return expires is not None and expires > time.time()
 
     async def astart(self) -> str:
         """Start on the running event loop; returns the base URL."""
@@ -173,6 +207,7 @@ class LocalBackend:
             return _error(404, "agent_not_found", "Agent not found")
         ws_base = self.base_url.replace("http://", "ws://", 1)
         token = secrets.token_urlsafe(24)
+        self._signatures[token] = time.time() + 15 * 60
         return web.json_response({"signed_url": f"{ws_base}/v1/convai/conversation?agent_id={agent_id}"
                                                 f"&conversation_signature={token}"})
 

@@ -35,6 +35,20 @@ def _text_only(override: dict[str, Any]) -> bool:
     return bool(override.get("text_only") or conversation.get("text_only"))
 
 
+def overridden_fields(override: dict[str, Any]) -> list[str]:
+    """The overridable fields a client set (empty values count as not provided)."""
+    agent = override.get("agent") or {}
+    fields = []
+    if (agent.get("prompt") or {}).get("prompt"):
+        fields.append("prompt")
+    for name in ("first_message", "language"):
+        if agent.get(name):
+            fields.append(name)
+    if (override.get("tts") or {}).get("voice_id"):
+        fields.append("voice_id")
+    return fields
+
+
 class Session:
     def __init__(self, backend: LocalBackend, request: web.Request, ws: web.WebSocketResponse) -> None:
         self.backend = backend
@@ -122,6 +136,10 @@ class Session:
             return
         if init is None:
             return
+        if self.backend.require_key and not self.backend.signature_ok(
+                self.request.query.get("conversation_signature")):
+            await self.ws.close(code=1008, message=b"Could not authorize the conversation")
+            return
         agent_id = self.request.query.get("agent_id", "")
         agent = self.backend.agents.get(agent_id)
         if agent is None:
@@ -141,7 +159,8 @@ class Session:
         self.record = ConversationRecord(
             conversation_id=new_conversation_id(), agent_id=agent.id, agent_name=agent.name,
             text_only=_text_only(override), dynamic_variables=variables,
-            client_data={**init, "language": language},
+            client_data={**init, "language": language,
+                         "authorization_method": "signed_url" if self.backend.require_key else "public"},
             source=self.request.query.get("source", "python_sdk"))
         self.backend.history.add(self.record)
         self.fault = self.backend.faults.take(agent.id)
@@ -150,6 +169,13 @@ class Session:
                              "conversation_id": self.record.conversation_id,
                              "agent_output_audio_format": "pcm_16000",
                              "user_input_audio_format": "pcm_16000"}})
+        refused = [f for f in overridden_fields(override) if f not in agent.platform.allowed_overrides]
+        if refused:  # as production: metadata, an error event, then close 1008
+            reason = f"Override for field '{refused[0]}' is not allowed by config."
+            await self.send({"type": "error", "error_event": {"code": 1008, "error_type": "override_error",
+                                                               "message": reason, "reason": reason}})
+            await self.close(1008, reason, failed=True)
+            return
         pinger = asyncio.create_task(self.ping_loop())
         try:
             await self.say(self.engine.first_message())

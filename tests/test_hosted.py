@@ -1,0 +1,178 @@
+"""Hosted-platform features, tested offline: the same code paths as against api.elevenlabs.io,
+pointed at the local backend, which implements the same endpoints."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from voicelab.batch import run_batch
+from voicelab.call import Call
+from voicelab.callers.phone import phone_settings
+from voicelab.datasets import load_dataset
+from voicelab.errors import ConfigError
+from voicelab.local import HttpFault, LocalBackend
+from voicelab.models import CallRequest
+from voicelab.tables import load_runs
+
+from .conftest import AGENTS, PERSONAS
+
+KEY = "sk_hostedtestkey_0123456789abcdef01"
+
+
+@pytest.fixture()
+def private_backend(dataset):
+    with LocalBackend(dataset.agents, personas=dataset.personas, require_key=KEY) as server:
+        yield server
+
+
+@pytest.fixture()
+def hosted_env(monkeypatch, private_backend):
+    monkeypatch.setenv("ELEVENLABS_API_KEY", KEY)
+    monkeypatch.setenv("ELEVENLABS_BASE_URL", private_backend.base_url)
+    monkeypatch.setenv("ELEVENLABS_REQUIRES_AUTH", "true")
+    return private_backend
+
+
+def hosted_request(dataset, persona_id: str, **kwargs) -> CallRequest:
+    persona = dataset.persona(persona_id)
+    return CallRequest(persona=persona, agent=dataset.agent_for(persona), backend="elevenlabs", **kwargs)
+
+
+def test_platform_caller_runs_agent_tests_with_repeats(tmp_path: Path, hosted_env, monkeypatch):
+    monkeypatch.setenv("ELEVENLABS_AGENT_ID", "chargeback")
+    outcome = run_batch(str(PERSONAS), str(AGENTS), persona_ids=["anna-double-charge", "kevin-in-a-hurry"],
+                        repeats=2, caller="platform", backend="elevenlabs", runs_root=str(tmp_path), run_id="p",
+                        progress=False)
+    results = outcome.results
+    assert sorted(r.call_id for r in results) == ["anna-double-charge#1", "anna-double-charge#2",
+                                                  "kevin-in-a-hurry#1", "kevin-in-a-hurry#2"]
+    for r in results:
+        assert r.caller == "platform" and r.status == "completed" and r.success
+        assert r.analysis["source"] == "platform-test" and r.analysis["call_successful"] == "success"
+        assert "met all" in r.analysis["rationale"]
+        assert r.transcript[0].speaker == "agent" and len(r.transcript) >= 5
+    tests = hosted_env.platform.tests.values()
+    assert {t["name"] for t in tests} == {"voicelab/anna-double-charge", "voicelab/kevin-in-a-hurry"}
+    anna = next(t for t in tests if t["name"] == "voicelab/anna-double-charge")
+    assert "Anna Kowalska" in anna["simulation_scenario"] and anna["type"] == "simulation"
+    assert 'The agent says "Premium Gym Membership".' in anna["success_conditions"]
+    (invocation,) = hosted_env.platform.invocations.values()
+    assert invocation["repeat_count"] == 2
+    calls = load_runs("p", root=tmp_path).calls
+    assert calls["agrees_with_platform"].all() and set(calls["platform_call_successful"]) == {"success"}
+
+
+def test_platform_runs_can_be_cancelled(tmp_path: Path, dataset):
+    with LocalBackend(dataset.agents, personas=dataset.personas) as backend:
+        cancel = threading.Event()
+        threading.Timer(0.15, cancel.set).start()  # the simulations stay pending for 0.3 s
+        outcome = run_batch(str(PERSONAS), str(AGENTS), persona_ids=["anna-double-charge", "jonas-de-entwickler"],
+                            caller="platform", runs_root=str(tmp_path), run_id="pc", progress=False,
+                            cancel_event=cancel, local_url=backend.base_url)
+        assert outcome.interrupted
+        assert all(inv["cancelled"] for inv in backend.platform.invocations.values())
+        assert {r.end_reason for r in outcome.results} == {"cancelled"}
+
+
+def test_hosted_call_stores_the_platforms_analysis(dataset, hosted_env, monkeypatch):
+    monkeypatch.setenv("ELEVENLABS_AGENT_ID", "chargeback")
+    result = Call(hosted_request(dataset, "olga-credit-question")).run()
+    assert result.success
+    a = result.analysis
+    assert a["source"] == "platform" and a["status"] == "done" and a["call_successful"] == "success"
+    assert a["termination_reason"] == "end_call tool was called."
+    assert a["call_duration_secs"] == int(result.duration_seconds)
+    assert [t["role"] for t in a["transcript"]] == [e.speaker for e in result.transcript]
+    assert a["transcript_summary"]
+    record = hosted_env.history.get(result.conversation_id)
+    assert record.client_data["authorization_method"] == "signed_url"
+
+
+def test_private_agent_needs_signed_url_and_key(dataset, hosted_env, monkeypatch):
+    monkeypatch.setenv("ELEVENLABS_AGENT_ID", "chargeback")
+    monkeypatch.setenv("ELEVENLABS_REQUIRES_AUTH", "false")
+    unsigned = Call(hosted_request(dataset, "anna-double-charge", max_duration_s=5)).run()
+    assert unsigned.status == "failed" and "ELEVENLABS_REQUIRES_AUTH=true" in unsigned.error
+
+    monkeypatch.setenv("ELEVENLABS_REQUIRES_AUTH", "true")
+    monkeypatch.setenv("ELEVENLABS_API_KEY", "sk_wrong_key")
+    wrong = Call(hosted_request(dataset, "anna-double-charge")).run()
+    assert wrong.status == "failed" and "HTTP 401" in wrong.error and "ELEVENLABS_API_KEY" in wrong.error
+    assert wrong.transcript == []
+
+    monkeypatch.setenv("ELEVENLABS_API_KEY", KEY)
+    monkeypatch.setenv("ELEVENLABS_AGENT_ID", "no-such-agent")
+    missing = Call(hosted_request(dataset, "anna-double-charge")).run()
+    assert "HTTP 404" in missing.error and "agent id" in missing.error
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_rate_limits_and_server_errors_are_retried_visibly(dataset, hosted_env, monkeypatch, status):
+    monkeypatch.setenv("ELEVENLABS_AGENT_ID", "chargeback")
+    hosted_env.faults.add(HttpFault(status=status, path="get-signed-url", times=2, retry_after=0.05))
+    result = Call(hosted_request(dataset, "anna-double-charge")).run()
+    assert result.success
+    assert [(r["status"], r["what"]) for r in result.retries] == [(status, "getting a signed URL")] * 2
+
+
+def test_forbidden_is_a_clear_error(dataset, hosted_env, monkeypatch):
+    monkeypatch.setenv("ELEVENLABS_AGENT_ID", "chargeback")
+    hosted_env.faults.add(HttpFault(status=403, path="get-signed-url"))
+    result = Call(hosted_request(dataset, "anna-double-charge")).run()
+    assert result.status == "failed" and "HTTP 403" in result.error and "permissions" in result.error
+
+
+def test_refused_override_is_explained_and_the_run_goes_on(tmp_path: Path):
+    agents = tmp_path / "agents"
+    shutil.copytree(AGENTS, agents)
+    spec = agents / "applicant-screening.yaml"
+    spec.write_text(spec.read_text() + "platform:\n  allowed_overrides: [first_message]\n")
+    outcome = run_batch(str(PERSONAS), str(agents), persona_ids=["jonas-de-entwickler", "anna-double-charge"],
+                        runs_root=str(tmp_path / "runs"), run_id="o", progress=False)
+    by_persona = {r.persona_id: r for r in outcome.results}
+    refused = by_persona["jonas-de-entwickler"]
+    assert refused.status == "failed" and refused.end_reason == "error"
+    assert "refused the override of 'language'" in refused.error and "Security > Overrides" in refused.error
+    assert by_persona["anna-double-charge"].success
+
+
+def test_outbound_phone_calls_twilio_and_sip(tmp_path: Path, hosted_env, monkeypatch):
+    monkeypatch.setenv("ELEVENLABS_AGENT_ID", "chargeback")
+    monkeypatch.setenv("ELEVENLABS_PHONE_NUMBER_ID", "phnum_test")
+    for provider in ("twilio", "sip"):
+        monkeypatch.setenv("ELEVENLABS_PHONE_PROVIDER", provider)
+        outcome = run_batch(str(PERSONAS), str(AGENTS), persona_ids=["anna-double-charge", "kevin-in-a-hurry"],
+                            caller="phone", backend="elevenlabs", runs_root=str(tmp_path), run_id=provider,
+                            progress=False)
+        results = {r.persona_id: r for r in outcome.results}
+        assert all(r.success and r.caller == "phone" for r in results.values()), results
+        assert results["kevin-in-a-hurry"].end_reason == "caller_ended"
+        assert results["anna-double-charge"].end_reason == "agent_ended"
+        record = hosted_env.history.get(results["anna-double-charge"].conversation_id)
+        assert record.phone_call["type"] == ("twilio" if provider == "twilio" else "sip_trunking")
+        assert record.phone_call["external_number"] == "+48601234567" and record.phone_call["direction"] == "outbound"
+        assert results["anna-double-charge"].analysis["call_successful"] == "success"
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert KEY not in path.read_text(errors="ignore")
+
+
+def test_phone_settings_are_checked_before_dialling(dataset, monkeypatch, tmp_path: Path):
+    request = hosted_request(dataset, "anna-double-charge")
+    with pytest.raises(ConfigError, match="ELEVENLABS_PHONE_NUMBER_ID"):
+        phone_settings(request)
+    monkeypatch.setenv("ELEVENLABS_PHONE_NUMBER_ID", "phnum_1")
+    monkeypatch.setenv("ELEVENLABS_PHONE_PROVIDER", "carrier-pigeon")
+    with pytest.raises(ConfigError, match="twilio or sip"):
+        phone_settings(request)
+    path = tmp_path / "p.yaml"
+    path.write_text("personas:\n  - {id: x, name: X, summary: s, agent: applicant-screening, variables: "
+                    "{first_name: a, last_name: b, position: c, years_experience: '1', current_employer: d}}\n")
+    persona = load_dataset(path, AGENTS).persona("x")
+    monkeypatch.delenv("ELEVENLABS_PHONE_PROVIDER")
+    with pytest.raises(ConfigError, match="no variables.phone_number"):
+        phone_settings(CallRequest(persona=persona, agent=dataset.agents["applicant-screening"]))

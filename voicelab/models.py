@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 Speaker = Literal["agent", "user"]
 Backend = Literal["local", "elevenlabs"]
@@ -23,6 +23,15 @@ STYLES: tuple[str, ...] = ("cooperative", "impatient", "confused", "silent", "in
 
 ID_PATTERN = re.compile(r"^[a-z0-9-]+$")
 E164_PATTERN = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+def _id_shape(value: str) -> str:
+    if not ID_PATTERN.match(value):
+        raise ValueError("must be lowercase letters, digits and dashes ([a-z0-9-]+)")
+    return value
+
+
+#: Persona and agent ids: they become file names, test names and CLI arguments.
+Id = Annotated[str, AfterValidator(_id_shape)]
 
 #: A text that may differ by language: a plain string, or {"en": "...", "de": "..."}.
 LocalText = str | dict[str, str]
@@ -68,7 +77,7 @@ class Expectations(_Strict):
 
 
 class Persona(_Strict):
-    id: str
+    id: Id
     name: str
     summary: str
     language: str = "en"
@@ -76,13 +85,6 @@ class Persona(_Strict):
     variables: dict[str, str] = Field(default_factory=dict)
     caller: CallerSpec = Field(default_factory=CallerSpec)
     expect: Expectations = Field(default_factory=Expectations)
-
-    @field_validator("id")
-    @classmethod
-    def _id_shape(cls, v: str) -> str:
-        if not ID_PATTERN.match(v):
-            raise ValueError("must be lowercase letters, digits and dashes ([a-z0-9-]+)")
-        return v
 
     @field_validator("variables", mode="before")
     @classmethod
@@ -160,7 +162,7 @@ class PlatformSettings(_Strict):
 
 
 class AgentSpec(_Strict):
-    id: str
+    id: Id
     name: str
     language: str = "en"
     first_message: LocalText
@@ -170,13 +172,6 @@ class AgentSpec(_Strict):
     context: str | None = None
     flow: Flow
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
-
-    @field_validator("id")
-    @classmethod
-    def _id_shape(cls, v: str) -> str:
-        if not ID_PATTERN.match(v):
-            raise ValueError("must be lowercase letters, digits and dashes ([a-z0-9-]+)")
-        return v
 
 
 # --------------------------------------------------------------------------- calls

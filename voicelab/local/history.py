@@ -25,6 +25,13 @@ def new_conversation_id() -> str:
     return "conv_" + "".join(secrets.choice(alphabet) for _ in range(28))
 
 
+def error_response(status: int, code: str, message: str) -> Any:
+    """The platform's REST error body: {"detail": {"status": ..., "message": ...}}."""
+    from aiohttp import web
+
+    return web.json_response({"detail": {"status": code, "message": message}}, status=status)
+
+
 def dump(model: Any) -> dict:
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)
 

@@ -19,6 +19,7 @@ from elevenlabs.types import GetTestSuiteInvocationResponseModel, TwilioOutbound
 
 from ..models import E164_PATTERN, Persona
 from .history import ConversationRecord, dump, new_conversation_id
+from .history import error_response as _error
 from .simulate import simulate
 
 if TYPE_CHECKING:
@@ -28,10 +29,6 @@ TEST_NAME = re.compile(r"^voicelab/([a-z0-9-]+)")
 #: Real seconds a simulated run stays pending / a phone call stays in progress, so that
 #: clients really poll (as they must against the hosted platform).
 PENDING_S = 0.3
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"detail": {"status": code, "message": message}}, status=status)
 
 
 def _unprocessable(field: str, message: str) -> web.Response:

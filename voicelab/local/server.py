@@ -27,14 +27,11 @@ from ..errors import BackendError
 from ..models import AgentSpec, Persona, pick_language
 from .faults import Faults
 from .history import History, dump
+from .history import error_response as _error
 from .platform import Platform
 from .session import Session
 
 log = logging.getLogger(__name__)
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"detail": {"status": code, "message": message}}, status=status)
 
 
 class LocalBackend:

@@ -51,12 +51,15 @@ class LocalBackend:
         ping_interval_s: float = 5.0,
         personas: dict[str, Persona] | None = None,
         require_key: str | None = None,
+        voice_silence_s: float = 0.5,
     ) -> None:
         self.agents = agents if isinstance(agents, dict) else load_agents(agents)
         #: Who answers agent-testing simulations and outbound calls (voicelab's scripted caller).
         self.personas = personas or {}
         #: When set: REST needs this xi-api-key, conversations need a signed URL.
         self.require_key = require_key
+        #: Voice mode: this much quiet after speech ends the caller's turn.
+        self.voice_silence_s = voice_silence_s
         self._signatures: dict[str, float] = {}
         self.platform = Platform(self)
         self.host, self.port = host, port

@@ -9,6 +9,7 @@ periodically, and close 1000 after an `end_call` step.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import math
@@ -21,6 +22,7 @@ from ..datasets import agent_variables
 from .faults import Fault
 from .flow import FlowEngine, Reply
 from .history import ConversationRecord, new_conversation_id
+from .voice import VoiceChannel
 
 if TYPE_CHECKING:
     from .server import LocalBackend
@@ -66,6 +68,7 @@ class Session:
         self.ping_ms: int | None = None
         self.ping_count = 0
         self.closed = False
+        self.voice: VoiceChannel | None = None  # set for audio conversations
 
     # ------------------------------------------------------------------ sending
 
@@ -77,27 +80,36 @@ class Session:
         self.event_id += 1
         return self.event_id
 
-    async def say(self, reply: Reply) -> None:
-        """One agent turn: streamed text parts, then the full response (text mode)."""
+    async def say(self, reply: Reply, not_before: float = 0.0) -> None:
+        """One agent turn: streamed text parts and the full response (text mode), or the response
+        and its audio (voice mode, first audio no earlier than `not_before`)."""
         assert self.record is not None
         if self.closed:
             return
         event_id = self.next_id()
-        await self.send({"type": "agent_chat_response_part",
-                         "text_response_part": {"text": "", "type": "start", "event_id": event_id}})
-        await self.send({"type": "agent_chat_response_part",
-                         "text_response_part": {"text": reply.text, "type": "delta", "event_id": event_id}})
-        await self.send({"type": "agent_response",
-                         "agent_response_event": {"agent_response": reply.text, "event_id": event_id}})
-        await self.send({"type": "agent_chat_response_part",
-                         "text_response_part": {"text": "", "type": "stop", "event_id": event_id}})
-        self.record.add("agent", reply.text)
+        if self.voice is not None:
+            self.record.add("agent", reply.text)
+            self.voice.event_id = event_id
+            await self.voice.speak(reply.text, event_id, not_before)
+            self.last_activity = self.voice.audio_end
+        else:
+            await self.send({"type": "agent_chat_response_part",
+                             "text_response_part": {"text": "", "type": "start", "event_id": event_id}})
+            await self.send({"type": "agent_chat_response_part",
+                             "text_response_part": {"text": reply.text, "type": "delta", "event_id": event_id}})
+            await self.send({"type": "agent_response",
+                             "agent_response_event": {"agent_response": reply.text, "event_id": event_id}})
+            await self.send({"type": "agent_chat_response_part",
+                             "text_response_part": {"text": "", "type": "stop", "event_id": event_id}})
+            self.record.add("agent", reply.text)
+            self.last_activity = time.monotonic()
         self.agent_turns += 1
-        self.last_activity = time.monotonic()
         if self.fault and self.agent_turns == self.fault.after_agent_turns:
             await self.fire(self.fault)
             return
         if reply.end_call:
+            if self.voice is not None:
+                await self.voice.wait_until_heard()
             self.record.outcome = self.engine.outcome if self.engine else None
             await self.close(1000, END_CALL_REASON)
 
@@ -176,9 +188,14 @@ class Session:
                                                                "message": reason, "reason": reason}})
             await self.close(1008, reason, failed=True)
             return
+        if not self.record.text_only:
+            self.voice = VoiceChannel(self.send, language, silence_s=self.backend.voice_silence_s)
         pinger = asyncio.create_task(self.ping_loop())
         try:
-            await self.say(self.engine.first_message())
+            if self.voice is not None:  # speaking takes time: keep listening meanwhile
+                self.reply_task = asyncio.create_task(self.say(self.engine.first_message()))
+            else:
+                await self.say(self.engine.first_message())
             await self.loop()
         finally:
             pinger.cancel()
@@ -206,12 +223,19 @@ class Session:
         silence_after = self.engine.flow.silence.after_s
         while not self.closed and not self.ws.closed:
             waiting_for_agent = self.reply_task is not None and not self.reply_task.done()
-            timeout = None if waiting_for_agent else max(
-                0.05, silence_after - (time.monotonic() - self.last_activity))
+            listening = self.voice is not None and self.voice.in_speech
+            if listening:
+                timeout: float | None = 0.05  # to notice the end of the caller's turn
+            elif waiting_for_agent:
+                timeout = 0.2 if self.voice is not None else None
+            else:
+                timeout = max(0.05, silence_after - (time.monotonic() - self.last_activity))
             try:
                 msg = await self.ws.receive(timeout=timeout)
             except TimeoutError:
-                if not self.closed:
+                if listening or waiting_for_agent:
+                    self.check_turn_end()
+                elif not self.closed:
                     await self.say(self.engine.on_silence())
                 continue
             if msg.type != WSMsgType.TEXT:
@@ -242,7 +266,46 @@ class Session:
             if sent is not None:
                 # at least 1: the SDK skips its latency callback for a falsy ping_ms (0 on loopback)
                 self.ping_ms = max(1, math.ceil((time.monotonic() - sent) * 1000))
-        # user_activity only resets the silence timer (done above); audio comes with voice mode.
+        elif "user_audio_chunk" in data and self.voice is not None:
+            now = time.monotonic()
+            if self.voice.on_chunk(base64.b64decode(data["user_audio_chunk"]), now):
+                await self.barge_in(now)
+            if self.voice.in_speech:
+                self.last_activity = now
+            self.check_turn_end()
+        # user_activity only resets the silence timer (done above).
+
+    def check_turn_end(self) -> None:
+        """Voice: when the caller's turn has ended, transcribe and answer it (in order)."""
+        ended = self.voice.turn_ended(time.monotonic()) if self.voice is not None else None
+        if ended is not None:
+            previous = self.reply_task
+            self.reply_task = asyncio.create_task(self.voice_answer(*ended, previous))
+
+    async def voice_answer(self, speech: bytes, speech_end: float, previous: asyncio.Task | None) -> None:
+        assert self.engine is not None and self.voice is not None and self.record is not None
+        text = await self.voice.transcribe(speech)
+        if previous is not None and not previous.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await previous
+        await self.send({"type": "user_transcript",
+                         "user_transcription_event": {"user_transcript": text, "event_id": self.next_id()}})
+        self.record.add("user", text, medium="audio")
+        await self.say(self.engine.on_user(text), not_before=speech_end + self.backend.latency_s)
+
+    async def barge_in(self, now: float) -> None:
+        """The caller talks over the agent: stop, say so, and correct the cut-off turn."""
+        assert self.voice is not None and self.record is not None
+        original = self.voice.spoken_text
+        cut_id = self.voice.event_id
+        truncated = self.voice.cut(now)
+        await self.send({"type": "interruption", "interruption_event": {"event_id": self.next_id()}})
+        await self.send({"type": "agent_response_correction", "agent_response_correction_event": {
+            "original_agent_response": original, "corrected_agent_response": truncated, "event_id": cut_id}})
+        for item in reversed(self.record.transcript):
+            if item["role"] == "agent":
+                item.update(interrupted=True, message=truncated, original_message=original)
+                break
 
     async def answer(self) -> None:
         assert self.engine is not None

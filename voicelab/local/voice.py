@@ -1,0 +1,117 @@
+"""Voice mode of a local-backend conversation: hear the caller, speak as the agent.
+
+Hearing: `user_audio_chunk`s are scored by energy; a turn ends after `silence_s` of quiet
+following speech, then pocketsphinx transcribes it (off the event loop). Speaking: espeak-ng
+renders the agent's turn, sent as 100 ms PCM chunks a little ahead of real time. If the caller
+speaks while agent audio is still playing, the agent stops, sends `interruption` (a larger
+event id than the cut-off turn) and an `agent_response_correction` with what was really said.
+
+Injected latency is the agent's response time: the first audio of an answer leaves
+`latency_s` after the caller's speech ended (or as soon as ASR and TTS allow, if later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..speech import BYTES_PER_S, Transcriber, rms, speak, voice_for
+
+CHUNK_BYTES = 3200  # 100 ms
+LEAD_S = 0.3  # how far ahead of real time agent audio is sent
+SPEECH_RMS = 300.0  # int16 RMS above this is speech (espeak speech is ~2000-5000, silence 0)
+
+
+class VoiceChannel:
+    def __init__(self, send: Callable[[dict[str, Any]], Awaitable[None]], language: str, *,
+                 silence_s: float) -> None:
+        self.send = send
+        self.voice = voice_for("agent", language, agent=True)
+        self.silence_s = silence_s
+        self.buffer = bytearray()
+        self.in_speech = False
+        self.last_speech = 0.0
+        self._transcriber: Transcriber | None = None
+        # the agent's current turn
+        self.speaking: asyncio.Task | None = None
+        self.spoken_text = ""
+        self.audio_start = 0.0
+        self.audio_s = 0.0
+        self.audio_end = 0.0
+        self.event_id = 0
+
+    # ------------------------------------------------------------------ hearing
+
+    def on_chunk(self, pcm: bytes, now: float) -> bool:
+        """Take caller audio; return True when speech starts while the agent is talking."""
+        barge_in = False
+        if rms(pcm) >= SPEECH_RMS:
+            if not self.in_speech:
+                self.in_speech = True
+                barge_in = self.agent_talking(now)
+            self.last_speech = now
+            self.buffer += pcm
+        elif self.in_speech:
+            self.buffer += pcm
+        return barge_in
+
+    def turn_ended(self, now: float) -> tuple[bytes, float] | None:
+        """The caller's finished turn (audio, time its speech ended), once enough silence followed."""
+        if self.in_speech and now - self.last_speech >= self.silence_s:
+            self.in_speech = False
+            speech = bytes(self.buffer)
+            self.buffer.clear()
+            return speech, self.last_speech
+        return None
+
+    async def transcribe(self, pcm: bytes) -> str:
+        loop = asyncio.get_running_loop()
+        if self._transcriber is None:
+            self._transcriber = await loop.run_in_executor(None, Transcriber)
+        return await loop.run_in_executor(None, self._transcriber.transcribe, pcm)
+
+    # ------------------------------------------------------------------ speaking
+
+    def agent_talking(self, now: float) -> bool:
+        return self.speaking is not None and now < self.audio_end
+
+    async def speak(self, text: str, event_id: int, not_before: float) -> None:
+        """Send agent_response and the turn's audio (first chunk no earlier than `not_before`)."""
+        pcm = await asyncio.get_running_loop().run_in_executor(None, speak, text, self.voice)
+        pcm = pcm[: len(pcm) - len(pcm) % 2]
+        delay = not_before - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self.spoken_text = text
+        self.audio_start = time.monotonic()
+        self.audio_s = len(pcm) / BYTES_PER_S
+        self.audio_end = self.audio_start + self.audio_s
+        self.speaking = asyncio.current_task()
+        await self.send({"type": "agent_response", "agent_response_event": {"agent_response": text,
+                                                                            "event_id": event_id}})
+        for offset in range(0, len(pcm), CHUNK_BYTES):
+            ahead = self.audio_start + offset / BYTES_PER_S - time.monotonic()
+            if ahead > LEAD_S:
+                await asyncio.sleep(ahead - LEAD_S)
+            chunk = pcm[offset:offset + CHUNK_BYTES]
+            await self.send({"type": "audio", "audio_event": {
+                "audio_base_64": base64.b64encode(chunk).decode(), "event_id": event_id}})
+
+    async def wait_until_heard(self) -> None:
+        """Before hanging up: let the last words play out on the caller's side."""
+        remaining = self.audio_end - time.monotonic()
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+
+    def cut(self, now: float) -> str:
+        """Stop the current turn; return the part of its text that was spoken by `now`."""
+        if self.speaking is not None and not self.speaking.done():
+            self.speaking.cancel()
+        self.speaking = None
+        fraction = max(0.0, min(1.0, (now - self.audio_start) / self.audio_s)) if self.audio_s else 1.0
+        self.audio_end = now
+        words = self.spoken_text.split()
+        return " ".join(words[: max(1, int(len(words) * fraction))])

@@ -1,0 +1,103 @@
+"""Offline speech: text to speech with espeak-ng, speech to text with pocketsphinx.
+
+Two small interfaces so either can be swapped: `speak(text, voice) -> PCM` and
+`Transcriber().transcribe(PCM) -> text`. PCM is always 16 kHz mono int16 bytes, the format the
+ElevenLabs SDK assumes on both directions.
+
+pocketsphinx ships an en-US model only: German speech is transcribed with it too, badly. That is
+what the WER metric is for; it measures the audio path, it does not judge the agent.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import threading
+import wave
+import zlib
+
+import numpy as np
+
+from .errors import MissingDependency
+
+RATE = 16000
+BYTES_PER_S = RATE * 2
+VOICES = {"en": "en-us", "de": "de"}
+VARIANTS = ["f1", "f2", "f3", "f4", "f5"]  # pocketsphinx hears these espeak voices best (WER ~0.4)
+
+
+def voice_for(persona_id: str, language: str, agent: bool = False) -> str:
+    """A stable espeak-ng voice per persona (and one for agents), by language."""
+    base = VOICES.get(language, language)
+    if agent:
+        return f"{base}+m3"
+    return f"{base}+{VARIANTS[zlib.crc32(persona_id.encode()) % len(VARIANTS)]}"
+
+
+def resample(pcm: np.ndarray, rate: int, target: int = RATE) -> np.ndarray:
+    """Linear resampling: plenty for speech at these rates, and no SciPy needed."""
+    if rate == target or len(pcm) == 0:
+        return pcm.astype(np.int16)
+    n = int(round(len(pcm) * target / rate))
+    return np.interp(np.linspace(0, len(pcm) - 1, n), np.arange(len(pcm)), pcm).astype(np.int16)
+
+
+def speak(text: str, voice: str = "en-us", words_per_minute: int = 165) -> bytes:
+    """Text -> 16 kHz mono int16 PCM through espeak-ng."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise MissingDependency("espeak-ng is not installed: apt-get install espeak-ng (scripts/setup.sh does it)")
+    out = subprocess.run([exe, "-v", voice, "-s", str(words_per_minute), "--stdout", text],
+                         capture_output=True, check=False)
+    if out.returncode != 0 or not out.stdout:
+        raise MissingDependency(f"espeak-ng could not speak with voice {voice!r}: {out.stderr.decode().strip()}")
+    with wave.open(io.BytesIO(out.stdout)) as w:
+        rate = w.getframerate()
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+    return resample(pcm, rate).tobytes()
+
+
+def rms(pcm: bytes) -> float:
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32)
+    return float(np.sqrt(np.mean(samples * samples))) if len(samples) else 0.0
+
+
+class Transcriber:
+    """pocketsphinx with its bundled en-US model; one decoder per instance (not thread-safe)."""
+
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        try:
+            from pocketsphinx import Decoder
+        except ImportError:
+            raise MissingDependency("pocketsphinx is missing: pip install -e . (it is a voicelab dependency)") \
+                from None
+        with self._lock:  # model loading is not thread-safe
+            self._decoder = Decoder(samprate=RATE, loglevel="FATAL")
+
+    def transcribe(self, pcm: bytes) -> str:
+        d = self._decoder
+        d.start_utt()
+        d.process_raw(pcm, full_utt=True)
+        d.end_utt()
+        hyp = d.hyp()
+        return hyp.hypstr.strip() if hyp is not None else ""
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word-level edit distance / reference length (lowercased, punctuation stripped)."""
+    import re
+
+    ref = re.findall(r"[\w']+", reference.lower())
+    hyp = re.findall(r"[\w']+", hypothesis.lower())
+    if not ref:
+        return 0.0 if not hyp else 1.0
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1] / len(ref)

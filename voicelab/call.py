@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from elevenlabs import ElevenLabs
 from elevenlabs.conversational_ai.conversation import (
@@ -35,6 +35,9 @@ from .datasets import render
 from .errors import BackendError, ConfigError
 from .models import CallRequest, CallResult, EndReason, TranscriptEntry, pick_language, utc_now_iso
 from .transcript import TranscriptRecorder
+
+if TYPE_CHECKING:
+    from .voice_call import VoiceSide
 
 AGENT, DISCONNECT, STOP = "agent", "disconnect", "stop"
 #: How long to wait for the SDK to close its side after we ended the call.
@@ -120,7 +123,7 @@ def describe_disconnect(details: DisconnectionDetails) -> tuple[EndReason, str |
 def finished_result(request: CallRequest, transcript: list[TranscriptEntry], *, end_reason: EndReason,
                     duration_s: float, started_at: str, error: str | None = None,
                     conversation_id: str | None = None, interruptions: int = 0, analysis: dict | None = None,
-                    retries: list[dict] | None = None) -> CallResult:
+                    retries: list[dict] | None = None, voice: dict | None = None) -> CallResult:
     """The one way any caller (scripted, platform, phone) turns a finished call into a CallResult."""
     status = "failed" if end_reason in ("error", "disconnected", "cancelled") else "completed"
     duration = round(duration_s, 3)
@@ -129,8 +132,10 @@ def finished_result(request: CallRequest, transcript: list[TranscriptEntry], *, 
         conversation_id=conversation_id, status=status, duration_seconds=duration, transcript=transcript,
         run_id=request.run_id, call_id=request.call_id, persona_id=request.persona.id, agent_id=request.agent.id,
         backend=request.backend, caller=request.caller, mode=request.mode, started_at=started_at,
-        end_reason=end_reason, error=error, metrics=evaluate.metrics(transcript, interruptions), checks=checks,
+        end_reason=end_reason, error=error, checks=checks,
+        metrics=evaluate.metrics(transcript, interruptions).model_copy(update=voice or {}),
         success=evaluate.success(status, checks), analysis=analysis, retries=retries or [],
+        audio_path=(voice or {}).get("audio_path"),
     )
 
 
@@ -150,39 +155,40 @@ class _Dialogue:
         self.started_at = utc_now_iso()
         self.retries: list[dict] = []
         self.analysis: dict | None = None
+        self.voice: VoiceSide | None = None
 
     def finish(self, reason: EndReason, error: str | None = None) -> None:
         if self.end_reason is None:
             self.end_reason, self.error = reason, error
             self.ended_at = self.recorder.elapsed()
 
-    def handle(self, kind: str, payload: Any) -> tuple[str | None, list[str]]:
-        """Take one event; return (a contextual update to send first, what the caller says)."""
+    def handle(self, kind: str, payload: Any) -> tuple[str | None, list[str], bool]:
+        """Take one event; return (a contextual update to send first, what the caller says, whether
+        it hangs up after saying it)."""
         if kind == DISCONNECT:
             self.finish(*describe_disconnect(payload))
         elif kind == STOP:
             self.finish(payload or "caller_ended")
         elif kind == AGENT:
-            text, at = payload
-            self.recorder.add("agent", text, at=at)
+            text, at, latency = payload
+            self.recorder.add("agent", text, at=at, latency_ms=latency)
             context = None
             if self.context and not self.context_sent:
                 self.context_sent, context = True, self.context
             if self.caller is None:
-                return context, []
+                return context, [], False
             action = self.caller.on_agent_turn(text)
-            if action.hang_up:
-                # The goodbye still goes out; the end time is when the caller decided to hang up.
-                self.finish("caller_ended")
-            return context, action.say
-        return None, []
+            return context, action.say, action.hang_up
+        return None, [], False
 
     def result(self) -> CallResult:
         duration = self.ended_at if self.ended_at is not None else self.recorder.elapsed()
+        voice = self.voice.summary(self.request) if self.voice is not None else None
         return finished_result(
             self.request, self.recorder.entries(), end_reason=self.end_reason or "error", duration_s=duration,
             started_at=self.started_at, error=self.error, conversation_id=self.conversation_id,
-            interruptions=self.recorder.interruptions, analysis=self.analysis, retries=self.retries)
+            interruptions=voice.pop("interruptions") if voice else self.recorder.interruptions,
+            analysis=self.analysis, retries=self.retries, voice=voice)
 
     def fetch_analysis(self, connection: Connection) -> None:
         """On the hosted platform, store its own verdict and transcript next to ours."""
@@ -208,6 +214,7 @@ class Call:
         self._events: queue.Queue = queue.Queue()
         self._conversation: Conversation | None = None
         self._connection: Connection | None = None
+        self._turns: list[asyncio.Task] = []
         self._driver: threading.Thread | None = None
         self._result: CallResult | None = None
 
@@ -223,7 +230,7 @@ class Call:
         self._conversation = Conversation(
             connection.client, connection.agent_id, requires_auth=False,
             config=initiation_data(self.request),
-            callback_agent_response=lambda text: self._events.put((AGENT, (text, self.recorder.elapsed()))),
+            callback_agent_response=lambda text: self._events.put((AGENT, (text, self.recorder.elapsed(), None))),
             callback_disconnect=lambda details: self._events.put((DISCONNECT, details)),
         )
         self.dialogue.started_at = utc_now_iso()
@@ -278,7 +285,7 @@ class Call:
             except queue.Empty:
                 dialogue.finish("timeout")
                 break
-            context, say = dialogue.handle(kind, payload)
+            context, say, hang_up = dialogue.handle(kind, payload)
             if context:
                 with contextlib.suppress(Exception):
                     conv.send_contextual_update(context)
@@ -289,6 +296,8 @@ class Call:
                 except Exception:
                     break  # the agent hung up meanwhile; its disconnect event follows
                 self.recorder.add("user", text, at=at)
+            if hang_up:
+                dialogue.finish("caller_ended")
         conv.end_session()
         if conv._thread is not None:
             conv._thread.join(CLOSE_GRACE_S)
@@ -304,11 +313,22 @@ class Call:
         events: asyncio.Queue = asyncio.Queue()
         connection = connect(self.request, self.base_url)
 
+        if self.request.mode == "voice":
+            from .voice_call import VoiceSide
+
+            dialogue.voice = VoiceSide(self.request, self.recorder)
+        voice = dialogue.voice
+
         async def on_agent(text: str) -> None:
-            events.put_nowait((AGENT, (text, self.recorder.elapsed())))
+            at = self.recorder.elapsed()
+            events.put_nowait((AGENT, (text, at, voice.latency_to(at) if voice else None)))
 
         async def on_disconnect(details: DisconnectionDetails) -> None:
             events.put_nowait((DISCONNECT, details))
+
+        async def on_heard(text: str) -> None:
+            if voice is not None:
+                voice.heard.append(text)
 
         conv = AsyncConversation(
             connection.client, connection.agent_id, requires_auth=False,
@@ -316,6 +336,7 @@ class Call:
             # One ClientTools on the batch's loop, not a thread and loop per call.
             client_tools=ClientTools(loop=asyncio.get_running_loop()),
             callback_agent_response=on_agent, callback_disconnect=on_disconnect,
+            callback_user_transcript=on_heard, audio_interface=voice.audio if voice else None,
         )
         dialogue.started_at = utc_now_iso()
         self.recorder.restart_clock()
@@ -333,7 +354,11 @@ class Call:
                 task.uncancel()  # we handled it: closing the call below must still be able to await
         except Exception as exc:
             dialogue.finish("error", f"could not start the call: {exc}")
+        for task in self._turns:
+            task.cancel()
         await self._aclose(conv)
+        if voice is not None:
+            voice.save(self.request)
         dialogue.conversation_id = conv._conversation_id
         await loop.run_in_executor(None, dialogue.fetch_analysis, connection)
         self._result = dialogue.result()
@@ -348,10 +373,14 @@ class Call:
             except TimeoutError:
                 dialogue.finish("timeout")
                 break
-            context, say = dialogue.handle(kind, payload)
+            context, say, hang_up = dialogue.handle(kind, payload)
             if context:
                 with contextlib.suppress(Exception):
                     await conv.send_contextual_update(context)
+            if dialogue.voice is not None:
+                if say or hang_up:  # spoken in real time, after the agent (or over it)
+                    self._turns.append(asyncio.create_task(dialogue.voice.turn(say, hang_up, events)))
+                continue
             for text in say:
                 at = self.recorder.elapsed()
                 try:
@@ -359,6 +388,8 @@ class Call:
                 except Exception:
                     break  # the agent hung up meanwhile; its disconnect event follows
                 self.recorder.add("user", text, at=at)
+            if hang_up:
+                dialogue.finish("caller_ended")
 
     async def _aclose(self, conv: AsyncConversation) -> None:
         with contextlib.suppress(Exception):

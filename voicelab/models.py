@@ -188,6 +188,8 @@ class CallRequest(BaseModel):
     max_duration_s: float = 60.0
     run_id: str | None = None
     call_id: str | None = None
+    #: Voice calls write their stereo recording into this folder.
+    audio_dir: str | None = None
 
 
 class TranscriptEntry(BaseModel):
@@ -210,6 +212,10 @@ class Metrics(BaseModel):
     user_turns: int = 0
     response_latency_ms: list[float] = Field(default_factory=list)
     interruptions: int = 0
+    #: Voice calls: seconds the caller spoke / seconds of agent audio received.
+    talk_ratio: float | None = None
+    #: Voice calls: word error rate of what the agent heard against what the persona said.
+    wer: float | None = None
 
 
 class CallResult(BaseModel):

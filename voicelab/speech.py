@@ -24,6 +24,9 @@ from .errors import MissingDependency
 RATE = 16000
 BYTES_PER_S = RATE * 2
 VOICES = {"en": "en-us", "de": "de"}
+#: int16 frame RMS at or above this is speech (espeak speech is ~2000-5000, digital silence 0).
+#: The backend's end-of-turn detector and the synthetic caller's latency clock share it.
+SPEECH_RMS = 300.0
 VARIANTS = ["f1", "f2", "f3", "f4", "f5"]  # pocketsphinx hears these espeak voices best (WER ~0.4)
 
 
@@ -55,7 +58,14 @@ def speak(text: str, voice: str = "en-us", words_per_minute: int = 165) -> bytes
     with wave.open(io.BytesIO(out.stdout)) as w:
         rate = w.getframerate()
         pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
-    return resample(pcm, rate).tobytes()
+    return trim(resample(pcm, rate)).tobytes()
+
+
+def trim(pcm: np.ndarray, threshold: int = 300) -> np.ndarray:
+    """Cut leading and trailing near-silence, so 'end of speech' means the last audible sound
+    (espeak-ng pads its output with ~0.3 s of quiet, which would skew latency measurements)."""
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) >= threshold)
+    return pcm[loud[0]:loud[-1] + 1] if len(loud) else pcm[:0]
 
 
 def rms(pcm: bytes) -> float:

@@ -22,6 +22,9 @@ class TranscriptRecorder:
         self._t0 = time.monotonic()
         self._on_entry = on_entry
         self.interruptions = 0
+        #: Text mode: an agent turn's latency is measured from the caller's last turn. Voice mode
+        #: measures from the end of the caller's speech instead and passes it in.
+        self.auto_latency = True
 
     def restart_clock(self) -> None:
         """Make 'now' the call's time zero (called just before the SDK connects)."""
@@ -31,14 +34,15 @@ class TranscriptRecorder:
     def elapsed(self) -> float:
         return time.monotonic() - self._t0
 
-    def add(self, speaker: Speaker, text: str, at: float | None = None) -> TranscriptEntry:
+    def add(self, speaker: Speaker, text: str, at: float | None = None,
+            latency_ms: float | None = None) -> TranscriptEntry:
         """Record a turn (now, or at `at` s from the start, a time taken when it really happened);
         an agent turn answering a user turn gets its response latency."""
         with self._lock:
             now = (time.monotonic() - self._t0) if at is None else at
             last = self._entries[-1] if self._entries else None
-            latency = None
-            if speaker == "agent" and last is not None and last.speaker == "user":
+            latency = latency_ms
+            if self.auto_latency and speaker == "agent" and last is not None and last.speaker == "user":
                 latency = round((now - self._times[-1]) * 1000, 1)
             if speaker == "user" and last is not None and last.speaker == "user":
                 self.interruptions += 1  # talked again before the agent answered

@@ -190,6 +190,7 @@ class Session:
             return
         if not self.record.text_only:
             self.voice = VoiceChannel(self.send, language, silence_s=self.backend.voice_silence_s)
+            self.voice.prepare()
         pinger = asyncio.create_task(self.ping_loop())
         try:
             if self.voice is not None:  # speaking takes time: keep listening meanwhile

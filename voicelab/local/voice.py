@@ -18,11 +18,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..speech import BYTES_PER_S, Transcriber, rms, speak, voice_for
+from ..speech import BYTES_PER_S, SPEECH_RMS, Transcriber, rms, speak, voice_for
 
 CHUNK_BYTES = 3200  # 100 ms
 LEAD_S = 0.3  # how far ahead of real time agent audio is sent
-SPEECH_RMS = 300.0  # int16 RMS above this is speech (espeak speech is ~2000-5000, silence 0)
 
 
 class VoiceChannel:
@@ -35,6 +34,7 @@ class VoiceChannel:
         self.in_speech = False
         self.last_speech = 0.0
         self._transcriber: Transcriber | None = None
+        self._loading: asyncio.Future | None = None
         # the agent's current turn
         self.speaking: asyncio.Task | None = None
         self.spoken_text = ""
@@ -67,10 +67,14 @@ class VoiceChannel:
             return speech, self.last_speech
         return None
 
+    def prepare(self) -> None:
+        """Load the speech model in the background now, not when the caller's first turn ends."""
+        self._loading = asyncio.get_running_loop().run_in_executor(None, Transcriber)
+
     async def transcribe(self, pcm: bytes) -> str:
         loop = asyncio.get_running_loop()
         if self._transcriber is None:
-            self._transcriber = await loop.run_in_executor(None, Transcriber)
+            self._transcriber = await (self._loading or loop.run_in_executor(None, Transcriber))
         return await loop.run_in_executor(None, self._transcriber.transcribe, pcm)
 
     # ------------------------------------------------------------------ speaking

@@ -1,0 +1,80 @@
+"""The voice half of a scripted call: the persona speaks its lines in real time, the agent's
+audio is played and recorded, and the voice metrics are measured.
+
+- response latency: end of the caller's speech -> the agent's answer (agent_response arrives
+  with its first audio chunk);
+- interruptions: the backend's `interruption` events (the agent was cut off);
+- talk ratio: seconds the caller spoke / seconds of agent audio;
+- WER: what the agent heard (user_transcript) against what the persona said, turn by turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from .audio.synthetic import SyntheticVoice
+from .audio.wav import StereoRecorder
+from .models import CallRequest
+from .speech import voice_for, word_error_rate
+from .transcript import TranscriptRecorder
+
+PAUSE_S = 0.3  # a polite caller's pause after the agent stops talking
+AUDIO_WAIT_S = 2.0  # how long to wait for the agent's audio after its text (none in text-only agents)
+
+
+class VoiceSide:
+    def __init__(self, request: CallRequest, recorder: TranscriptRecorder) -> None:
+        self.recorder = recorder
+        recorder.auto_latency = False
+        self.wav = StereoRecorder()
+        self.audio = SyntheticVoice(voice_for(request.persona.id, request.persona.language), recorder.elapsed,
+                                    self.wav)
+        self.barges_in = request.persona.caller.style == "interrupting"
+        self.said: list[str] = []
+        self.heard: list[str] = []
+        self.audio_path: str | None = None
+        self._lock = asyncio.Lock()
+
+    def latency_to(self, at: float) -> float | None:
+        """ms from the end of the caller's last speech to the agent's answer at `at` (once per utterance)."""
+        end = self.audio.speech_end
+        if end is None or self.audio.speaking or at < end:
+            return None
+        self.audio.speech_end = None
+        return round((at - end) * 1000, 1)
+
+    async def turn(self, lines: list[str], hang_up: bool, events: asyncio.Queue) -> None:
+        """Speak one caller turn: after the agent has finished, or over it (interrupting style)."""
+        heard_so_far = self.audio.agent_audio_s
+        async with self._lock:  # one utterance at a time, in order
+            if not self.barges_in:
+                # agent_response comes just before its audio: wait for the audio, then its end
+                for _ in range(int(AUDIO_WAIT_S / 0.02)):
+                    if self.audio.agent_audio_s > heard_so_far:
+                        break
+                    await asyncio.sleep(0.02)
+                await self.audio.until_quiet()
+                await asyncio.sleep(PAUSE_S)
+            text = " ".join(lines)
+            if text:
+                self.recorder.add("user", text)
+                self.said.append(text)
+                await self.audio.say(text)
+            if hang_up:
+                await self.audio.until_quiet(both=False)
+                await asyncio.sleep(PAUSE_S)
+                events.put_nowait(("stop", "caller_ended"))
+
+    def summary(self, request: CallRequest) -> dict:
+        pairs = list(zip(self.said, self.heard, strict=False))
+        wer = round(sum(word_error_rate(s, h) for s, h in pairs) / len(pairs), 3) if pairs else None
+        agent_s = self.audio.agent_audio_s
+        return {"interruptions": self.audio.interruptions, "wer": wer,
+                "talk_ratio": round(self.audio.caller_speech_s / agent_s, 3) if agent_s else None,
+                "audio_path": self.audio_path}
+
+    def save(self, request: CallRequest) -> None:
+        folder = Path(request.audio_dir or "recordings")
+        name = (request.call_id or request.persona.id).replace("#", "-")
+        self.audio_path = str(self.wav.write(folder / f"{name}.wav"))

@@ -46,7 +46,8 @@ def plan_calls(run: Run, dataset: Dataset) -> list[CallRequest]:
             persona = dataset.persona(persona_id)
             plan.append(CallRequest(persona=persona, agent=dataset.agent_for(persona), backend=m.backend,
                                     caller=m.caller, mode=m.mode, run_id=m.run_id, call_id=call_id,
-                                    max_duration_s=persona.caller.timeout_s or m.max_duration_s))
+                                    max_duration_s=persona.caller.timeout_s or m.max_duration_s,
+                                    audio_dir=str(run.path / "audio") if m.mode == "voice" else None))
     return plan
 
 
@@ -191,8 +192,10 @@ def run_batch(
     """Start a new run of personas x repeats and place its calls. See also `resume_batch`."""
     if repeats < 1 or concurrency < 1:
         raise ConfigError("repeats and concurrency must be at least 1")
-    if mode != "text":
-        raise ConfigError(f"mode '{mode}' is not available yet in batches; use mode 'text'")
+    if mode not in ("text", "voice"):
+        raise ConfigError(f"mode must be text or voice, not {mode!r}")
+    if mode == "voice" and caller != "scripted":
+        raise ConfigError("voice batches are played by the scripted caller's synthetic voice; use caller scripted")
     if caller not in ("scripted", "platform", "phone"):
         raise ConfigError(f"caller '{caller}' cannot run in a batch: use scripted, platform or phone "
                           "(a human caller uses the notebook console)")

@@ -6,6 +6,8 @@ processes; a notebook shows them with `display(fig)`.
 
 from __future__ import annotations
 
+import base64
+import html
 import io
 
 import pandas as pd
@@ -108,14 +110,16 @@ def failed_checks(calls: pd.DataFrame, top: int = 12) -> Figure:
     return fig
 
 
-def png(fig: Figure, dpi: int = 100):  # noqa: ANN201 - IPython.display.Image
-    """A figure as an embedded PNG for notebooks: works whatever matplotlib backend the kernel has."""
-    from IPython.display import Image
+def png(fig: Figure, dpi: int = 100):  # noqa: ANN201 - IPython.display.HTML
+    """A figure as an inline PNG <img> with its title as alt text, for notebooks and reports.
+    Works whatever matplotlib backend the kernel has, and the HTML export keeps the alt text."""
+    from IPython.display import HTML
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     title = next((ax.get_title(loc="left") for ax in fig.axes if ax.get_title(loc="left")), "chart")
-    return Image(data=buffer.getvalue(), format="png", alt=title)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return HTML(f'<img class="vl-chart" alt="{html.escape(title)}" src="data:image/png;base64,{data}"/>')
 
 
 ALL = (success_by_persona, duration_by_persona, latency_distribution, failed_checks)

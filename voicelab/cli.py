@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--persona", required=True, metavar="ID", help="persona id (see `voicelab personas`)")
     _add_dataset_args(p)
     _add_backend_args(p)
+    p.add_argument("--mode", choices=["text", "voice"], default="text",
+                   help="text messages, or voice: the persona speaks in real time (espeak-ng) and the call is "
+                        "recorded as a stereo WAV in --recordings (default: text)")
+    p.add_argument("--recordings", default="recordings", metavar="DIR",
+                   help="where voice calls write their WAV (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the CallResult as JSON instead")
 
     p = sub.add_parser("run", help="run a batch of persona calls and write its report", epilog=EPILOG_RUN,
@@ -89,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", metavar="ID", help="only personas that call this agent")
     p.add_argument("--repeats", type=int, default=1, metavar="N", help="calls per persona (default: 1)")
     p.add_argument("--concurrency", type=int, default=8, metavar="N", help="calls at once (default: 8)")
+    p.add_argument("--mode", choices=["text", "voice"], default="text",
+                   help="text messages, or voice: the persona speaks (espeak-ng) and the agent's audio is "
+                        "recorded to runs/<id>/audio/ (default: text)")
     p.add_argument("--caller", choices=["scripted", "platform", "phone"], default="scripted",
                    help="who plays the personas: scripted (voicelab's caller, default), platform (the "
                         "platform's simulated user via agent-testing), phone (an outbound phone call)")
@@ -174,6 +182,11 @@ def format_result(result, persona_name: str = "") -> str:  # noqa: ANN001 - Call
                  f"{result.metrics.turns} turns{lat_text}")
     if result.error:
         lines.append(f"Error: {result.error}")
+    m = result.metrics
+    if result.mode == "voice":
+        wer = f"{m.wer:.2f}" if m.wer is not None else "n/a"
+        lines.append(f"Voice: interruptions {m.interruptions}, talk ratio {m.talk_ratio}, WER {wer}, "
+                     f"recording {result.audio_path}")
     for c in result.checks:
         lines.append(f"  [{'pass' if c.passed else 'FAIL'}] {c.name}: {c.detail}")
     lines.append(f"Verdict: {'PASS' if result.success else 'FAIL'}")
@@ -187,10 +200,12 @@ def cmd_call(args: argparse.Namespace) -> int:
 
     ds = load_dataset(args.personas, args.agents)
     persona = ds.persona(args.persona)
-    request = CallRequest(persona=persona, agent=ds.agent_for(persona), backend=args.backend,
-                          max_duration_s=persona.caller.timeout_s or args.max_duration)
+    request = CallRequest(persona=persona, agent=ds.agent_for(persona), backend=args.backend, mode=args.mode,
+                          max_duration_s=persona.caller.timeout_s or args.max_duration, audio_dir=args.recordings)
     with local_backend(args, ds.agents, ds.personas) as base_url:
-        result = Call(request, base_url=base_url).run()
+        call = Call(request, base_url=base_url)
+        # the synthetic voice is an async audio interface: voice calls run on their own event loop
+        result = asyncio.run(call.arun()) if args.mode == "voice" else call.run()
     if args.json:
         print(json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False))
     else:
@@ -250,7 +265,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         outcome = run_batch(args.personas, args.agents, persona_ids=args.persona, agent=args.agent,
                             repeats=args.repeats, concurrency=args.concurrency, backend=args.backend,
-                            caller=args.caller,
+                            caller=args.caller, mode=args.mode,
                             run_id=args.run_id, latency_ms=args.latency_ms, max_duration_s=args.max_duration,
                             runs_root=args.runs, local_url=args.local_url)
     run_id = outcome.run.run_id

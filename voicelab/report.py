@@ -81,6 +81,8 @@ def calls_html(tables: Tables) -> str:
             "latency_p50_ms", "latency_p95_ms", "checks_passed", "checks_total"]
     if len(tables.calls) and tables.calls["platform_call_successful"].notna().any():
         cols += ["platform_call_successful", "agrees_with_platform"]  # the platform's own verdict beside ours
+    if len(tables.calls) and (tables.calls["mode"] == "voice").any():
+        cols += ["interruptions", "talk_ratio", "wer"]  # voice metrics
     if len(tables.calls) and tables.calls["retries"].gt(0).any():
         cols.append("retries")
     df = tables.calls[cols].copy() if len(tables.calls) else pd.DataFrame(columns=cols)

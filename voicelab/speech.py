@@ -96,6 +96,55 @@ class Transcriber:
         return hyp.hypstr.strip() if hyp is not None else ""
 
 
+class TranscriberPool:
+    """pocketsphinx in worker processes (`python -m voicelab.speech`): it holds the GIL for the
+    whole utterance (~0.5-1 s), which in-process would stall every other call's 20 ms audio
+    clock. Plain subprocesses, not multiprocessing, so no caller's __main__ is ever re-imported."""
+
+    def __init__(self, workers: int = 2) -> None:
+        import queue
+        import sys
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._free: queue.Queue = queue.Queue()
+        self._procs = [subprocess.Popen([sys.executable, "-m", "voicelab.speech"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE) for _ in range(workers)]
+        for proc in self._procs:
+            self._free.put(proc)
+        self._threads = ThreadPoolExecutor(workers, thread_name_prefix="voicelab-asr")
+
+    def _run(self, pcm: bytes) -> str:
+        proc = self._free.get()
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(len(pcm).to_bytes(4, "big") + pcm)
+            proc.stdin.flush()
+            return proc.stdout.readline().decode("utf-8").strip()
+        finally:
+            self._free.put(proc)
+
+    def submit(self, pcm: bytes):  # noqa: ANN201 - concurrent.futures.Future[str]
+        return self._threads.submit(self._run, pcm)
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        for proc in self._procs:
+            proc.kill()
+            proc.wait()
+
+
+def _worker() -> None:
+    """Read length-prefixed PCM utterances on stdin, write one transcript line each."""
+    import sys
+
+    transcriber = Transcriber()
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while header := stdin.read(4):
+        pcm = stdin.read(int.from_bytes(header, "big"))
+        stdout.write(transcriber.transcribe(pcm).replace("\n", " ").encode("utf-8") + b"\n")
+        stdout.flush()
+
+
 def word_error_rate(reference: str, hypothesis: str) -> float:
     """Word-level edit distance / reference length (lowercased, punctuation stripped)."""
     import re
@@ -111,3 +160,7 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
             cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
         prev = cur
     return prev[-1] / len(ref)
+
+
+if __name__ == "__main__":
+    _worker()

@@ -20,7 +20,8 @@ from .store import DEFAULT_ROOT, RunStore
 CALL_COLUMNS = [
     "run_id", "call_id", "persona_id", "persona_name", "agent_id", "style", "language", "backend", "caller",
     "mode", "status", "end_reason", "success", "duration_s", "turns", "agent_turns", "user_turns",
-    "interruptions", "latency_p50_ms", "latency_p95_ms", "checks_passed", "checks_total", "failed_checks",
+    "interruptions", "talk_ratio", "wer", "audio_path", "latency_p50_ms", "latency_p95_ms", "checks_passed",
+    "checks_total", "failed_checks",
     "error", "conversation_id", "started_at", "retries", "platform_call_successful", "platform_verdict",
     "agrees_with_platform",
 ]
@@ -58,7 +59,8 @@ def calls_table(results: list[CallResult], manifests: dict[str, RunManifest] | N
             "caller": r.caller, "mode": r.mode, "status": r.status, "end_reason": r.end_reason,
             "success": r.success, "duration_s": r.duration_seconds, "turns": r.metrics.turns,
             "agent_turns": r.metrics.agent_turns, "user_turns": r.metrics.user_turns,
-            "interruptions": r.metrics.interruptions,
+            "interruptions": r.metrics.interruptions, "talk_ratio": r.metrics.talk_ratio, "wer": r.metrics.wer,
+            "audio_path": r.audio_path,
             "latency_p50_ms": percentile(lat, 50), "latency_p95_ms": percentile(lat, 95),
             "checks_passed": len(r.checks) - len(failed), "checks_total": len(r.checks),
             "failed_checks": ", ".join(failed), "error": r.error, "conversation_id": r.conversation_id,

@@ -25,6 +25,7 @@ from elevenlabs.types import GetAgentResponseModel
 from ..datasets import DEFAULT_AGENTS, load_agents
 from ..errors import BackendError
 from ..models import AgentSpec, Persona, pick_language
+from ..speech import TranscriberPool
 from .faults import Faults
 from .history import History, dump
 from .history import error_response as _error
@@ -61,6 +62,7 @@ class LocalBackend:
         #: Voice mode: this much quiet after speech ends the caller's turn.
         self.voice_silence_s = voice_silence_s
         self._signatures: dict[str, float] = {}
+        self._transcribers: TranscriberPool | None = None
         self.platform = Platform(self)
         self.host, self.port = host, port
         self.latency_s = latency_s
@@ -111,6 +113,12 @@ class LocalBackend:
                 return _error(401, "invalid_api_key", "Invalid API key")
         return await handler(request)
 
+    def transcribers(self) -> TranscriberPool:
+        """Speech recognition workers, started with the first voice conversation."""
+        if self._transcribers is None:
+            self._transcribers = TranscriberPool()
+        return self._transcribers
+
     def signature_ok(self, token: str | None) -> bool:
         """A signed URL's token is valid for 15 minutes and for one conversation."""
         expires = self._signatures.pop(token or "", None)
@@ -133,6 +141,9 @@ class LocalBackend:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._transcribers is not None:
+            self._transcribers.close()
+            self._transcribers = None
 
     def start(self) -> str:
         """Start in a background thread (for notebooks and tests); returns the base URL."""

@@ -189,8 +189,8 @@ class Session:
             await self.close(1008, reason, failed=True)
             return
         if not self.record.text_only:
-            self.voice = VoiceChannel(self.send, language, silence_s=self.backend.voice_silence_s)
-            self.voice.prepare()
+            self.voice = VoiceChannel(self.send, language, silence_s=self.backend.voice_silence_s,
+                                      transcribers=self.backend.transcribers)
         pinger = asyncio.create_task(self.ping_loop())
         try:
             if self.voice is not None:  # speaking takes time: keep listening meanwhile

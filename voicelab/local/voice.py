@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..speech import BYTES_PER_S, SPEECH_RMS, Transcriber, rms, speak, voice_for
+from ..speech import BYTES_PER_S, SPEECH_RMS, TranscriberPool, rms, speak, voice_for
 
 CHUNK_BYTES = 3200  # 100 ms
 LEAD_S = 0.3  # how far ahead of real time agent audio is sent
@@ -26,15 +26,14 @@ LEAD_S = 0.3  # how far ahead of real time agent audio is sent
 
 class VoiceChannel:
     def __init__(self, send: Callable[[dict[str, Any]], Awaitable[None]], language: str, *,
-                 silence_s: float) -> None:
+                 silence_s: float, transcribers: Callable[[], TranscriberPool]) -> None:
         self.send = send
+        self.transcribers = transcribers
         self.voice = voice_for("agent", language, agent=True)
         self.silence_s = silence_s
         self.buffer = bytearray()
         self.in_speech = False
         self.last_speech = 0.0
-        self._transcriber: Transcriber | None = None
-        self._loading: asyncio.Future | None = None
         # the agent's current turn
         self.speaking: asyncio.Task | None = None
         self.spoken_text = ""
@@ -67,15 +66,8 @@ class VoiceChannel:
             return speech, self.last_speech
         return None
 
-    def prepare(self) -> None:
-        """Load the speech model in the background now, not when the caller's first turn ends."""
-        self._loading = asyncio.get_running_loop().run_in_executor(None, Transcriber)
-
     async def transcribe(self, pcm: bytes) -> str:
-        loop = asyncio.get_running_loop()
-        if self._transcriber is None:
-            self._transcriber = await (self._loading or loop.run_in_executor(None, Transcriber))
-        return await loop.run_in_executor(None, self._transcriber.transcribe, pcm)
+        return await asyncio.wrap_future(self.transcribers().submit(pcm))
 
     # ------------------------------------------------------------------ speaking
 

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES=(chromium espeak-ng libportaudio2 pulseaudio sox)
+DEB_PACKAGES=(chromium espeak-ng libasound2-plugins libportaudio2 pulseaudio pulseaudio-utils sox)
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -39,7 +39,7 @@ from .transcript import TranscriptRecorder
 if TYPE_CHECKING:
     from .voice_call import VoiceSide
 
-AGENT, DISCONNECT, STOP = "agent", "disconnect", "stop"
+AGENT, DISCONNECT, STOP, HEARD = "agent", "disconnect", "stop", "heard"
 #: How long to wait for the SDK to close its side after we ended the call.
 CLOSE_GRACE_S = 2.0
 
@@ -169,6 +169,9 @@ class _Dialogue:
             self.finish(*describe_disconnect(payload))
         elif kind == STOP:
             self.finish(payload or "caller_ended")
+        elif kind == HEARD:  # a human's voice turn, as the agent transcribed it
+            text, at = payload
+            self.recorder.add("user", text, at=at)
         elif kind == AGENT:
             text, at, latency = payload
             self.recorder.add("agent", text, at=at, latency_ms=latency)
@@ -205,8 +208,10 @@ class Call:
     """One conversation: persona x agent x backend x caller x mode -> CallResult."""
 
     def __init__(self, request: CallRequest, *, base_url: str | None = None, caller: Caller | None = None,
-                 on_entry: Callable[[TranscriptEntry], None] | None = None) -> None:
+                 on_entry: Callable[[TranscriptEntry], None] | None = None, audio: Any = None) -> None:
+        """`audio`: a sync AudioInterface (e.g. SoundDeviceAudio) for a human voice call via `start()`."""
         self.request = request
+        self.audio = audio
         self.base_url = base_url
         self.caller = caller if caller is not None else caller_for(request.persona, request.caller)
         self.recorder = TranscriptRecorder(on_entry=on_entry)
@@ -227,10 +232,22 @@ class Call:
     def start(self) -> None:
         """Connect and start the conversation in the background; returns at once."""
         connection = self._connection = connect(self.request, self.base_url)
+        voice = None
+        if self.audio is not None:
+            from .voice_call import VoiceSide
+
+            voice = self.dialogue.voice = VoiceSide(self.request, self.recorder, audio=self.audio)
+
+        def on_agent(text: str) -> None:
+            at = self.recorder.elapsed()
+            self._events.put((AGENT, (text, at, voice.latency_to(at) if voice else None)))
+
         self._conversation = Conversation(
             connection.client, connection.agent_id, requires_auth=False,
-            config=initiation_data(self.request),
-            callback_agent_response=lambda text: self._events.put((AGENT, (text, self.recorder.elapsed(), None))),
+            config=initiation_data(self.request), audio_interface=self.audio,
+            callback_agent_response=on_agent,
+            callback_user_transcript=(lambda text: self._events.put((HEARD, (text, self.recorder.elapsed()))))
+            if voice else None,
             callback_disconnect=lambda details: self._events.put((DISCONNECT, details)),
         )
         self.dialogue.started_at = utc_now_iso()
@@ -301,6 +318,8 @@ class Call:
         conv.end_session()
         if conv._thread is not None:
             conv._thread.join(CLOSE_GRACE_S)
+        if dialogue.voice is not None:
+            dialogue.voice.save(self.request)
         dialogue.conversation_id = conv._conversation_id
         dialogue.fetch_analysis(self._connection)
         self._result = dialogue.result()

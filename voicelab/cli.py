@@ -15,7 +15,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 
-from .errors import VoiceLabError
+from .errors import ConfigError, VoiceLabError
 
 EPILOG_PERSONAS = """example:
   voicelab personas
@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["text", "voice"], default="text",
                    help="text messages, or voice: the persona speaks in real time (espeak-ng) and the call is "
                         "recorded as a stereo WAV in --recordings (default: text)")
+    p.add_argument("--caller", choices=["scripted", "human"], default="scripted",
+                   help="scripted (default), or human: you talk through the microphone (--mode voice) until "
+                        "the agent hangs up or Ctrl+C")
+    p.add_argument("--input-device", metavar="NAME_OR_INDEX", help="microphone for --caller human (default: system)")
+    p.add_argument("--output-device", metavar="NAME_OR_INDEX", help="speaker for --caller human (default: system)")
     p.add_argument("--recordings", default="recordings", metavar="DIR",
                    help="where voice calls write their WAV (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the CallResult as JSON instead")
@@ -117,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", metavar="RUN_ID", help="a run id under --runs (or a run folder)")
     p.add_argument("--runs", default="runs", metavar="DIR", help="where runs are stored (default: runs)")
     p.add_argument("--reports", default="reports", metavar="DIR", help="where reports go (default: reports)")
+
+    sub.add_parser("devices", help="list audio devices for voice calls", formatter_class=fmt,
+                   description="List the microphones and speakers PortAudio sees, with the index or name to pass "
+                               "as --input-device / --output-device.")
 
     p = sub.add_parser("serve", help="run the local ElevenLabs-compatible backend", epilog=EPILOG_SERVE,
                        formatter_class=fmt,
@@ -200,12 +209,31 @@ def cmd_call(args: argparse.Namespace) -> int:
 
     ds = load_dataset(args.personas, args.agents)
     persona = ds.persona(args.persona)
+    human = args.caller == "human"
+    if human and args.mode != "voice":
+        raise ConfigError("--caller human needs --mode voice here (typed calls are made in the notebook console)")
     request = CallRequest(persona=persona, agent=ds.agent_for(persona), backend=args.backend, mode=args.mode,
-                          max_duration_s=persona.caller.timeout_s or args.max_duration, audio_dir=args.recordings)
+                          caller=args.caller, audio_dir=args.recordings,
+                          max_duration_s=args.max_duration if human else persona.caller.timeout_s or args.max_duration)
     with local_backend(args, ds.agents, ds.personas) as base_url:
-        call = Call(request, base_url=base_url)
-        # the synthetic voice is an async audio interface: voice calls run on their own event loop
-        result = asyncio.run(call.arun()) if args.mode == "voice" else call.run()
+        if human:
+            from .audio.sounddevice import SoundDeviceAudio, device_arg
+
+            audio = SoundDeviceAudio(device_arg(args.input_device), device_arg(args.output_device))
+            call = Call(request, base_url=base_url, audio=audio,
+                        on_entry=lambda e: print(f"  {e.timestamp:6.2f}s  {e.speaker:5}  {e.text}", flush=True))
+            print(f"Talking to {request.agent.name} as {persona.name}. Brief: {persona.summary}\n"
+                  "Speak into the microphone; Ctrl+C hangs up.", flush=True)
+            call.start()
+            try:
+                result = call.wait()
+            except KeyboardInterrupt:
+                call.stop()
+                result = call.wait()
+        else:
+            call = Call(request, base_url=base_url)
+            # the synthetic voice is an async audio interface: voice calls run on their own event loop
+            result = asyncio.run(call.arun()) if args.mode == "voice" else call.run()
     if args.json:
         print(json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False))
     else:
@@ -290,7 +318,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"personas": cmd_personas, "call": cmd_call, "run": cmd_run, "report": cmd_report, "serve": cmd_serve}
+def cmd_devices(args: argparse.Namespace) -> int:
+    from .audio.sounddevice import list_devices, load_sounddevice
+
+    sd = load_sounddevice()
+    default_in, default_out = sd.default.device
+    print(f"{'index':>5}  {'in':>3} {'out':>3}  {'rate':>6}  name")
+    for d in list_devices():
+        mark = (" (default input)" if d["index"] == default_in else "") + (
+            " (default output)" if d["index"] == default_out else "")
+        print(f"{d['index']:>5}  {d['inputs']:>3} {d['outputs']:>3}  {d['default_rate']:>6}  {d['name']}{mark}")
+    return 0
+
+
+COMMANDS = {"personas": cmd_personas, "devices": cmd_devices, "call": cmd_call, "run": cmd_run,
+            "report": cmd_report, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

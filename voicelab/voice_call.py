@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from .audio.synthetic import SyntheticVoice
 from .audio.wav import StereoRecorder
@@ -24,12 +25,17 @@ AUDIO_WAIT_S = 2.0  # how long to wait for the agent's audio after its text (non
 
 
 class VoiceSide:
-    def __init__(self, request: CallRequest, recorder: TranscriptRecorder) -> None:
+    """`audio` is the persona's synthetic voice by default, or a real microphone and speaker
+    (SoundDeviceAudio) for a human caller; either way it is recorded on the call's clock."""
+
+    def __init__(self, request: CallRequest, recorder: TranscriptRecorder, audio: Any = None) -> None:
         self.recorder = recorder
         recorder.auto_latency = False
         self.wav = StereoRecorder()
-        self.audio = SyntheticVoice(voice_for(request.persona.id, request.persona.language), recorder.elapsed,
-                                    self.wav)
+        if audio is None:
+            audio = SyntheticVoice(voice_for(request.persona.id, request.persona.language), recorder.elapsed)
+        audio.clock, audio.recorder = recorder.elapsed, self.wav
+        self.audio = audio
         self.barges_in = request.persona.caller.style == "interrupting"
         self.said: list[str] = []
         self.heard: list[str] = []
@@ -39,7 +45,7 @@ class VoiceSide:
     def latency_to(self, at: float) -> float | None:
         """ms from the end of the caller's last speech to the agent's answer at `at` (once per utterance)."""
         end = self.audio.speech_end
-        if end is None or self.audio.speaking or at < end:
+        if end is None or getattr(self.audio, "speaking", False) or at < end:
             return None
         self.audio.speech_end = None
         return round((at - end) * 1000, 1)

@@ -1,0 +1,48 @@
+"""A private PulseAudio server with two null sinks: `vl_mic` (play into it; its monitor is the
+virtual microphone) and `vl_speaker` (the virtual speaker; its monitor is what a listener hears).
+PortAudio reaches it through ALSA's pulse plugin; PULSE_SOURCE / PULSE_SINK pick the sinks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+
+def start_pulse(runtime: Path) -> dict[str, str]:
+    """Start the server; return the environment clients need."""
+    if shutil.which("pulseaudio") is None:
+        raise RuntimeError("pulseaudio is not installed: run scripts/setup.sh")
+    runtime.mkdir(parents=True, exist_ok=True)
+    socket = runtime / "native"
+    env = {**os.environ, "PULSE_RUNTIME_PATH": str(runtime), "HOME": str(runtime)}
+    subprocess.run(["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1", "--disallow-exit", "-n",
+                    f"--load=module-native-protocol-unix socket={socket} auth-anonymous=1",
+                    "--load=module-null-sink sink_name=vl_mic", "--load=module-null-sink sink_name=vl_speaker",
+                    f"--log-target=file:{runtime / 'log'}"], env=env, check=True, capture_output=True)
+    server = f"unix:{socket}"
+    for _ in range(50):
+        if subprocess.run(["pactl", "info"], env={**env, "PULSE_SERVER": server}, capture_output=True).returncode == 0:
+            break
+        time.sleep(0.1)
+    return {"PULSE_SERVER": server, "PULSE_RUNTIME_PATH": str(runtime), "PULSE_SOURCE": "vl_mic.monitor",
+            "PULSE_SINK": "vl_speaker"}
+
+
+def stop_pulse(env: dict[str, str]) -> None:
+    subprocess.run(["pulseaudio", "--kill"], env={**os.environ, **env}, capture_output=True)
+
+
+def play_into_mic(pcm: bytes, env: dict[str, str]) -> None:
+    """Play 16 kHz mono PCM into the virtual microphone, blocking until it has been played."""
+    subprocess.run(["pacat", "--playback", "-d", "vl_mic", "--format=s16le", "--rate=16000", "--channels=1",
+                    "--latency-msec=20"], input=pcm, env={**os.environ, **env}, check=True, capture_output=True)
+
+
+def record_speaker(path: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Record what the virtual speaker plays (its monitor) to a raw 16 kHz mono file until killed."""
+    out = open(path, "wb")  # noqa: SIM115 - closed when the process ends
+    return subprocess.Popen(["parec", "-d", "vl_speaker.monitor", "--format=s16le", "--rate=16000",
+                             "--channels=1"], stdout=out, env={**os.environ, **env})

@@ -1,0 +1,132 @@
+"""Voice calls on a real audio path: espeak-ng speech, the backend's energy end-of-turn and
+pocketsphinx ASR, the SDK's audio events, and (with PulseAudio) the sounddevice microphone and
+speaker. These take real time, like the calls they test."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voicelab.audio.wav import channel_rms
+from voicelab.call import Call
+from voicelab.callers.scripted import ScriptedCaller
+from voicelab.errors import ConfigError, MissingDependency
+from voicelab.local import LocalBackend
+from voicelab.models import CallRequest
+from voicelab.speech import speak, voice_for, word_error_rate
+
+from .pulse import play_into_mic, record_speaker, start_pulse, stop_pulse
+
+pytestmark = pytest.mark.slow
+LATENCY_S = 2.0
+
+
+def voice_request(dataset, persona_id: str, tmp_path: Path) -> CallRequest:
+    persona = dataset.persona(persona_id)
+    return CallRequest(persona=persona, agent=dataset.agent_for(persona), mode="voice", max_duration_s=90,
+                       audio_dir=str(tmp_path), call_id=f"{persona_id}#1")
+
+
+def test_synthetic_voice_calls(dataset, tmp_path: Path):
+    """A polite and an interrupting persona, at once, against a backend that hears and speaks."""
+    with LocalBackend(dataset.agents, latency_s=LATENCY_S) as backend:
+        async def both():
+            return await asyncio.gather(
+                Call(voice_request(dataset, "anna-double-charge", tmp_path), base_url=backend.base_url).arun(),
+                Call(voice_request(dataset, "leo-talks-over", tmp_path), base_url=backend.base_url).arun())
+
+        anna, leo = asyncio.run(both())
+        anna_record = backend.history.get(anna.conversation_id)
+        leo_record = backend.history.get(leo.conversation_id)
+
+    assert anna.success and anna.mode == "voice" and anna.end_reason == "agent_ended", anna.checks
+    # both sides of the transcript: what the persona said, and what the agent heard
+    assert [e.speaker for e in anna.transcript] == ["agent", "user"] * 3 + ["agent"]
+    heard = [t["message"] for t in anna_record.transcript if t["role"] == "user"]
+    assert len(heard) == 3 and all(t.get("source_medium") == "audio" for t in anna_record.transcript
+                                   if t["role"] == "user")
+    assert word_error_rate("Yes, please go ahead with the dispute.", heard[1]) < 0.8
+    assert anna.metrics.wer is not None and 0 <= anna.metrics.wer <= 1
+    assert len(anna.metrics.response_latency_ms) == 3 and min(anna.metrics.response_latency_ms) > 0
+    assert anna.metrics.talk_ratio and 0 < anna.metrics.talk_ratio < 1
+    caller_rms, agent_rms = channel_rms(anna.audio_path)
+    assert caller_rms > 100 and agent_rms > 100, "both channels of the recording carry speech"
+    assert not anna_record.text_only
+
+    # the interrupting persona talks over the agent: the agent stops and corrects its turn
+    assert leo.metrics.interruptions >= 1
+    cut = [t for t in leo_record.transcript if t.get("interrupted")]
+    assert cut and all(len(t["message"]) < len(t["original_message"]) for t in cut)
+
+
+def test_sounddevice_path_through_pulseaudio(dataset, tmp_path: Path, monkeypatch):
+    """A human voice call where the 'human' is the persona's speech played into a virtual
+    microphone, and the agent is heard on a virtual speaker."""
+    env = start_pulse(tmp_path / "pulse")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    speaker = record_speaker(tmp_path / "speaker.raw", env)
+    try:
+        from voicelab.audio.sounddevice import SoundDeviceAudio
+
+        persona = dataset.persona("anna-double-charge")
+        scripted = ScriptedCaller(persona)
+        audio = SoundDeviceAudio("pulse", "pulse")
+        said: list[str] = []
+
+        def answer(text: str) -> None:
+            lines = scripted.on_agent_turn(text).say
+            if not lines:
+                return
+            time.sleep(0.3)
+            while audio._out:  # let the agent finish: a person waits for the end of the sentence
+                time.sleep(0.05)
+            said.append(" ".join(lines))
+            play_into_mic(speak(" ".join(lines), voice_for(persona.id, "en")) + b"\0" * 16000, env)
+
+        def on_entry(entry) -> None:  # noqa: ANN001
+            if entry.speaker == "agent":
+                threading.Thread(target=answer, args=(entry.text,), daemon=True).start()
+
+        with LocalBackend(dataset.agents, latency_s=LATENCY_S) as backend:
+            request = CallRequest(persona=persona, agent=dataset.agent_for(persona), mode="voice", caller="human",
+                                  max_duration_s=90, audio_dir=str(tmp_path))
+            result = Call(request, base_url=backend.base_url, audio=audio, on_entry=on_entry).run()
+    finally:
+        speaker.terminate()
+        speaker.wait()
+        stop_pulse(env)
+
+    agent_turns = [e for e in result.transcript if e.speaker == "agent"]
+    user_turns = [e for e in result.transcript if e.speaker == "user"]
+    assert len(agent_turns) >= 3 and len(user_turns) >= 2 and said, result.transcript
+    assert all(e.text for e in user_turns), "the agent transcribed what the microphone heard"
+    assert result.metrics.response_latency_ms, "latency measured from the microphone's end of speech"
+    caller_rms, agent_rms = channel_rms(result.audio_path)
+    assert caller_rms > 50 and agent_rms > 50
+    played = np.frombuffer((tmp_path / "speaker.raw").read_bytes(), dtype=np.int16).astype(np.float32)
+    assert len(played) > 16000 and float(np.sqrt(np.mean(played ** 2))) > 50, "the agent was heard on the speaker"
+
+
+def test_missing_portaudio_and_devices_are_clear_errors(monkeypatch):
+    from voicelab.audio import sounddevice as sd_module
+
+    real_import = builtins.__import__
+
+    def no_portaudio(name, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        if name == "sounddevice":
+            raise OSError("PortAudio library not found")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_portaudio)
+    with pytest.raises(MissingDependency, match="apt-get install libportaudio2"):
+        sd_module.load_sounddevice()
+    monkeypatch.setattr(builtins, "__import__", real_import)
+    with pytest.raises(ConfigError, match="--input-device"):
+        sd_module.resolve("no-such-microphone", "input")

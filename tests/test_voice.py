@@ -4,7 +4,6 @@ speaker. These take real time, like the calls they test."""
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import threading
 import time
@@ -14,34 +13,32 @@ import numpy as np
 import pytest
 
 from voicelab.audio.wav import channel_rms
+from voicelab.batch import run_batch
 from voicelab.call import Call
 from voicelab.callers.scripted import ScriptedCaller
 from voicelab.errors import ConfigError, MissingDependency
 from voicelab.local import LocalBackend
 from voicelab.models import CallRequest
+from voicelab.report import build_report
 from voicelab.speech import speak, voice_for, word_error_rate
+from voicelab.tables import load_runs
 
+from .conftest import AGENTS, PERSONAS
 from .pulse import play_into_mic, record_speaker, start_pulse, stop_pulse
 
 pytestmark = pytest.mark.slow
 LATENCY_S = 2.0
 
 
-def voice_request(dataset, persona_id: str, tmp_path: Path) -> CallRequest:
-    persona = dataset.persona(persona_id)
-    return CallRequest(persona=persona, agent=dataset.agent_for(persona), mode="voice", max_duration_s=90,
-                       audio_dir=str(tmp_path), call_id=f"{persona_id}#1")
-
-
-def test_synthetic_voice_calls(dataset, tmp_path: Path):
-    """A polite and an interrupting persona, at once, against a backend that hears and speaks."""
+def test_synthetic_voice_batch_and_report(dataset, tmp_path: Path):
+    """A polite and an interrupting persona, as a voice batch against a backend that hears and
+    speaks, then the report with the voice columns."""
     with LocalBackend(dataset.agents, latency_s=LATENCY_S) as backend:
-        async def both():
-            return await asyncio.gather(
-                Call(voice_request(dataset, "anna-double-charge", tmp_path), base_url=backend.base_url).arun(),
-                Call(voice_request(dataset, "leo-talks-over", tmp_path), base_url=backend.base_url).arun())
-
-        anna, leo = asyncio.run(both())
+        outcome = run_batch(str(PERSONAS), str(AGENTS), persona_ids=["anna-double-charge", "leo-talks-over"],
+                            mode="voice", concurrency=2, runs_root=str(tmp_path), run_id="v", progress=False,
+                            local_url=backend.base_url)
+        results = {r.persona_id: r for r in outcome.results}
+        anna, leo = results["anna-double-charge"], results["leo-talks-over"]
         anna_record = backend.history.get(anna.conversation_id)
         leo_record = backend.history.get(leo.conversation_id)
 
@@ -55,6 +52,7 @@ def test_synthetic_voice_calls(dataset, tmp_path: Path):
     assert anna.metrics.wer is not None and 0 <= anna.metrics.wer <= 1
     assert len(anna.metrics.response_latency_ms) == 3 and min(anna.metrics.response_latency_ms) > 0
     assert anna.metrics.talk_ratio and 0 < anna.metrics.talk_ratio < 1
+    assert Path(anna.audio_path).parent == tmp_path / "v" / "audio"
     caller_rms, agent_rms = channel_rms(anna.audio_path)
     assert caller_rms > 100 and agent_rms > 100, "both channels of the recording carry speech"
     assert not anna_record.text_only
@@ -63,6 +61,12 @@ def test_synthetic_voice_calls(dataset, tmp_path: Path):
     assert leo.metrics.interruptions >= 1
     cut = [t for t in leo_record.transcript if t.get("interrupted")]
     assert cut and all(len(t["message"]) < len(t["original_message"]) for t in cut)
+
+    calls = load_runs("v", root=tmp_path).calls
+    assert calls["wer"].notna().all() and calls["talk_ratio"].notna().all()
+    page = build_report("v", runs_root=tmp_path, reports_dir=tmp_path / "reports").read_text()
+    header = page.split('id="vl-calls"', 1)[1].split("</tr>", 1)[0]
+    assert "wer" in header and "interruptions" in header and "talk_ratio" in header
 
 
 def test_sounddevice_path_through_pulseaudio(dataset, tmp_path: Path, monkeypatch):

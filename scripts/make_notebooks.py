@@ -75,7 +75,19 @@ batch = notebook([
          "print('run folder:', outcome.run.path)"),
 ])
 
+live = notebook([
+    md("# Live call console\nPick a persona, read its brief, press **Start** and play the caller: type in "
+       "text mode, or talk through the microphone in voice mode. The verdict appears when the call ends; "
+       "every call is stored in `runs/console-*/` like a batch call. Run all cells to begin."),
+    params('personas = "datasets/personas"\nagents = "datasets/agents"\nruns_root = None  # None: the repository\'s runs/\n'
+           "latency_ms = 0  # local backend: agent thinking time per turn"),
+    code("from voicelab.widgets import CallConsole\n\n"
+         "console = CallConsole(personas, agents, runs_root=runs_root, latency_ms=latency_ms)\n"
+         "console"),
+])
+
 HERE.mkdir(exist_ok=True)
+nbf.write(live, HERE / "live_call.ipynb")
 nbf.write(report, HERE / "report.ipynb")
 nbf.write(batch, HERE / "batch.ipynb")
-print("wrote", HERE / "report.ipynb", HERE / "batch.ipynb")
+print("wrote", *(HERE / n for n in ("report.ipynb", "batch.ipynb", "live_call.ipynb")))

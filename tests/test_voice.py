@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from voicelab.audio.pulse import play_into_mic, record_speaker, start_pulse, stop_pulse
 from voicelab.audio.wav import channel_rms
 from voicelab.batch import run_batch
 from voicelab.call import Call
@@ -24,7 +25,6 @@ from voicelab.speech import speak, voice_for, word_error_rate
 from voicelab.tables import load_runs
 
 from .conftest import AGENTS, PERSONAS
-from .pulse import play_into_mic, record_speaker, start_pulse, stop_pulse
 
 pytestmark = pytest.mark.slow
 LATENCY_S = 2.0

@@ -90,6 +90,7 @@ class SoundDeviceAudio(AudioInterface):
         self.interruptions = 0
         #: For the harness-latency benchmark: (callback time, handed to the SDK) per block.
         self.input_delays: list[float] = []
+        self.output_at: list[float] = []  # perf_counter when each agent chunk reached the output buffer
 
     # PortAudio threads: copy and return
     def _on_input(self, indata: Any, frames: int, when: Any, status: Any) -> None:
@@ -148,6 +149,7 @@ class SoundDeviceAudio(AudioInterface):
             audio = resample(np.frombuffer(audio, dtype=np.int16), RATE, self.out_rate).tobytes()
         with self._out_lock:
             self._out += audio
+        self.output_at.append(time.perf_counter())
 
     def interrupt(self) -> None:
         self.interruptions += 1

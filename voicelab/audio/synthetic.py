@@ -35,6 +35,9 @@ class SyntheticVoice(AsyncAudioInterface):
         self.caller_speech_s = 0.0
         self.agent_audio_s = 0.0
         self.interruptions = 0
+        #: 20 ms ticks that came more than a frame late: the virtual speaker would have run dry
+        #: (an underrun) and the microphone stream stuttered. Zero means the call kept real time.
+        self.late_frames = 0
 
     # --- AsyncAudioInterface
     async def start(self, input_callback: Callable[[bytes], Awaitable[None]]) -> None:
@@ -99,4 +102,6 @@ class SyntheticVoice(AsyncAudioInterface):
                     self.recorder.agent(at, played)
             self._frames += 1
             delay = start + self._frames * FRAME_S - time.monotonic()
+            if delay < -FRAME_S:
+                self.late_frames += 1
             await asyncio.sleep(max(0.0, delay))

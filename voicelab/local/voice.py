@@ -41,6 +41,7 @@ class VoiceChannel:
         self.audio_s = 0.0
         self.audio_end = 0.0
         self.event_id = 0
+        self.sent_at: list[float] = []  # perf_counter of every audio chunk sent (harness benchmark)
 
     # ------------------------------------------------------------------ hearing
 
@@ -93,6 +94,7 @@ class VoiceChannel:
             if ahead > LEAD_S:
                 await asyncio.sleep(ahead - LEAD_S)
             chunk = pcm[offset:offset + CHUNK_BYTES]
+            self.sent_at.append(time.perf_counter())
             await self.send({"type": "audio", "audio_event": {
                 "audio_base_64": base64.b64encode(chunk).decode(), "event_id": event_id}})
 

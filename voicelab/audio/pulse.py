@@ -1,6 +1,7 @@
-"""A private PulseAudio server with two null sinks: `vl_mic` (play into it; its monitor is the
-virtual microphone) and `vl_speaker` (the virtual speaker; its monitor is what a listener hears).
-PortAudio reaches it through ALSA's pulse plugin; PULSE_SOURCE / PULSE_SINK pick the sinks."""
+"""Virtual audio devices for headless machines (tests, CI, benchmarks): a private PulseAudio
+server with two null sinks, `vl_mic` (play into it; its monitor is the virtual microphone) and
+`vl_speaker` (the virtual speaker; its monitor is what a listener would hear). PortAudio reaches
+it through ALSA's pulse plugin; PULSE_SOURCE / PULSE_SINK pick the sinks."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import subprocess
 import time
 from pathlib import Path
 
+from ..errors import MissingDependency
+
 
 def start_pulse(runtime: Path) -> dict[str, str]:
     """Start the server; return the environment clients need."""
     if shutil.which("pulseaudio") is None:
-        raise RuntimeError("pulseaudio is not installed: run scripts/setup.sh")
+        raise MissingDependency("pulseaudio is not installed: apt-get install pulseaudio pulseaudio-utils "
+                                "libasound2-plugins (scripts/setup.sh does it)")
     runtime.mkdir(parents=True, exist_ok=True)
     socket = runtime / "native"
     env = {**os.environ, "PULSE_RUNTIME_PATH": str(runtime), "HOME": str(runtime)}

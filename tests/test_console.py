@@ -40,6 +40,10 @@ def free_port() -> int:
 def lab(tmp_path: Path) -> Iterator[tuple[str, Path, dict]]:
     """JupyterLab on a folder holding live_call.ipynb and the datasets, with virtual audio."""
     shutil.copy(ROOT / "notebooks" / "live_call.ipynb", tmp_path / "live_call.ipynb")
+    labconfig = tmp_path / "jcfg" / "labconfig"
+    labconfig.mkdir(parents=True)  # no "get Jupyter news?" prompt over the console
+    (labconfig / "page_config.json").write_text(json.dumps(
+        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
     (tmp_path / "datasets").symlink_to(ROOT / "datasets")
     pulse = start_pulse(tmp_path / "pulse")
     token, port = secrets.token_hex(16), free_port()
@@ -70,7 +74,11 @@ def open_console(page, url: str) -> None:  # noqa: ANN001
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
     page.click("div.lm-MenuBar-itemLabel:text-is('Run')")
     page.click("div.lm-Menu-itemLabel:text-is('Run All Cells')")
-    page.wait_for_selector(".vl-console", timeout=60_000)
+    try:
+        page.wait_for_selector(".vl-console", timeout=60_000)
+    except Exception:
+        page.screenshot(path=str(ROOT / "test-artifacts" / "console-failed-to-open.png"), full_page=True)
+        raise
 
 
 def launch(p):  # noqa: ANN001, ANN201
@@ -91,7 +99,8 @@ def test_text_call_in_the_console(lab, artifacts: Path):
         page = browser.new_page(viewport={"width": 1200, "height": 1400})
         open_console(page, url)
         page.select_option(".vl-persona select", label="Anna Kowalska  (anna-double-charge)")
-        assert "Premium Gym Membership" in page.inner_text(".vl-card"), "the brief shows the persona's data"
+        page.wait_for_function("document.querySelector('.vl-card').innerText.includes('Premium Gym Membership')",
+                               timeout=20_000)  # the brief shows the persona's data
         page.click("button.vl-start")
         page.wait_for_function("document.querySelector('.vl-transcript').innerText.includes('Am I speaking')")
         for reply, expect in (("Yes, this is Anna.", "Premium Gym Membership"),
@@ -105,6 +114,7 @@ def test_text_call_in_the_console(lab, artifacts: Path):
         page.wait_for_function("document.querySelector('.vl-verdict').innerText.includes('ended')")
         verdict = page.inner_text(".vl-verdict")
         assert "caller_ended" in verdict and "agent_says: Premium Gym Membership" in verdict
+        page.locator(".vl-verdict").scroll_into_view_if_needed()
         page.screenshot(path=str(artifacts / "console-text-verdict.png"), full_page=True)
         browser.close()
     (calls,) = folder.glob("runs/console-*/calls.jsonl")
@@ -143,6 +153,7 @@ def test_voice_call_in_the_console(lab, dataset, artifacts: Path):
                     page.screenshot(path=str(artifacts / "console-voice-live.png"), full_page=True)
             time.sleep(0.3)
         verdict = page.inner_text(".vl-verdict")
+        page.locator(".vl-verdict").scroll_into_view_if_needed()
         page.screenshot(path=str(artifacts / "console-voice-verdict.png"), full_page=True)
         browser.close()
     assert "ended" in verdict, "the call ended within two minutes"

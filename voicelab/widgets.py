@@ -82,6 +82,7 @@ class CallConsole:
             return
         self.persona_picker.options = [(f"{p.name}  ({p.id})", p.id) for p in self.dataset.personas.values()]
         self.agent_picker.options = sorted(self.dataset.agents)
+        self.persona_picker.value = next(iter(self.dataset.personas))
         self._devices()
         self._on_persona()
 
@@ -198,10 +199,12 @@ class CallConsole:
             self.call = Call(request, base_url=self._base_url(), audio=audio, on_entry=self._on_entry)
             self.call.start()
         except VoiceLabError as exc:
+            self.call = None
             self._error(str(exc))
             self.transcript.value = "<i>No call.</i>"
             return
         except Exception as exc:  # a backend that cannot be reached and the like: no traceback here
+            self.call = None
             self._error(f"could not start the call: {exc}")
             return
         run.manifest.personas.append(persona.id)
@@ -255,13 +258,13 @@ class CallConsole:
                 self.level.value = min(1.0, call.audio.level / 6000)
             time.sleep(0.2)
         result = call.wait()
-        self.result = result
         if self.run is not None:
             self.run.append(result)
         self._set_running(False)
         self.level.value = 0
         self.status.value = "Call ended."
         self.verdict.value = verdict_html(result, self.run.calls_path if self.run else None)
+        self.result = result  # last: it tells waiting code that everything above is done
 
 
 def verdict_html(r: CallResult, stored: Path | None) -> str:

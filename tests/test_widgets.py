@@ -1,0 +1,77 @@
+"""The console's error paths, on the real widget objects (no browser needed): each problem is
+a readable line in the console's status, never a traceback."""
+
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+
+from voicelab.widgets import CallConsole
+
+from .conftest import AGENTS, PERSONAS
+
+
+def status(console: CallConsole) -> str:
+    return html.unescape(console.status.value)
+
+
+def test_invalid_persona_files_are_reported(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("personas:\n  - id: x\n")
+    console = CallConsole(str(bad), str(AGENTS), runs_root=str(tmp_path / "runs"))
+    assert "Persona files are invalid" in status(console) and "field 'name'" in status(console)
+    assert console.start_button.disabled
+
+
+def test_hosted_backend_without_key_is_reported(tmp_path: Path):
+    console = CallConsole(str(PERSONAS), str(AGENTS), runs_root=str(tmp_path / "runs"))
+    console.backend_picker.value = "elevenlabs"
+    console.start()
+    assert "ELEVENLABS_API_KEY is not set" in status(console) and "vl-error" in status(console)
+    assert console.call is None and not console.start_button.disabled, "nothing started; ready to try again"
+
+
+def test_no_audio_device_is_reported(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("PULSE_SERVER", "unix:/nonexistent")
+    console = CallConsole(str(PERSONAS), str(AGENTS), runs_root=str(tmp_path / "runs"))
+    console.mode_picker.value = "voice"
+    console.input_picker.options = [("no such microphone", "no-such-microphone")]
+    console.input_picker.value = "no-such-microphone"
+    console.start()
+    assert "--input-device" in status(console) or "PortAudio" in status(console)
+
+
+def test_unreachable_backend_ends_as_a_failed_call_with_its_reason(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("ELEVENLABS_API_KEY", "sk_fake")
+    monkeypatch.setenv("ELEVENLABS_AGENT_ID", "chargeback")
+    monkeypatch.setenv("ELEVENLABS_BASE_URL", "http://127.0.0.1:9")
+    console = CallConsole(str(PERSONAS), str(AGENTS), runs_root=str(tmp_path / "runs"))
+    console.persona_picker.value = "anna-double-charge"
+    console.backend_picker.value = "elevenlabs"
+    console.start()
+    deadline = time.time() + 20
+    while console.result is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert console.result is not None and console.result.status == "failed"
+    assert "FAIL" in console.verdict.value and "error:" in console.verdict.value
+    assert "Traceback" not in console.verdict.value + status(console)
+
+
+def test_text_call_from_python_lands_in_a_console_run(tmp_path: Path):
+    console = CallConsole(str(PERSONAS), str(AGENTS), runs_root=str(tmp_path / "runs"))
+    console.persona_picker.value = "tomasz-merchant-refunded"
+    console.start()
+    time.sleep(0.5)
+    console.message.value = "Speaking, yes."
+    console.send()
+    time.sleep(0.5)
+    console.message.value = "No, it's resolved."
+    console.send()
+    deadline = time.time() + 20
+    while console.result is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert console.result.end_reason == "agent_ended" and console.result.success
+    assert "withdraw" in console.transcript.value
+    assert console.run is not None and console.run.results()[0].call_id == "tomasz-merchant-refunded#1"
+    assert console.run.manifest.persona_info["tomasz-merchant-refunded"]["style"] == "cooperative"

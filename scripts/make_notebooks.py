@@ -79,7 +79,8 @@ live = notebook([
     md("# Live call console\nPick a persona, read its brief, press **Start** and play the caller: type in "
        "text mode, or talk through the microphone in voice mode. The verdict appears when the call ends; "
        "every call is stored in `runs/console-*/` like a batch call. Run all cells to begin."),
-    params('personas = "datasets/personas"\nagents = "datasets/agents"\nruns_root = None  # None: the repository\'s runs/\n'
+    params('personas = "datasets/personas"\nagents = "datasets/agents"\n'
+           "runs_root = None  # None: the repository's runs/\n"
            "latency_ms = 0  # local backend: agent thinking time per turn"),
     code("from voicelab.widgets import CallConsole\n\n"
          "console = CallConsole(personas, agents, runs_root=runs_root, latency_ms=latency_ms)\n"

@@ -133,7 +133,8 @@ def finished_result(request: CallRequest, transcript: list[TranscriptEntry], *, 
         run_id=request.run_id, call_id=request.call_id, persona_id=request.persona.id, agent_id=request.agent.id,
         backend=request.backend, caller=request.caller, mode=request.mode, started_at=started_at,
         end_reason=end_reason, error=error, checks=checks,
-        metrics=evaluate.metrics(transcript, interruptions).model_copy(update=voice or {}),
+        metrics=evaluate.metrics(transcript, interruptions).model_copy(
+            update={k: v for k, v in (voice or {}).items() if k in ("talk_ratio", "wer")}),
         success=evaluate.success(status, checks), analysis=analysis, retries=retries or [],
         audio_path=(voice or {}).get("audio_path"),
     )

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: set up, then call every bundled persona 3 times against the
-# local backend (200 ms agent thinking time per turn) and write reports/<run_id>.html.
+# local backend (200 ms agent response time per turn) and write reports/<run_id>.html.
 # Extra arguments go to `voicelab run` (see `voicelab run --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."

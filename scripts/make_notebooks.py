@@ -56,7 +56,7 @@ batch = notebook([
            'mode = "text"\n'
            "repeats = 2\n"
            "concurrency = 8\n"
-           "latency_ms = 0                    # local backend: agent thinking time per turn\n"
+           "latency_ms = 0                    # local backend: agent response time per turn\n"
            "run_id = None                     # None: a new timestamped id\n"
            'runs_root = "runs"'),
     code("from IPython.display import HTML, display\n\n"
@@ -81,7 +81,7 @@ live = notebook([
        "every call is stored in `runs/console-*/` like a batch call. Run all cells to begin."),
     params('personas = "datasets/personas"\nagents = "datasets/agents"\n'
            "runs_root = None  # None: the repository's runs/\n"
-           "latency_ms = 0  # local backend: agent thinking time per turn"),
+           "latency_ms = 0  # local backend: agent response time per turn"),
     code("from voicelab.widgets import CallConsole\n\n"
          "console = CallConsole(personas, agents, runs_root=runs_root, latency_ms=latency_ms)\n"
          "console"),

@@ -47,7 +47,8 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
                    help="local: the embedded offline backend (default); elevenlabs: the hosted platform, "
                         "needs ELEVENLABS_API_KEY in the environment or .env")
     p.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",
-                   help="local backend only: the agent's thinking time before each answer (default: 0)")
+                   help="local backend only: the agent's response time, from the end of the caller's turn "
+                        "to its answer (default: 0)")
     p.add_argument("--max-duration", type=float, default=60.0, metavar="S",
                    help="end a call with end_reason timeout after this many seconds, unless the persona "
                         "sets caller.timeout_s (default: %(default)s)")
@@ -136,10 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agents", default="datasets/agents", metavar="DIR",
                    help="folder of agent spec YAML files (default: %(default)s)")
     p.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",
-                   help="the agent's thinking time before each answer (default: 0)")
+                   help="the agent's response time, from the end of the caller's turn to its answer "
+                        "(default: 0)")
     p.add_argument("--personas", default="datasets/personas", metavar="PATH",
                    help="personas that answer agent-testing simulations and outbound calls "
                         "(default: %(default)s; skipped if missing)")
+    p.add_argument("--silence-ms", type=float, default=500, metavar="MS",
+                   help="voice calls: this much quiet after speech ends the caller's turn (default: %(default)s)")
     p.add_argument("--require-key", action="store_true",
                    help="make every agent private: REST needs xi-api-key = $ELEVENLABS_API_KEY, "
                         "conversations need a signed URL")
@@ -252,7 +256,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     personas = load_dataset(args.personas, args.agents).personas if Path(args.personas).exists() else {}
     key = settings.api_key() if args.require_key else None
     backend = LocalBackend(agents, host=args.host, port=args.port, latency_s=args.latency_ms / 1000,
-                           personas=personas, require_key=key)
+                           personas=personas, require_key=key, voice_silence_s=args.silence_ms / 1000)
 
     async def main() -> None:
         url = await backend.astart()

@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 class LocalBackend:
     """An ElevenLabs-compatible server for the agent specs in `agents`.
 
-    `latency_s` is the agent's response time, from the end of the caller's turn to its answer (ground truth for latency
-    metrics); `faults` arms injected failures; `history` holds the conversations served.
+    `latency_s` is the agent's response time, from the end of the caller's turn to its answer
+    (ground truth for latency metrics); `faults` arms injected failures; `history` holds the
+    conversations served.
     """
 
     def __init__(

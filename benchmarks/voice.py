@@ -21,7 +21,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -85,34 +84,20 @@ def concurrency() -> dict:
 
 
 def harness() -> dict:
-    from voicelab.audio.pulse import play_into_mic, start_pulse, stop_pulse
+    from voicelab.audio.pulse import PersonaAtMicrophone, start_pulse, stop_pulse
     from voicelab.audio.sounddevice import SoundDeviceAudio
     from voicelab.call import Call
-    from voicelab.callers.scripted import ScriptedCaller
     from voicelab.datasets import load_dataset
     from voicelab.local import LocalBackend
     from voicelab.models import CallRequest
-    from voicelab.speech import speak, voice_for
 
     ds = load_dataset()
     env = start_pulse(Path(tempfile.mkdtemp()) / "pulse")
     os.environ.update(env)
     try:
         persona = ds.persona("anna-double-charge")
-        scripted = ScriptedCaller(persona)
         audio = SoundDeviceAudio("pulse", "pulse")
-
-        def answer(text: str) -> None:
-            lines = scripted.on_agent_turn(text).say
-            if lines:
-                time.sleep(0.3)
-                while audio._out:
-                    time.sleep(0.05)
-                play_into_mic(speak(" ".join(lines), voice_for(persona.id, "en")) + b"\0" * 16000, env)
-
-        def on_entry(entry) -> None:  # noqa: ANN001
-            if entry.speaker == "agent":
-                threading.Thread(target=answer, args=(entry.text,), daemon=True).start()
+        on_entry = PersonaAtMicrophone(persona, audio, env)
 
         with LocalBackend(ds.agents, latency_s=INJECTED_S) as backend:
             request = CallRequest(persona=persona, agent=ds.agent_for(persona), mode="voice", caller="human",

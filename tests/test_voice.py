@@ -5,23 +5,20 @@ speaker. These take real time, like the calls they test."""
 from __future__ import annotations
 
 import builtins
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from voicelab.audio.pulse import play_into_mic, record_speaker, start_pulse, stop_pulse
+from voicelab.audio.pulse import PersonaAtMicrophone, record_speaker, start_pulse, stop_pulse
 from voicelab.audio.wav import channel_rms
 from voicelab.batch import run_batch
 from voicelab.call import Call
-from voicelab.callers.scripted import ScriptedCaller
 from voicelab.errors import ConfigError, MissingDependency
 from voicelab.local import LocalBackend
 from voicelab.models import CallRequest
 from voicelab.report import build_report
-from voicelab.speech import speak, voice_for, word_error_rate
+from voicelab.speech import word_error_rate
 from voicelab.tables import load_runs
 
 from .conftest import AGENTS, PERSONAS
@@ -80,24 +77,8 @@ def test_sounddevice_path_through_pulseaudio(dataset, tmp_path: Path, monkeypatc
         from voicelab.audio.sounddevice import SoundDeviceAudio
 
         persona = dataset.persona("anna-double-charge")
-        scripted = ScriptedCaller(persona)
         audio = SoundDeviceAudio("pulse", "pulse")
-        said: list[str] = []
-
-        def answer(text: str) -> None:
-            lines = scripted.on_agent_turn(text).say
-            if not lines:
-                return
-            time.sleep(0.3)
-            while audio._out:  # let the agent finish: a person waits for the end of the sentence
-                time.sleep(0.05)
-            said.append(" ".join(lines))
-            play_into_mic(speak(" ".join(lines), voice_for(persona.id, "en")) + b"\0" * 16000, env)
-
-        def on_entry(entry) -> None:  # noqa: ANN001
-            if entry.speaker == "agent":
-                threading.Thread(target=answer, args=(entry.text,), daemon=True).start()
-
+        on_entry = PersonaAtMicrophone(persona, audio, env)
         with LocalBackend(dataset.agents, latency_s=LATENCY_S) as backend:
             request = CallRequest(persona=persona, agent=dataset.agent_for(persona), mode="voice", caller="human",
                                   max_duration_s=90, audio_dir=str(tmp_path))
@@ -109,7 +90,7 @@ def test_sounddevice_path_through_pulseaudio(dataset, tmp_path: Path, monkeypatc
 
     agent_turns = [e for e in result.transcript if e.speaker == "agent"]
     user_turns = [e for e in result.transcript if e.speaker == "user"]
-    assert len(agent_turns) >= 3 and len(user_turns) >= 2 and said, result.transcript
+    assert len(agent_turns) >= 3 and len(user_turns) >= 2 and on_entry.said, result.transcript
     assert all(e.text for e in user_turns), "the agent transcribed what the microphone heard"
     assert result.metrics.response_latency_ms, "latency measured from the microphone's end of speech"
     caller_rms, agent_rms = channel_rms(result.audio_path)

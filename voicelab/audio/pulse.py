@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from ..errors import MissingDependency
 
@@ -50,3 +52,33 @@ def record_speaker(path: Path, env: dict[str, str]) -> subprocess.Popen:
     out = open(path, "wb")  # noqa: SIM115 - closed when the process ends
     return subprocess.Popen(["parec", "-d", "vl_speaker.monitor", "--format=s16le", "--rate=16000",
                              "--channels=1"], stdout=out, env={**os.environ, **env})
+
+
+class PersonaAtMicrophone:
+    """A transcript hook that plays a persona into the virtual microphone: whenever the agent has
+    spoken (and its audio has played out on `audio`'s speaker), the scripted caller's reply is
+    spoken with espeak-ng into `vl_mic`. It stands in for the human in human-caller voice calls."""
+
+    def __init__(self, persona: Any, audio: Any, env: dict[str, str]) -> None:
+        from ..callers.scripted import ScriptedCaller
+
+        self.persona, self.audio, self.env = persona, audio, env
+        self.scripted = ScriptedCaller(persona)
+        self.said: list[str] = []
+
+    def _answer(self, text: str) -> None:
+        from ..speech import speak, voice_for
+
+        lines = self.scripted.on_agent_turn(text).say
+        if not lines:
+            return
+        time.sleep(0.3)
+        while self.audio._out:  # a person waits for the end of the agent's sentence
+            time.sleep(0.05)
+        self.said.append(" ".join(lines))
+        pcm = speak(" ".join(lines), voice_for(self.persona.id, self.persona.language))
+        play_into_mic(pcm + b"\0" * 16000, self.env)
+
+    def __call__(self, entry: Any) -> None:
+        if entry.speaker == "agent":
+            threading.Thread(target=self._answer, args=(entry.text,), daemon=True).start()

@@ -44,10 +44,14 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, Path, dict]]:
     labconfig.mkdir(parents=True)  # no "get Jupyter news?" prompt over the console
     (labconfig / "page_config.json").write_text(json.dumps(
         {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    tracker = tmp_path / "jsettings" / "@jupyterlab" / "notebook-extension"
+    tracker.mkdir(parents=True)  # no "Select Kernel" dialog when the kernel list loads late (cold start)
+    (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"autoStartDefaultKernel": True}))
     (tmp_path / "datasets").symlink_to(ROOT / "datasets")
     pulse = start_pulse(tmp_path / "pulse")
     token, port = secrets.token_hex(16), free_port()
-    env = {**os.environ, **pulse, "NO_PROXY": "127.0.0.1,localhost", "JUPYTER_CONFIG_DIR": str(tmp_path / "jcfg")}
+    env = {**os.environ, **pulse, "NO_PROXY": "127.0.0.1,localhost", "JUPYTER_CONFIG_DIR": str(tmp_path / "jcfg"),
+           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "jsettings")}
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--ServerApp.port={port}",
          "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={token}", f"--ServerApp.root_dir={tmp_path}",
@@ -73,6 +77,9 @@ def open_console(page, url: str) -> None:  # noqa: ANN001
     page.wait_for_selector(".jp-NotebookPanel", timeout=60_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
     for attempt in (1, 2):  # a fresh environment's first kernel start can be slow
+        select = page.locator(".jp-Dialog button:has-text('Select')")
+        if select.count():  # a kernel chooser that still came up
+            select.first.click()
         page.click("div.lm-MenuBar-itemLabel:text-is('Run')")
         page.click("div.lm-Menu-itemLabel:text-is('Run All Cells')")
         try:

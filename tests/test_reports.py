@@ -19,7 +19,7 @@ from .conftest import AGENTS, PERSONAS, ROOT
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
-FAKE_KEY = "sk_voicelabtestsecret0123456789abcdef"
+FAKE_KEY = "fake-voicelab-test-secret-0123456789abcdef"  # must not look like a real key
 
 
 def test_batch_notebook_runs_under_papermill(tmp_path: Path):

@@ -66,10 +66,11 @@ def test_platform_caller_runs_agent_tests_with_repeats(tmp_path: Path, hosted_en
     assert calls["agrees_with_platform"].all() and set(calls["platform_call_successful"]) == {"success"}
 
 
-def test_platform_runs_can_be_cancelled(tmp_path: Path, dataset):
+def test_platform_runs_can_be_cancelled(tmp_path: Path, dataset, monkeypatch):
+    monkeypatch.setattr("voicelab.local.platform.PENDING_S", 5.0)  # the simulations stay pending for 5 s
     with LocalBackend(dataset.agents, personas=dataset.personas) as backend:
         cancel = threading.Event()
-        threading.Timer(0.15, cancel.set).start()  # the simulations stay pending for 0.3 s
+        threading.Timer(1.5, cancel.set).start()
         outcome = run_batch(str(PERSONAS), str(AGENTS), persona_ids=["anna-double-charge", "jonas-de-entwickler"],
                             caller="platform", runs_root=str(tmp_path), run_id="pc", progress=False,
                             cancel_event=cancel, local_url=backend.base_url)

@@ -164,7 +164,7 @@ def test_silence_gets_reprompted(backend):
     rec = Recorder()
     conv = sync_conversation(backend.base_url, "chargeback", ANNA, rec)
     conv.start_session()
-    time.sleep(3.6)
+    time.sleep(4.5)  # the flow re-prompts after 3 s of silence, and again 3 s later
     conv.end_session()
     conv.wait_for_session_end()
     assert len(rec.agent) == 2 and rec.agent[1] == "Hello? Are you still there, Anna?"

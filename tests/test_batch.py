@@ -151,3 +151,22 @@ def test_ctrl_c_on_the_cli_marks_the_run_interrupted(tmp_path: Path):
     run = RunStore(tmp_path).open("sigint")
     assert run.manifest.state == "interrupted"
     assert sorted(r.end_reason for r in run.results()) == ["cancelled", "cancelled"]
+
+
+def test_missing_settings_fail_before_a_run_exists(tmp_path: Path, monkeypatch):
+    import pytest
+
+    from voicelab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ELEVENLABS_API_KEY"):
+        run_batch(str(PERSONAS), str(AGENTS), persona_ids=QUICK[:1], backend="elevenlabs", runs_root=str(tmp_path),
+                  progress=False)
+    monkeypatch.setenv("ELEVENLABS_API_KEY", "fake-key")
+    with pytest.raises(ConfigError, match="ELEVENLABS_AGENT_ID"):
+        run_batch(str(PERSONAS), str(AGENTS), persona_ids=QUICK[:1], backend="elevenlabs", runs_root=str(tmp_path),
+                  progress=False)
+    monkeypatch.setenv("ELEVENLABS_AGENT_ID", "chargeback")
+    with pytest.raises(ConfigError, match="ELEVENLABS_PHONE_NUMBER_ID"):
+        run_batch(str(PERSONAS), str(AGENTS), persona_ids=QUICK[:1], caller="phone", backend="elevenlabs",
+                  runs_root=str(tmp_path), progress=False)
+    assert not list(tmp_path.iterdir()), "no run folder for a run that could not start"

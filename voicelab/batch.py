@@ -206,6 +206,7 @@ def run_batch(
         dataset.persona(pid)  # a clear error for an unknown id, before the run exists
     if not chosen:
         raise ConfigError(f"no personas call agent '{agent}'; check --agent or --persona")
+    _preflight(dataset, chosen, backend, caller)
     info = {pid: {"name": dataset.personas[pid].name, "agent": dataset.personas[pid].agent,
                   "style": dataset.personas[pid].caller.style, "language": dataset.personas[pid].language}
             for pid in chosen}
@@ -216,6 +217,22 @@ def run_batch(
         voicelab_version=__version__, sdk_version=version("elevenlabs"))
     run = RunStore(runs_root).create(manifest)
     return _execute(run, dataset, progress=progress, cancel_event=cancel_event, local_url=local_url)
+
+
+def _preflight(dataset: Dataset, persona_ids: list[str], backend: str, caller: str) -> None:
+    """Settings every call would trip over (API key, agent id, phone number id), checked before
+    the run exists, so a typo leaves no empty run behind. Same checks the calls themselves make."""
+    from .call import connect
+
+    for pid in persona_ids:
+        persona = dataset.persona(pid)
+        request = CallRequest(persona=persona, agent=dataset.agent_for(persona), backend=backend, caller=caller)
+        if backend != "local":
+            connect(request)
+        if caller == "phone":
+            from .callers.phone import phone_settings
+
+            phone_settings(request)
 
 
 def resume_batch(run_id: str, *, runs_root: str = "runs", progress: bool = True,

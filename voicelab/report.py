@@ -136,10 +136,14 @@ def build_report(run_id: str, *, runs_root: str | Path = DEFAULT_ROOT,
         raise RunStoreError(f"the report notebook {REPORT_NOTEBOOK} is missing; reinstall voicelab from its repo")
     executed = run.path / "report.ipynb"
     logging.getLogger("papermill").setLevel(logging.WARNING)
-    papermill.execute_notebook(
-        str(REPORT_NOTEBOOK), str(executed), parameters={"run_dir": str(run.path.resolve())},
-        kernel_name="python3", progress_bar=False, log_output=log_output, cwd=str(run.path.resolve()),
-        extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no kernel chatter in the user's terminal
+    try:
+        papermill.execute_notebook(
+            str(REPORT_NOTEBOOK), str(executed), parameters={"run_dir": str(run.path.resolve())},
+            kernel_name="python3", progress_bar=False, log_output=log_output, cwd=str(run.path.resolve()),
+            extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no kernel chatter in the user's terminal
+    except papermill.PapermillExecutionError as exc:
+        raise RunStoreError(f"the report notebook failed ({exc.ename}: {exc.evalue}); the partly executed "
+                            f"notebook with the full error is {executed}") from None
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_filename(str(executed))
     body = SCRIPT.sub("", body)

@@ -37,16 +37,29 @@ def dataset():
 
 @pytest.fixture(scope="session")
 def backend(dataset):
-    """One local backend for the session (agents from datasets/agents, no injected latency)."""
-    with LocalBackend(dataset.agents, ping_interval_s=0.5) as server:
+    """One local backend shared by the session (bundled agents and personas, no injected latency).
+    Tests that change its settings or arm faults take `local_backend` instead."""
+    with LocalBackend(dataset.agents, personas=dataset.personas, ping_interval_s=0.5) as server:
         yield server
 
 
 @pytest.fixture()
-def fresh_backend(dataset):
-    """A backend of the test's own, for tests that change latency or arm faults."""
-    with LocalBackend(dataset.agents, ping_interval_s=0.5) as server:
-        yield server
+def local_backend(dataset):
+    """A factory of backends of the test's own, stopped after the test:
+    `local_backend(latency_s=2.0)`, `local_backend(require_key=KEY)`."""
+    started: list[LocalBackend] = []
+
+    def start(**settings) -> LocalBackend:
+        settings.setdefault("personas", dataset.personas)
+        settings.setdefault("ping_interval_s", 0.5)
+        server = LocalBackend(dataset.agents, **settings)
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture()

@@ -1,23 +1,27 @@
 """The Call core through the real SDK against the local backend: every bundled persona, the
-CallResult contract, timeouts, dropped connections, the caller styles, and the hosted path."""
+CallResult contract, one driver behind the sync and async APIs, watching a call, timeouts,
+dropped connections, the caller styles, and the hosted path."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 
 import pytest
 
 from voicelab.call import Call
-from voicelab.errors import ConfigError
+from voicelab.errors import ConfigError, UsageError
 from voicelab.local import Fault
-from voicelab.models import CallRequest
 
 
-def request(dataset, persona_id: str, **kwargs) -> CallRequest:
-    persona = dataset.persona(persona_id)
-    kwargs.setdefault("max_duration_s", persona.caller.timeout_s or 30)
-    return CallRequest(persona=persona, agent=dataset.agent_for(persona), **kwargs)
+def request(dataset, persona_id: str, **fields):
+    return dataset.request(persona_id, **fields)
+
+
+def limited(req, seconds: float):
+    """The same request with a shorter hard time limit (to watch a timeout happen quickly)."""
+    return req.model_copy(update={"max_duration_s": seconds})
 
 
 def test_every_bundled_persona_meets_its_expectations(dataset, backend):
@@ -57,11 +61,85 @@ def test_result_keeps_the_conversation_service_contract(dataset, backend):
     assert [t["message"] for t in record.transcript] == [e["text"] for e in data["transcript"]]
 
 
-def test_injected_latency_shows_in_response_latency(dataset, fresh_backend):
+def same_call(a, b) -> tuple:
+    """What two placements of one persona must share to count as the same call."""
+    return (a.end_reason, a.status, [(e.speaker, e.text) for e in a.transcript], a.success,
+            [c.name for c in a.checks if c.passed]) == \
+           (b.end_reason, b.status, [(e.speaker, e.text) for e in b.transcript], b.success,
+            [c.name for c in b.checks if c.passed])
+
+
+@pytest.mark.parametrize("persona_id", ["anna-double-charge", "kevin-in-a-hurry", "leo-talks-over"])
+def test_run_and_arun_place_the_same_text_call(dataset, local_backend, persona_id):
+    backend = local_backend(latency_s=0.1)  # an agent that thinks: a talking-over caller is heard in one turn
+    through_sync = Call(request(dataset, persona_id), base_url=backend.base_url).run()
+    through_async = asyncio.run(Call(request(dataset, persona_id), base_url=backend.base_url).arun())
+    assert same_call(through_sync, through_async), (through_sync.transcript, through_async.transcript)
+    for result in (through_sync, through_async):
+        assert result.mode == "text" and result.audio_path is None
+        assert result.metrics.wer is None and result.metrics.talk_ratio is None
+        assert backend.history.get(result.conversation_id).text_only
+
+
+@pytest.mark.slow
+def test_run_and_arun_place_the_same_voice_call(dataset, local_backend):
+    """`mode: voice` decides voice on both paths (no text call labelled voice), and the voice
+    metrics are there exactly in voice mode."""
+    server = local_backend(latency_s=1.5)
+    req = request(dataset, "kevin-in-a-hurry", mode="voice")
+    through_sync = Call(req, base_url=server.base_url).run()
+    through_async = asyncio.run(Call(req, base_url=server.base_url).arun())
+    for result in (through_sync, through_async):
+        assert result.mode == "voice" and result.end_reason == "caller_ended", result
+        assert not server.history.get(result.conversation_id).text_only, "the backend was asked for audio"
+        assert result.audio_path and result.audio_path.endswith(".wav")
+        assert result.metrics.talk_ratio and result.metrics.wer is not None
+        assert len(result.metrics.response_latency_ms) >= 2
+    speakers = [[e.speaker for e in r.transcript] for r in (through_sync, through_async)]
+    assert speakers[0] == speakers[1], speakers
+    assert [e.text for e in through_sync.transcript if e.speaker == "user"] == \
+           [e.text for e in through_async.transcript if e.speaker == "user"], "the persona said the same lines"
+
+
+def test_a_call_can_be_watched_while_it_runs(dataset, local_backend):
+    server = local_backend(latency_s=0.3)
+    seen: list[str] = []
+    call = Call(request(dataset, "anna-double-charge"), base_url=server.base_url, on_entry=lambda e: seen.append(e.text))
+    assert not call.done and call.end_reason is None and call.voice_stats is None
+    call.start()
+    with pytest.raises(TimeoutError):
+        call.wait(timeout=0.1)  # the first answer alone takes 0.3 s
+    assert not call.done and call.end_reason is None
+    result = call.wait(timeout=30)
+    assert call.done and call.end_reason == "agent_ended" and call.result is result
+    assert [e.text for e in call.transcript] == [e.text for e in result.transcript] == seen
+
+
+def test_a_person_types_and_hangs_up_through_the_sync_api(dataset, backend):
+    call = Call(request(dataset, "anna-double-charge", caller="human"), base_url=backend.base_url)
+    assert call.caller is None, "a person plays a human call"
+    with pytest.raises(UsageError, match="start it first"):
+        call.send("hello")
+    call.start()
+    call.send("Yes, this is Anna.")
+    got_answer = threading.Event()
+    while not got_answer.wait(0.05):
+        if sum(e.speaker == "agent" for e in call.transcript) >= 2:
+            got_answer.set()
+    call.stop()
+    result = call.wait(timeout=10)
+    assert result.end_reason == "caller_ended" and result.caller == "human"
+    assert [e.speaker for e in result.transcript][:3] == ["agent", "user", "agent"]
+    with pytest.raises(UsageError, match="already started"):
+        call.start()
+
+
+def test_injected_latency_shows_in_response_latency(dataset, local_backend):
     """Compared within one run: the same call with and without 250 ms of agent latency."""
-    quick = Call(request(dataset, "anna-double-charge"), base_url=fresh_backend.base_url).run()
-    fresh_backend.latency_s = 0.25
-    slow = Call(request(dataset, "anna-double-charge"), base_url=fresh_backend.base_url).run()
+    server = local_backend()
+    quick = Call(request(dataset, "anna-double-charge"), base_url=server.base_url).run()
+    server.latency_s = 0.25
+    slow = Call(request(dataset, "anna-double-charge"), base_url=server.base_url).run()
     assert len(slow.metrics.response_latency_ms) == len(quick.metrics.response_latency_ms) == 3
     for with_latency, without in zip(slow.metrics.response_latency_ms, quick.metrics.response_latency_ms,
                                      strict=True):
@@ -69,15 +147,16 @@ def test_injected_latency_shows_in_response_latency(dataset, fresh_backend):
 
 
 def test_timeout_ends_the_call(dataset, backend):
-    result = Call(request(dataset, "silent-line-chargeback", max_duration_s=4), base_url=backend.base_url).run()
+    result = Call(limited(request(dataset, "silent-line-chargeback"), 4), base_url=backend.base_url).run()
     assert result.end_reason == "timeout" and result.status == "completed"
     assert 3.9 <= result.duration_seconds < 6
     assert [e.speaker for e in result.transcript] == ["agent", "agent"], "first message, then one re-prompt"
 
 
-def test_dropped_connection_is_a_failed_call_with_partial_transcript(dataset, fresh_backend):
-    fresh_backend.faults.add(Fault(kind="drop", after_agent_turns=2))
-    result = Call(request(dataset, "anna-double-charge"), base_url=fresh_backend.base_url).run()
+def test_dropped_connection_is_a_failed_call_with_partial_transcript(dataset, local_backend):
+    server = local_backend()
+    server.faults.add(Fault(kind="drop", after_agent_turns=2))
+    result = Call(request(dataset, "anna-double-charge"), base_url=server.base_url).run()
     assert result.status == "failed" and result.end_reason == "disconnected"
     assert "1006" in result.error and "dropped" in result.error
     assert [e.speaker for e in result.transcript][:3] == ["agent", "user", "agent"]
@@ -85,9 +164,10 @@ def test_dropped_connection_is_a_failed_call_with_partial_transcript(dataset, fr
     assert result.conversation_id is not None
 
 
-def test_backend_error_close_is_a_failed_call(dataset, fresh_backend):
-    fresh_backend.faults.add(Fault(kind="close", after_agent_turns=1, close_code=1002, reason="llm_timeout"))
-    result = asyncio.run(Call(request(dataset, "anna-double-charge"), base_url=fresh_backend.base_url).arun())
+def test_backend_error_close_is_a_failed_call(dataset, local_backend):
+    server = local_backend()
+    server.faults.add(Fault(kind="close", after_agent_turns=1, close_code=1002, reason="llm_timeout"))
+    result = asyncio.run(Call(request(dataset, "anna-double-charge"), base_url=server.base_url).arun())
     assert result.status == "failed" and result.end_reason == "error"
     assert "1002" in result.error and "llm_timeout" in result.error
     assert len(result.transcript) >= 1
@@ -101,7 +181,7 @@ def test_unreachable_backend_is_a_failed_call(dataset):
 
 def test_styles_differ_in_behaviour(dataset, backend):
     def run(pid: str):
-        return Call(request(dataset, pid, max_duration_s=12), base_url=backend.base_url).run()
+        return Call(limited(request(dataset, pid), 12), base_url=backend.base_url).run()
 
     impatient = run("kevin-in-a-hurry")
     assert impatient.end_reason == "caller_ended" and impatient.metrics.user_turns == 4

@@ -11,11 +11,10 @@ import pytest
 
 from voicelab.batch import run_batch
 from voicelab.call import Call
-from voicelab.callers.phone import phone_settings
 from voicelab.datasets import load_dataset
 from voicelab.errors import ConfigError
-from voicelab.local import HttpFault, LocalBackend
-from voicelab.models import CallRequest
+from voicelab.local import HttpFault
+from voicelab.runners.phone import phone_settings
 from voicelab.tables import load_runs
 
 from .conftest import AGENTS, PERSONAS
@@ -24,22 +23,17 @@ KEY = "sk_hostedtestkey_0123456789abcdef01"
 
 
 @pytest.fixture()
-def private_backend(dataset):
-    with LocalBackend(dataset.agents, personas=dataset.personas, require_key=KEY) as server:
-        yield server
-
-
-@pytest.fixture()
-def hosted_env(monkeypatch, private_backend):
+def hosted_env(monkeypatch, local_backend):
+    """A private agent on a backend that plays the hosted platform, and the settings to reach it."""
+    server = local_backend(require_key=KEY)
     monkeypatch.setenv("ELEVENLABS_API_KEY", KEY)
-    monkeypatch.setenv("ELEVENLABS_BASE_URL", private_backend.base_url)
+    monkeypatch.setenv("ELEVENLABS_BASE_URL", server.base_url)
     monkeypatch.setenv("ELEVENLABS_REQUIRES_AUTH", "true")
-    return private_backend
+    return server
 
 
-def hosted_request(dataset, persona_id: str, **kwargs) -> CallRequest:
-    persona = dataset.persona(persona_id)
-    return CallRequest(persona=persona, agent=dataset.agent_for(persona), backend="elevenlabs", **kwargs)
+def hosted_request(dataset, persona_id: str):
+    return dataset.request(persona_id, backend="elevenlabs")
 
 
 def test_platform_caller_runs_agent_tests_with_repeats(tmp_path: Path, hosted_env, monkeypatch):
@@ -52,8 +46,8 @@ def test_platform_caller_runs_agent_tests_with_repeats(tmp_path: Path, hosted_en
                                                   "kevin-in-a-hurry#1", "kevin-in-a-hurry#2"]
     for r in results:
         assert r.caller == "platform" and r.status == "completed" and r.success
-        assert r.analysis["source"] == "platform-test" and r.analysis["call_successful"] == "success"
-        assert "met all" in r.analysis["rationale"]
+        assert r.analysis.source == "platform-test" and r.analysis.call_successful == "success"
+        assert "met all" in r.analysis.rationale
         assert r.transcript[0].speaker == "agent" and len(r.transcript) >= 5
     tests = hosted_env.platform.tests.values()
     assert {t["name"] for t in tests} == {"voicelab/anna-double-charge", "voicelab/kevin-in-a-hurry"}
@@ -66,17 +60,17 @@ def test_platform_caller_runs_agent_tests_with_repeats(tmp_path: Path, hosted_en
     assert calls["agrees_with_platform"].all() and set(calls["platform_call_successful"]) == {"success"}
 
 
-def test_platform_runs_can_be_cancelled(tmp_path: Path, dataset, monkeypatch):
+def test_platform_runs_can_be_cancelled(tmp_path: Path, local_backend, monkeypatch):
     monkeypatch.setattr("voicelab.local.platform.PENDING_S", 5.0)  # the simulations stay pending for 5 s
-    with LocalBackend(dataset.agents, personas=dataset.personas) as backend:
-        cancel = threading.Event()
-        threading.Timer(1.5, cancel.set).start()
-        outcome = run_batch(str(PERSONAS), str(AGENTS), persona_ids=["anna-double-charge", "jonas-de-entwickler"],
-                            caller="platform", runs_root=str(tmp_path), run_id="pc", progress=False,
-                            cancel_event=cancel, local_url=backend.base_url)
-        assert outcome.interrupted
-        assert all(inv["cancelled"] for inv in backend.platform.invocations.values())
-        assert {r.end_reason for r in outcome.results} == {"cancelled"}
+    backend = local_backend()
+    cancel = threading.Event()
+    threading.Timer(1.5, cancel.set).start()
+    outcome = run_batch(str(PERSONAS), str(AGENTS), persona_ids=["anna-double-charge", "jonas-de-entwickler"],
+                        caller="platform", runs_root=str(tmp_path), run_id="pc", progress=False,
+                        cancel_event=cancel, local_url=backend.base_url)
+    assert outcome.interrupted
+    assert all(inv["cancelled"] for inv in backend.platform.invocations.values())
+    assert {r.end_reason for r in outcome.results} == {"cancelled"}
 
 
 def test_hosted_call_stores_the_platforms_analysis(dataset, hosted_env, monkeypatch):
@@ -84,11 +78,11 @@ def test_hosted_call_stores_the_platforms_analysis(dataset, hosted_env, monkeypa
     result = Call(hosted_request(dataset, "olga-credit-question")).run()
     assert result.success
     a = result.analysis
-    assert a["source"] == "platform" and a["status"] == "done" and a["call_successful"] == "success"
-    assert a["termination_reason"] == "end_call tool was called."
-    assert a["call_duration_secs"] == int(result.duration_seconds)
-    assert [t["role"] for t in a["transcript"]] == [e.speaker for e in result.transcript]
-    assert a["transcript_summary"]
+    assert a.source == "platform" and a.status == "done" and a.call_successful == "success"
+    assert a.termination_reason == "end_call tool was called."
+    assert a.call_duration_secs == int(result.duration_seconds)
+    assert [t["role"] for t in a.transcript] == [e.speaker for e in result.transcript]
+    assert a.transcript_summary
     record = hosted_env.history.get(result.conversation_id)
     assert record.client_data["authorization_method"] == "signed_url"
 
@@ -96,7 +90,7 @@ def test_hosted_call_stores_the_platforms_analysis(dataset, hosted_env, monkeypa
 def test_private_agent_needs_signed_url_and_key(dataset, hosted_env, monkeypatch):
     monkeypatch.setenv("ELEVENLABS_AGENT_ID", "chargeback")
     monkeypatch.setenv("ELEVENLABS_REQUIRES_AUTH", "false")
-    unsigned = Call(hosted_request(dataset, "anna-double-charge", max_duration_s=5)).run()
+    unsigned = Call(hosted_request(dataset, "anna-double-charge")).run()
     assert unsigned.status == "failed" and "ELEVENLABS_REQUIRES_AUTH=true" in unsigned.error
 
     monkeypatch.setenv("ELEVENLABS_REQUIRES_AUTH", "true")
@@ -156,7 +150,7 @@ def test_outbound_phone_calls_twilio_and_sip(tmp_path: Path, hosted_env, monkeyp
         record = hosted_env.history.get(results["anna-double-charge"].conversation_id)
         assert record.phone_call["type"] == ("twilio" if provider == "twilio" else "sip_trunking")
         assert record.phone_call["external_number"] == "+48601234567" and record.phone_call["direction"] == "outbound"
-        assert results["anna-double-charge"].analysis["call_successful"] == "success"
+        assert results["anna-double-charge"].analysis.call_successful == "success"
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert KEY not in path.read_text(errors="ignore")
@@ -173,7 +167,6 @@ def test_phone_settings_are_checked_before_dialling(dataset, monkeypatch, tmp_pa
     path = tmp_path / "p.yaml"
     path.write_text("personas:\n  - {id: x, name: X, summary: s, agent: applicant-screening, variables: "
                     "{first_name: a, last_name: b, position: c, years_experience: '1', current_employer: d}}\n")
-    persona = load_dataset(path, AGENTS).persona("x")
     monkeypatch.delenv("ELEVENLABS_PHONE_PROVIDER")
     with pytest.raises(ConfigError, match="no variables.phone_number"):
-        phone_settings(CallRequest(persona=persona, agent=dataset.agents["applicant-screening"]))
+        phone_settings(load_dataset(path, AGENTS).request("x"))

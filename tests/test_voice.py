@@ -15,8 +15,6 @@ from voicelab.audio.wav import channel_rms
 from voicelab.batch import run_batch
 from voicelab.call import Call
 from voicelab.errors import ConfigError, MissingDependency
-from voicelab.local import LocalBackend
-from voicelab.models import CallRequest
 from voicelab.report import build_report
 from voicelab.speech import word_error_rate
 from voicelab.tables import load_runs
@@ -27,17 +25,17 @@ pytestmark = pytest.mark.slow
 LATENCY_S = 2.0
 
 
-def test_synthetic_voice_batch_and_report(dataset, tmp_path: Path):
+def test_synthetic_voice_batch_and_report(local_backend, tmp_path: Path):
     """A polite and an interrupting persona, as a voice batch against a backend that hears and
     speaks, then the report with the voice columns."""
-    with LocalBackend(dataset.agents, latency_s=LATENCY_S) as backend:
-        outcome = run_batch(str(PERSONAS), str(AGENTS), persona_ids=["anna-double-charge", "leo-talks-over"],
-                            mode="voice", concurrency=2, runs_root=str(tmp_path), run_id="v", progress=False,
-                            local_url=backend.base_url)
-        results = {r.persona_id: r for r in outcome.results}
-        anna, leo = results["anna-double-charge"], results["leo-talks-over"]
-        anna_record = backend.history.get(anna.conversation_id)
-        leo_record = backend.history.get(leo.conversation_id)
+    backend = local_backend(latency_s=LATENCY_S)
+    outcome = run_batch(str(PERSONAS), str(AGENTS), persona_ids=["anna-double-charge", "leo-talks-over"],
+                        mode="voice", concurrency=2, runs_root=str(tmp_path), run_id="v", progress=False,
+                        local_url=backend.base_url)
+    results = {r.persona_id: r for r in outcome.results}
+    anna, leo = results["anna-double-charge"], results["leo-talks-over"]
+    anna_record = backend.history.get(anna.conversation_id)
+    leo_record = backend.history.get(leo.conversation_id)
 
     assert anna.success and anna.mode == "voice" and anna.end_reason == "agent_ended", anna.checks
     # both sides of the transcript: what the persona said, and what the agent heard
@@ -66,7 +64,17 @@ def test_synthetic_voice_batch_and_report(dataset, tmp_path: Path):
     assert "wer" in header and "interruptions" in header and "talk_ratio" in header
 
 
-def test_sounddevice_path_through_pulseaudio(dataset, tmp_path: Path, monkeypatch):
+def test_silence_is_reprompted_in_voice_mode(dataset, local_backend):
+    """A silent caller's microphone still sends silent frames every 20 ms; they are not activity,
+    so the agent's silence re-prompt comes as in text mode."""
+    backend = local_backend()
+    req = dataset.request("silent-line-chargeback", mode="voice").model_copy(update={"max_duration_s": 8})
+    result = Call(req, base_url=backend.base_url).run()
+    assert result.mode == "voice" and result.end_reason == "timeout"
+    assert any("still there" in e.text for e in result.transcript if e.speaker == "agent"), result.transcript
+
+
+def test_sounddevice_path_through_pulseaudio(dataset, local_backend, tmp_path: Path, monkeypatch):
     """A human voice call where the 'human' is the persona's speech played into a virtual
     microphone, and the agent is heard on a virtual speaker."""
     env = start_pulse(tmp_path / "pulse")
@@ -79,10 +87,10 @@ def test_sounddevice_path_through_pulseaudio(dataset, tmp_path: Path, monkeypatc
         persona = dataset.persona("anna-double-charge")
         audio = SoundDeviceAudio("pulse", "pulse")
         on_entry = PersonaAtMicrophone(persona, audio, env)
-        with LocalBackend(dataset.agents, latency_s=LATENCY_S) as backend:
-            request = CallRequest(persona=persona, agent=dataset.agent_for(persona), mode="voice", caller="human",
-                                  max_duration_s=90, audio_dir=str(tmp_path))
-            result = Call(request, base_url=backend.base_url, audio=audio, on_entry=on_entry).run()
+        backend = local_backend(latency_s=LATENCY_S)
+        request = dataset.request(persona.id, mode="voice", caller="human", max_duration_s=90,
+                                  audio_dir=str(tmp_path))
+        result = Call(request, base_url=backend.base_url, audio=audio, on_entry=on_entry).run()
     finally:
         speaker.terminate()
         speaker.wait()

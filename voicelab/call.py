@@ -1,147 +1,57 @@
-"""The Call: one conversation through the official SDK, on any backend, sync or async.
+"""The Call: one conversation through the official SDK, on any backend, in text or voice.
 
-    result = Call(request, base_url=backend.base_url).run()       # notebooks, CLI
-    result = await Call(request, base_url=...).arun()             # batches
+    result = await Call(request, base_url=url).arun()       # batches, any running loop
+    result = Call(request, base_url=url).run()              # scripts, the CLI
+    call = Call(request, base_url=url); call.start()        # the console: send(), stop(), wait()
 
-The SDK's callbacks only push events into a queue; one driver (a thread for `Conversation`, a
-task for `AsyncConversation`) takes them in order, asks the caller what to say, owns the
-timeout and decides how the call ended. `_Dialogue` holds that decision logic once, for both.
+A call's life is written once, as the async driver `arun()`. The sync API runs that same driver
+on a private event-loop thread (as httpx shares one decision layer between its two clients), so
+text and voice, scripted and human, sync and async all take the same path. The SDK's callbacks
+only push typed events (`AgentSaid`, `Disconnected`, ...) into a queue; the driver takes them in
+order, asks the caller's turn policy what to say, owns the time limit and decides how the call
+ended. Voice is decided by `request.mode`; the audio source by `voice_call.audio_source`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from elevenlabs import ElevenLabs
-from elevenlabs.conversational_ai.conversation import (
-    AsyncConversation,
-    ClientTools,
-    Conversation,
-    ConversationInitiationData,
-    DisconnectionDetails,
-)
+from elevenlabs.conversational_ai.conversation import AsyncConversation, DisconnectionDetails
 
-from . import evaluate, hosted, settings
-from .callers import Caller, caller_for
+from . import hosted, sdk
+from .callers import Caller
+from .connection import Connection, connect, describe_disconnect, initiation_data
 from .datasets import render
-from .errors import BackendError, ConfigError
-from .models import CallRequest, CallResult, EndReason, TranscriptEntry, pick_language, utc_now_iso
+from .errors import BackendError, UsageError
+from .evaluate import finished_result
+from .models import (
+    AgentSaid,
+    CallerHeard,
+    CallEvent,
+    CallRequest,
+    CallResult,
+    Disconnected,
+    EndReason,
+    HangUp,
+    TranscriptEntry,
+    VoiceStats,
+    utc_now_iso,
+)
 from .transcript import TranscriptRecorder
+from .voice_call import VoiceSide, audio_source
 
-if TYPE_CHECKING:
-    from .voice_call import VoiceSide
-
-AGENT, DISCONNECT, STOP, HEARD = "agent", "disconnect", "stop", "heard"
-#: How long to wait for the SDK to close its side after we ended the call.
-CLOSE_GRACE_S = 2.0
-
-
-@dataclass
-class Connection:
-    """What the SDK needs to reach an agent: a client, the agent id and whether to sign."""
-
-    client: ElevenLabs
-    agent_id: str
-    requires_auth: bool = False
-
-
-@functools.lru_cache(maxsize=8)
-def _client(base_url: str, api_key: str | None) -> ElevenLabs:
-    """One SDK client per backend: building one costs ~20 ms of CPU (TLS context), which a batch
-    would otherwise spend on its event loop at every call start."""
-    return ElevenLabs(base_url=base_url, api_key=api_key)
-
-
-def connect(request: CallRequest, base_url: str | None = None) -> Connection:
-    """Build the SDK client for the request's backend. Raises ConfigError before anything is sent."""
-    if request.backend == "local":
-        url = base_url or settings.get("VOICELAB_LOCAL_URL")
-        if not url:
-            raise ConfigError("the local backend's URL is unknown: start one with voicelab.LocalBackend() "
-                              "(or `voicelab serve`) and pass its base_url, or set VOICELAB_LOCAL_URL")
-        # No key on the local backend: the SDK then sends no xi-api-key header at all.
-        return Connection(_client(url, None), request.agent.id)
-    key = settings.api_key()
-    agent_id = request.agent.elevenlabs_agent_id or settings.get("ELEVENLABS_AGENT_ID")
-    if not agent_id:
-        raise ConfigError(f"agent '{request.agent.id}' has no hosted agent id: set elevenlabs_agent_id in "
-                          "its agent file or the ELEVENLABS_AGENT_ID environment variable")
-    client = _client(base_url or settings.hosted_base_url(), key)
-    requires_auth = (settings.get("ELEVENLABS_REQUIRES_AUTH", "false") or "").lower() in ("1", "true", "yes")
-    return Connection(client, agent_id, requires_auth)
-
-
-def initiation_data(request: CallRequest) -> ConversationInitiationData:
-    """Dynamic variables always; overrides only for the fields the agent spec lists."""
-    persona, agent = request.persona, request.agent
-    variables = dict(persona.variables)
-    override: dict[str, Any] = {}
-    agent_part: dict[str, Any] = {}
-    if "prompt" in agent.overrides:
-        agent_part["prompt"] = {"prompt": render(agent.prompt, variables)}
-    if "first_message" in agent.overrides:
-        agent_part["first_message"] = render(pick_language(agent.first_message, persona.language), variables)
-    if "language" in agent.overrides:
-        agent_part["language"] = persona.language
-    if agent_part:
-        override["agent"] = agent_part
-    return ConversationInitiationData(dynamic_variables=variables, conversation_config_override=override)
-
-
-def describe_disconnect(details: DisconnectionDetails) -> tuple[EndReason, str | None]:
-    """Map the SDK's DisconnectionDetails to an end reason and a readable error."""
-    if details.reason == "agent":
-        return "agent_ended", None
-    if details.reason == "user":
-        return "caller_ended", None
-    if details.close_code == 1006:
-        return "disconnected", "the connection dropped mid-call (no close frame, code 1006)"
-    reason = details.close_reason or ""
-    if reason.startswith("Override for field"):
-        field = reason.split("'")[1] if "'" in reason else "?"
-        return "error", (f"the agent refused the override of '{field}' (its Security settings do not allow it): "
-                         f"allow '{field}' under Security > Overrides for this agent, or remove it from "
-                         "`overrides` in the agent file")
-    if reason == "Could not authorize the conversation":
-        return "error", ("the agent is private and the call had no valid signature: set ELEVENLABS_REQUIRES_AUTH=true "
-                         "so voicelab fetches a signed URL")
-    if reason == "Agent not found":
-        return "error", "the backend has no such agent: check the agent id (close code 1008)"
-    if details.close_code is not None:
-        return "error", f"the backend closed the call with code {details.close_code}: {reason}"
-    return "error", f"the call failed: {details.message or 'connection error'}"
-
-
-def finished_result(request: CallRequest, transcript: list[TranscriptEntry], *, end_reason: EndReason,
-                    duration_s: float, started_at: str, error: str | None = None,
-                    conversation_id: str | None = None, interruptions: int = 0, analysis: dict | None = None,
-                    retries: list[dict] | None = None, voice: dict | None = None) -> CallResult:
-    """The one way any caller (scripted, platform, phone) turns a finished call into a CallResult."""
-    status = "failed" if end_reason in ("error", "disconnected", "cancelled") else "completed"
-    duration = round(duration_s, 3)
-    checks = evaluate.checks(request.persona.expect, transcript, duration_s=duration, end_reason=end_reason)
-    return CallResult(
-        conversation_id=conversation_id, status=status, duration_seconds=duration, transcript=transcript,
-        run_id=request.run_id, call_id=request.call_id, persona_id=request.persona.id, agent_id=request.agent.id,
-        backend=request.backend, caller=request.caller, mode=request.mode, started_at=started_at,
-        end_reason=end_reason, error=error, checks=checks,
-        metrics=evaluate.metrics(transcript, interruptions).model_copy(
-            update={k: v for k, v in (voice or {}).items() if k in ("talk_ratio", "wer")}),
-        success=evaluate.success(status, checks), analysis=analysis, retries=retries or [],
-        audio_path=(voice or {}).get("audio_path"),
-    )
+#: How long the sync API waits for `send` to reach the socket.
+SEND_TIMEOUT_S = 10.0
+_POLICY_FROM_REQUEST: Any = object()
 
 
 class _Dialogue:
-    """The decisions of a call, independent of sync/async I/O."""
+    """The decisions of a call: how each event changes it and what the caller says next."""
 
     def __init__(self, request: CallRequest, caller: Caller | None, recorder: TranscriptRecorder) -> None:
         self.request = request
@@ -152,272 +62,261 @@ class _Dialogue:
         self.end_reason: EndReason | None = None
         self.error: str | None = None
         self.ended_at: float | None = None
-        self.conversation_id: str | None = None
-        self.started_at = utc_now_iso()
-        self.retries: list[dict] = []
-        self.analysis: dict | None = None
-        self.voice: VoiceSide | None = None
 
     def finish(self, reason: EndReason, error: str | None = None) -> None:
         if self.end_reason is None:
             self.end_reason, self.error = reason, error
             self.ended_at = self.recorder.elapsed()
 
-    def handle(self, kind: str, payload: Any) -> tuple[str | None, list[str], bool]:
+    def handle(self, event: CallEvent) -> tuple[str | None, list[str], bool]:
         """Take one event; return (a contextual update to send first, what the caller says, whether
         it hangs up after saying it)."""
-        if kind == DISCONNECT:
-            self.finish(*describe_disconnect(payload))
-        elif kind == STOP:
-            self.finish(payload or "caller_ended")
-        elif kind == HEARD:  # a human's voice turn, as the agent transcribed it
-            text, at = payload
-            self.recorder.add("user", text, at=at)
-        elif kind == AGENT:
-            text, at, latency = payload
-            self.recorder.add("agent", text, at=at, latency_ms=latency)
+        if isinstance(event, Disconnected | HangUp):
+            self.finish(event.end_reason, event.error)
+        elif isinstance(event, CallerHeard):  # a human's voice turn, as the agent transcribed it
+            self.recorder.add("user", event.text, at=event.at)
+        elif isinstance(event, AgentSaid):
+            self.recorder.add("agent", event.text, at=event.at, latency_ms=event.latency_ms)
             context = None
             if self.context and not self.context_sent:
                 self.context_sent, context = True, self.context
             if self.caller is None:
                 return context, [], False
-            action = self.caller.on_agent_turn(text)
+            action = self.caller.on_agent_turn(event.text)
             return context, action.say, action.hang_up
         return None, [], False
-
-    def result(self) -> CallResult:
-        duration = self.ended_at if self.ended_at is not None else self.recorder.elapsed()
-        voice = self.voice.summary(self.request) if self.voice is not None else None
-        return finished_result(
-            self.request, self.recorder.entries(), end_reason=self.end_reason or "error", duration_s=duration,
-            started_at=self.started_at, error=self.error, conversation_id=self.conversation_id,
-            interruptions=voice.pop("interruptions") if voice else self.recorder.interruptions,
-            analysis=self.analysis, retries=self.retries, voice=voice)
-
-    def fetch_analysis(self, connection: Connection) -> None:
-        """On the hosted platform, store its own verdict and transcript next to ours."""
-        if self.request.backend != "elevenlabs" or not self.conversation_id:
-            return
-        try:
-            got = hosted.wait_for_conversation(connection.client, self.conversation_id, self.retries)
-            self.analysis = hosted.analysis_of(got)
-        except BackendError as exc:
-            self.analysis = {"source": "platform", "error": str(exc)}
 
 
 class Call:
     """One conversation: persona x agent x backend x caller x mode -> CallResult."""
 
-    def __init__(self, request: CallRequest, *, base_url: str | None = None, caller: Caller | None = None,
+    def __init__(self, request: CallRequest, *, base_url: str | None = None, caller: Any = _POLICY_FROM_REQUEST,
                  on_entry: Callable[[TranscriptEntry], None] | None = None, audio: Any = None) -> None:
-        """`audio`: a sync AudioInterface (e.g. SoundDeviceAudio) for a human voice call via `start()`."""
+        """`caller`: the turn policy (default: the one the request's kind of caller plays; None: a
+        person). `audio`: an AsyncAudioInterface (e.g. SoundDeviceAudio) for a voice call placed by
+        a person; voice calls without one speak with the persona's synthetic voice."""
+        from .runners import turn_policy
+
         self.request = request
-        self.audio = audio
         self.base_url = base_url
-        self.caller = caller if caller is not None else caller_for(request.persona, request.caller)
+        self.caller: Caller | None = turn_policy(request) if caller is _POLICY_FROM_REQUEST else caller
         self.recorder = TranscriptRecorder(on_entry=on_entry)
-        self.dialogue = _Dialogue(request, self.caller, self.recorder)
-        self._events: queue.Queue = queue.Queue()
-        self._conversation: Conversation | None = None
+        self._dialogue = _Dialogue(request, self.caller, self.recorder)
+        self._audio = audio_source(request, audio, self.recorder)
+        self._voice = VoiceSide(request, self.recorder, self._audio) if self._audio is not None else None
         self._connection: Connection | None = None
+        self._events: asyncio.Queue[CallEvent] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conversation: AsyncConversation | None = None
         self._turns: list[asyncio.Task] = []
-        self._driver: threading.Thread | None = None
+        self._retries: list[dict] = []
+        self._started_at = utc_now_iso()
+        self._thread: threading.Thread | None = None
+        self._connected = threading.Event()
+        self._finished = threading.Event()
         self._result: CallResult | None = None
+        self._crash: BaseException | None = None
+
+    # ------------------------------------------------------------------ watching a call
 
     @property
     def transcript(self) -> list[TranscriptEntry]:
+        """The transcript so far (safe from any thread)."""
         return self.recorder.entries()
 
-    # ------------------------------------------------------------------ sync (notebooks)
+    @property
+    def done(self) -> bool:
+        return self._finished.is_set()
 
-    def start(self) -> None:
-        """Connect and start the conversation in the background; returns at once."""
-        connection = self._connection = connect(self.request, self.base_url)
-        voice = None
-        if self.audio is not None:
-            from .voice_call import VoiceSide
+    @property
+    def end_reason(self) -> EndReason | None:
+        """None while the call runs."""
+        return self._dialogue.end_reason
 
-            voice = self.dialogue.voice = VoiceSide(self.request, self.recorder, audio=self.audio)
+    @property
+    def voice_stats(self) -> VoiceStats | None:
+        """Live voice figures (None for a text call)."""
+        return self._voice.stats() if self._voice is not None else None
 
-        def on_agent(text: str) -> None:
-            at = self.recorder.elapsed()
-            self._events.put((AGENT, (text, at, voice.latency_to(at) if voice else None)))
+    @property
+    def result(self) -> CallResult | None:
+        return self._result
 
-        self._conversation = Conversation(
-            connection.client, connection.agent_id, requires_auth=False,
-            config=initiation_data(self.request), audio_interface=self.audio,
-            callback_agent_response=on_agent,
-            callback_user_transcript=(lambda text: self._events.put((HEARD, (text, self.recorder.elapsed()))))
-            if voice else None,
-            callback_disconnect=lambda details: self._events.put((DISCONNECT, details)),
-        )
-        self.dialogue.started_at = utc_now_iso()
-        self.recorder.restart_clock()
-        try:
-            self._sign(self._conversation, connection)
-            self._conversation.start_session()
-        except BackendError as exc:  # a private agent's signed URL was refused: failed before it began
-            self.dialogue.finish("error", str(exc))
-        except Exception as exc:
-            self.dialogue.finish("error", f"could not start the call: {exc}")
-        self._driver = threading.Thread(target=self._drive, name=f"voicelab-call-{self.request.persona.id}",
-                                        daemon=True)
-        self._driver.start()
-
-    def _sign(self, conv: Conversation | AsyncConversation, connection: Connection) -> None:
-        """Private agents: fetch the signed URL here (retries visible in the result), not in the SDK."""
-        if connection.requires_auth:
-            url = hosted.signed_ws_url(connection.client, connection.agent_id, self.dialogue.retries)
-            conv._get_wss_url = lambda: url  # the SDK then connects to the signed URL as given
-
-    def send(self, text: str) -> None:
-        """Say something as the caller (a human typing in the console)."""
-        if self._conversation is None or self.dialogue.end_reason is not None:
-            raise ConfigError("the call is not running: start it first")
-        at = self.recorder.elapsed()
-        self._conversation.send_user_message(text)
-        self.recorder.add("user", text, at=at)
-
-    def stop(self) -> None:
-        """Hang up as the caller."""
-        self._events.put((STOP, "caller_ended"))
-
-    def wait(self) -> CallResult:
-        if self._driver is None:
-            raise ConfigError("the call was never started")
-        self._driver.join()
+    def wait(self, timeout: float | None = None) -> CallResult:
+        """The result, once the call has ended; TimeoutError if it is still running after `timeout`."""
+        if self._thread is None and self._loop is None:
+            raise UsageError("the call was never started: call start(), run() or arun() first")
+        if not self._finished.wait(timeout):
+            raise TimeoutError(f"the call is still running after {timeout} s")
+        if self._crash is not None:
+            raise self._crash
         assert self._result is not None
         return self._result
+
+    # ------------------------------------------------------------------ the sync API (same driver)
+
+    def start(self) -> None:
+        """Connect and run the call on a private event-loop thread; returns once it is connected
+        (or has failed). Raises ConfigError at once for a missing setting."""
+        if self._thread is not None or self._loop is not None:
+            raise UsageError("this call was already started; place a new Call for another conversation")
+        self._connection = connect(self.request, self.base_url)
+
+        def drive() -> None:
+            try:
+                asyncio.run(self.arun())
+            except BaseException as exc:  # noqa: BLE001 - surfaced by wait()
+                self._crash = exc
+                self._connected.set()
+                self._finished.set()
+
+        self._thread = threading.Thread(target=drive, name=f"voicelab-call-{self.request.persona.id}", daemon=True)
+        self._thread.start()
+        self._connected.wait()
 
     def run(self) -> CallResult:
         self.start()
         return self.wait()
 
-    def _drive(self) -> None:
-        dialogue, conv = self.dialogue, self._conversation
-        assert conv is not None
-        deadline = time.monotonic() + self.request.max_duration_s
-        while dialogue.end_reason is None:
-            try:
-                kind, payload = self._events.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                dialogue.finish("timeout")
-                break
-            context, say, hang_up = dialogue.handle(kind, payload)
-            if context:
-                with contextlib.suppress(Exception):
-                    conv.send_contextual_update(context)
-            for text in say:
-                at = self.recorder.elapsed()
-                try:
-                    conv.send_user_message(text)
-                except Exception:
-                    break  # the agent hung up meanwhile; its disconnect event follows
-                self.recorder.add("user", text, at=at)
-            if hang_up:
-                dialogue.finish("caller_ended")
-        conv.end_session()
-        if conv._thread is not None:
-            conv._thread.join(CLOSE_GRACE_S)
-        if dialogue.voice is not None:
-            dialogue.voice.save(self.request)
-        dialogue.conversation_id = conv._conversation_id
-        dialogue.fetch_analysis(self._connection)
-        self._result = dialogue.result()
+    def send(self, text: str) -> None:
+        """Say something as the caller (a person typing in the console); from any thread."""
+        if self._loop is None or self._conversation is None or self.done or self.end_reason is not None:
+            raise UsageError("the call is not running: start it first (or it has ended)")
+        if _on_loop(self._loop):
+            raise UsageError("send() is the sync API: on the call's own loop, let the turn policy speak")
+        asyncio.run_coroutine_threadsafe(self._say(text), self._loop).result(SEND_TIMEOUT_S)
 
-    # ------------------------------------------------------------------ async (batches)
+    def stop(self) -> None:
+        """Hang up as the caller; from any thread."""
+        if self._loop is None or self._events is None:
+            return
+        if _on_loop(self._loop):
+            self._events.put_nowait(HangUp())
+        else:
+            self._loop.call_soon_threadsafe(self._events.put_nowait, HangUp())
+
+    # ------------------------------------------------------------------ the driver
 
     async def arun(self) -> CallResult:
         """Place the call on the running loop. Cancelling it ends the call as `cancelled`."""
-        dialogue = self.dialogue
-        events: asyncio.Queue = asyncio.Queue()
-        connection = connect(self.request, self.base_url)
-
-        if self.request.mode == "voice":
-            from .voice_call import VoiceSide
-
-            dialogue.voice = VoiceSide(self.request, self.recorder)
-        voice = dialogue.voice
-
-        async def on_agent(text: str) -> None:
-            at = self.recorder.elapsed()
-            events.put_nowait((AGENT, (text, at, voice.latency_to(at) if voice else None)))
-
-        async def on_disconnect(details: DisconnectionDetails) -> None:
-            events.put_nowait((DISCONNECT, details))
-
-        async def on_heard(text: str) -> None:
-            if voice is not None:
-                voice.heard.append(text)
-
-        conv = AsyncConversation(
-            connection.client, connection.agent_id, requires_auth=False,
-            config=initiation_data(self.request),
-            # One ClientTools on the batch's loop, not a thread and loop per call.
-            client_tools=ClientTools(loop=asyncio.get_running_loop()),
-            callback_agent_response=on_agent, callback_disconnect=on_disconnect,
-            callback_user_transcript=on_heard, audio_interface=voice.audio if voice else None,
-        )
-        dialogue.started_at = utc_now_iso()
-        self.recorder.restart_clock()
-        loop = asyncio.get_running_loop()
+        if self._loop is not None:
+            raise UsageError("this call was already started; place a new Call for another conversation")
+        self._loop = asyncio.get_running_loop()
+        self._events = asyncio.Queue()
+        dialogue = self._dialogue
+        connection = self._connection or connect(self.request, self.base_url)
         try:
-            await loop.run_in_executor(None, self._sign, conv, connection)
-            await conv.start_session()
-            await self._adrive(conv, events)
-        except BackendError as exc:
-            dialogue.finish("error", str(exc))
+            await self._converse(connection)
         except asyncio.CancelledError:
             dialogue.finish("cancelled", "the run was interrupted while this call was in progress")
             task = asyncio.current_task()
             if task is not None:
-                task.uncancel()  # we handled it: closing the call below must still be able to await
-        except Exception as exc:
-            dialogue.finish("error", f"could not start the call: {exc}")
+                task.uncancel()  # handled: closing the call below must still be able to await
+        finally:
+            self._connected.set()
         for task in self._turns:
             task.cancel()
-        await self._aclose(conv)
-        if voice is not None:
-            voice.save(self.request)
-        dialogue.conversation_id = conv._conversation_id
-        await loop.run_in_executor(None, dialogue.fetch_analysis, connection)
-        self._result = dialogue.result()
+        conversation_id = None
+        if self._conversation is not None:
+            await sdk.close(self._conversation)
+            conversation_id = sdk.conversation_id(self._conversation)
+        if self._voice is not None:
+            self._voice.save(self.request)
+        analysis = await asyncio.get_running_loop().run_in_executor(
+            None, self._platform_analysis, connection, conversation_id)
+        duration = dialogue.ended_at if dialogue.ended_at is not None else self.recorder.elapsed()
+        self._result = finished_result(
+            self.request, self.recorder.entries(), end_reason=dialogue.end_reason or "error", duration_s=duration,
+            started_at=self._started_at, error=dialogue.error, conversation_id=conversation_id,
+            interruptions=self.recorder.interruptions, analysis=analysis, retries=self._retries,
+            voice=self._voice.stats() if self._voice is not None else None)
+        self._finished.set()
         return self._result
 
-    async def _adrive(self, conv: AsyncConversation, events: asyncio.Queue) -> None:
-        dialogue = self.dialogue
+    async def _converse(self, connection: Connection) -> None:
+        """Connect, then take events until the call has ended."""
+        dialogue, events, voice = self._dialogue, self._events, self._voice
+        assert events is not None
+
+        async def on_agent(text: str) -> None:
+            at = self.recorder.elapsed()
+            events.put_nowait(AgentSaid(text, at, voice.latency_to(at) if voice else None))
+
+        async def on_heard(text: str) -> None:
+            if voice is not None and self.caller is not None:
+                voice.heard.append(text)  # what the agent understood of the persona: for WER
+            else:
+                events.put_nowait(CallerHeard(text, self.recorder.elapsed()))
+
+        async def on_disconnect(details: DisconnectionDetails) -> None:
+            events.put_nowait(Disconnected(*describe_disconnect(
+                details.reason, details.close_code, details.close_reason, details.message)))
+
+        self._started_at = utc_now_iso()
+        self.recorder.restart_clock()
+        try:
+            signed = None
+            if connection.requires_auth:  # fetched here so its retries show in the result
+                signed = await asyncio.get_running_loop().run_in_executor(
+                    None, hosted.signed_ws_url, connection.client, connection.agent_id, self._retries)
+            self._conversation = sdk.open_conversation(
+                connection.client, connection.agent_id, initiation_data(self.request), audio=self._audio,
+                on_agent_response=on_agent, on_user_transcript=on_heard, on_disconnect=on_disconnect,
+                signed_url=signed)
+            await self._conversation.start_session()
+            await sdk.until_connected(self._conversation)
+        except BackendError as exc:  # e.g. a private agent's signed URL was refused
+            dialogue.finish("error", str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure to connect is a failed call, not a crash
+            dialogue.finish("error", f"could not start the call: {exc}")
+            return
+        self._connected.set()
         deadline = time.monotonic() + self.request.max_duration_s
         while dialogue.end_reason is None:
             try:
-                kind, payload = await asyncio.wait_for(events.get(), max(0.0, deadline - time.monotonic()))
+                event = await asyncio.wait_for(events.get(), max(0.0, deadline - time.monotonic()))
             except TimeoutError:
                 dialogue.finish("timeout")
                 break
-            context, say, hang_up = dialogue.handle(kind, payload)
+            context, say, hang_up = dialogue.handle(event)
             if context:
                 with contextlib.suppress(Exception):
-                    await conv.send_contextual_update(context)
-            if dialogue.voice is not None:
+                    await self._conversation.send_contextual_update(context)
+            if voice is not None:
                 if say or hang_up:  # spoken in real time, after the agent (or over it)
-                    self._turns.append(asyncio.create_task(dialogue.voice.turn(say, hang_up, events)))
+                    self._turns.append(asyncio.create_task(voice.turn(say, hang_up, events)))
                 continue
             for text in say:
-                at = self.recorder.elapsed()
                 try:
-                    await conv.send_user_message(text)
-                except Exception:
-                    break  # the agent hung up meanwhile; its disconnect event follows
-                self.recorder.add("user", text, at=at)
+                    await self._say(text)
+                except Exception:  # noqa: BLE001 - the agent hung up meanwhile; its disconnect follows
+                    break
             if hang_up:
                 dialogue.finish("caller_ended")
 
-    async def _aclose(self, conv: AsyncConversation) -> None:
-        with contextlib.suppress(Exception):
-            await conv.end_session()
-        if conv._task is not None and not conv._task.done():
-            # The SDK's receive loop re-checks its stop flag only every 0.5 s; don't hold the
-            # batch slot for that: cancel it, which closes the socket.
-            conv._task.cancel()
-        if conv._task is not None:
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(conv._task, CLOSE_GRACE_S)
+    async def _say(self, text: str) -> None:
+        """One typed caller turn: stamped just before it is sent (the backend does not echo it)."""
+        assert self._conversation is not None
+        at = self.recorder.elapsed()
+        await self._conversation.send_user_message(text)
+        self.recorder.add("user", text, at=at)
+
+    def _platform_analysis(self, connection: Connection, conversation_id: str | None) -> Any:
+        """On the hosted platform, its own verdict and transcript next to ours."""
+        if self.request.backend != "elevenlabs" or not conversation_id:
+            return None
+        try:
+            got = hosted.wait_for_conversation(connection.client, conversation_id, self._retries)
+            return hosted.analysis_of(got)
+        except BackendError as exc:
+            from .models import PlatformConversation
+
+            return PlatformConversation(error=str(exc))
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

@@ -13,9 +13,9 @@ import json
 import logging
 import sys
 import textwrap
-from collections.abc import Iterator
 
-from .errors import ConfigError, VoiceLabError
+from . import runners
+from .errors import UsageError, VoiceLabError
 
 EPILOG_PERSONAS = """example:
   voicelab personas
@@ -73,21 +73,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("call", help="place one call and print its transcript and verdict", epilog=EPILOG_CALL,
                        formatter_class=fmt,
-                       description="Place one text-mode call from a persona (played by the scripted caller) "
-                                   "to its agent, then print the transcript, checks and verdict.")
+                       description="Place one call from a persona to its agent (played by the scripted caller "
+                                   "unless --caller says otherwise), then print the transcript, checks and verdict. "
+                                   "Exit status: 0 the call passed its checks, 1 it did not, 2 bad input or "
+                                   "settings, 130 interrupted.")
     p.add_argument("--persona", required=True, metavar="ID", help="persona id (see `voicelab personas`)")
     _add_dataset_args(p)
     _add_backend_args(p)
     p.add_argument("--mode", choices=["text", "voice"], default="text",
                    help="text messages, or voice: the persona speaks in real time (espeak-ng) and the call is "
                         "recorded as a stereo WAV in --recordings (default: text)")
-    p.add_argument("--caller", choices=["scripted", "human"], default="scripted",
-                   help="scripted (default), or human: you talk through the microphone (--mode voice) until "
-                        "the agent hangs up or Ctrl+C")
+    p.add_argument("--caller", choices=list(runners.RUNNERS), default="scripted",
+                   help="who plays the persona: " + "; ".join(f"{n}: {r.help}" for n, r in runners.RUNNERS.items())
+                   + ". A human call is stored in runs/console-*/ like a console call")
     p.add_argument("--input-device", metavar="NAME_OR_INDEX", help="microphone for --caller human (default: system)")
     p.add_argument("--output-device", metavar="NAME_OR_INDEX", help="speaker for --caller human (default: system)")
     p.add_argument("--recordings", default="recordings", metavar="DIR",
                    help="where voice calls write their WAV (default: %(default)s)")
+    p.add_argument("--runs", default="runs", metavar="DIR",
+                   help="where a human call's console run is stored (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the CallResult as JSON instead")
 
     p = sub.add_parser("run", help="run a batch of persona calls and write its report", epilog=EPILOG_RUN,
@@ -103,9 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["text", "voice"], default="text",
                    help="text messages, or voice: the persona speaks (espeak-ng) and the agent's audio is "
                         "recorded to runs/<id>/audio/ (default: text)")
-    p.add_argument("--caller", choices=["scripted", "platform", "phone"], default="scripted",
-                   help="who plays the personas: scripted (voicelab's caller, default), platform (the "
-                        "platform's simulated user via agent-testing), phone (an outbound phone call)")
+    p.add_argument("--caller", choices=runners.names(batch=True), default="scripted",
+                   help="who plays the personas: " + "; ".join(
+                       f"{n}: {runners.RUNNERS[n].help}" for n in runners.names(batch=True)))
     _add_backend_args(p)
     p.add_argument("--local-url", metavar="URL", default=None,
                    help="use an already running local backend (`voicelab serve`) instead of starting one; "
@@ -150,22 +154,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextlib.contextmanager
-def local_backend(args: argparse.Namespace, agents: dict, personas: dict | None = None) -> Iterator[str | None]:
-    """An in-process local backend for the command, or None for the hosted platform."""
-    if args.backend != "local":
-        yield None
-        return
-    from .local import LocalBackend
-
-    backend = LocalBackend(agents, latency_s=args.latency_ms / 1000, personas=personas)
-    backend.start()
-    try:
-        yield backend.base_url
-    finally:
-        backend.stop()
-
-
 def cmd_personas(args: argparse.Namespace) -> int:
     from .datasets import load_dataset
 
@@ -207,42 +195,60 @@ def format_result(result, persona_name: str = "") -> str:  # noqa: ANN001 - Call
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    from .call import Call
+    from .backends import backend_url
     from .datasets import load_dataset
-    from .models import CallRequest
 
     ds = load_dataset(args.personas, args.agents)
     persona = ds.persona(args.persona)
-    human = args.caller == "human"
-    if human and args.mode != "voice":
-        raise ConfigError("--caller human needs --mode voice here (typed calls are made in the notebook console)")
-    request = CallRequest(persona=persona, agent=ds.agent_for(persona), backend=args.backend, mode=args.mode,
-                          caller=args.caller, audio_dir=args.recordings,
-                          max_duration_s=args.max_duration if human else persona.caller.timeout_s or args.max_duration)
-    with local_backend(args, ds.agents, ds.personas) as base_url:
-        if human:
-            from .audio.sounddevice import SoundDeviceAudio, device_arg
-
-            audio = SoundDeviceAudio(device_arg(args.input_device), device_arg(args.output_device))
-            call = Call(request, base_url=base_url, audio=audio,
-                        on_entry=lambda e: print(f"  {e.timestamp:6.2f}s  {e.speaker:5}  {e.text}", flush=True))
-            print(f"Talking to {request.agent.name} as {persona.name}. Brief: {persona.summary}\n"
-                  "Speak into the microphone; Ctrl+C hangs up.", flush=True)
-            call.start()
-            try:
-                result = call.wait()
-            except KeyboardInterrupt:
-                call.stop()
-                result = call.wait()
-        else:
-            call = Call(request, base_url=base_url)
-            # the synthetic voice is an async audio interface: voice calls run on their own event loop
-            result = asyncio.run(call.arun()) if args.mode == "voice" else call.run()
+    if args.caller == "human":
+        result = _human_call(args, ds)
+    else:
+        request = ds.request(persona.id, backend=args.backend, mode=args.mode, caller=args.caller,
+                             audio_dir=args.recordings, max_duration_s=args.max_duration)
+        runners.preflight([request])
+        with backend_url(args.backend, ds, latency_ms=args.latency_ms) as base_url:
+            result = asyncio.run(_place_one(request, base_url))
     if args.json:
         print(json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False))
     else:
         print(format_result(result, persona.name))
     return 0 if result.success else 1
+
+
+async def _place_one(request, base_url: str | None):  # noqa: ANN001, ANN202 - CallRequest -> CallResult
+    """One call through its caller's runner (the same path as a batch of one)."""
+    got = []
+
+    class Collect:
+        def started(self, request) -> None:  # noqa: ANN001
+            pass
+
+        async def finished(self, result) -> None:  # noqa: ANN001
+            got.append(result)
+
+    await runners.runner(request.caller).run([request], base_url, 1, Collect())
+    return got[0]
+
+
+def _human_call(args: argparse.Namespace, ds):  # noqa: ANN001, ANN202 - Dataset -> CallResult
+    """You play the persona at the microphone; the call is stored like a console call."""
+    from .audio.sounddevice import SoundDeviceAudio, device_arg
+    from .console import ConsoleSession
+
+    if args.mode != "voice":
+        raise UsageError("--caller human needs --mode voice here (typed calls are made in the notebook console)")
+    persona = ds.persona(args.persona)
+    with ConsoleSession(ds, runs_root=args.runs, latency_ms=args.latency_ms) as session:
+        audio = SoundDeviceAudio(device_arg(args.input_device), device_arg(args.output_device))
+        call = session.place(persona.id, backend=args.backend, mode="voice", caller="human", audio=audio,
+                             on_entry=lambda e: print(f"  {e.timestamp:6.2f}s  {e.speaker:5}  {e.text}", flush=True))
+        print(f"Talking to {ds.agent_for(persona).name} as {persona.name}. Brief: {persona.summary}\n"
+              "Speak into the microphone; Ctrl+C hangs up.", flush=True)
+        try:
+            return session.finish(call)
+        except KeyboardInterrupt:
+            call.stop()
+            return session.finish(call)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -16,10 +16,12 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .errors import DatasetError
-from .models import AgentSpec, LocalText, Persona
+from .models import AgentSpec, CallRequest, LocalText, Persona
 
 VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 DEFAULT_PERSONAS = Path("datasets/personas")
+#: A call's time limit when neither the run nor the persona sets one.
+DEFAULT_TIME_LIMIT_S = 60.0
 DEFAULT_AGENTS = Path("datasets/agents")
 
 
@@ -78,7 +80,7 @@ def _validation_error(exc: ValidationError, *, file: Path, persona: str | None =
     field = _loc(err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":
-        problem, fix = "unknown key", "remove it or check its spelling against ARCHITECTURE.md §4"
+        problem, fix = "unknown key", "remove it or check its spelling against docs/formats.md"
     elif kind == "missing":
         problem, fix = "required field is missing", "add it"
     else:
@@ -164,6 +166,27 @@ class Dataset:
 
     def agent_for(self, persona: Persona) -> AgentSpec:
         return self.agents[persona.agent]
+
+    def request(self, persona_id: str, *, agent_id: str | None = None, max_duration_s: float = DEFAULT_TIME_LIMIT_S,
+                **fields: object) -> CallRequest:
+        """The one way a CallRequest is built (CLI, batches, console, tests): persona, its agent
+        (or `agent_id`), and the time limit by `time_limit`. `fields`: backend, caller, mode,
+        run_id, call_id, audio_dir."""
+        persona = self.persona(persona_id)
+        if agent_id is not None and agent_id not in self.agents:
+            raise DatasetError(f"no agent with id '{agent_id}' (known: {', '.join(sorted(self.agents))})",
+                               fix="run `voicelab personas` to list them")
+        agent = self.agents[agent_id] if agent_id is not None else self.agent_for(persona)
+        return CallRequest(persona=persona, agent=agent, max_duration_s=time_limit(persona, max_duration_s),
+                           **fields)
+
+
+def time_limit(persona: Persona, default_s: float = DEFAULT_TIME_LIMIT_S) -> float:
+    """The call's hard time limit: the persona's `caller.timeout_s`, else the run's default; never
+    shorter than the persona's own `expect.max_duration_s`, so a call its expectations allow is
+    never cut off (and failed as a timeout) by a run-wide default."""
+    limit = persona.caller.timeout_s or default_s
+    return max(limit, persona.expect.max_duration_s or 0.0)
 
 
 def persona_files(path: str | Path) -> list[Path]:

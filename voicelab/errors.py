@@ -1,30 +1,33 @@
 """One error hierarchy for everything a user can get wrong or run into.
 
-Every error carries the fix in its message, so the CLI can print `str(err)` and exit without a
-traceback. `retryable` says whether trying the same thing again may work (a busy backend) or is
-pointless (a typo in a persona file).
+Every error carries the fix in its message, so the CLI can print `str(err)` and exit 2 without
+a traceback. Each leaf means one thing; catch the leaf you can act on, or `VoiceLabError` for all.
 
     VoiceLabError
     ├── DatasetError        a persona or agent file is invalid (names file, persona id, field)
-    ├── ConfigError         a setting or environment variable is missing or wrong
-    ├── BackendError        the backend refused or could not be reached
+    ├── UsageError          an argument or option combination the API or CLI does not accept
+    ├── ConfigError         a setting or environment variable is missing or wrong (key, agent id, device)
+    ├── BackendError        the backend refused a request or could not be reached
+    ├── SdkError            the installed elevenlabs SDK lacks something voicelab relies on
     ├── RunStoreError       a stored run is missing or unreadable
+    ├── ReportError         a report could not be built (the notebook failed or is missing)
     └── MissingDependency   an optional part is not installed (names what to install)
 """
 
 from __future__ import annotations
 
+__all__ = [
+    "BackendError", "ConfigError", "DatasetError", "MissingDependency", "ReportError", "RunStoreError", "SdkError",
+    "UsageError", "VoiceLabError",
+]
+
 
 class VoiceLabError(Exception):
     """Root of all voicelab errors; `str()` is a complete, readable message."""
 
-    retryable: bool = False
-
-    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        if retryable is not None:
-            self.retryable = retryable
 
     def __str__(self) -> str:
         return self.message
@@ -59,16 +62,29 @@ class DatasetError(VoiceLabError):
         super().__init__(message)
 
 
+class UsageError(VoiceLabError):
+    """Arguments that do not fit together (a caller that cannot run in a batch, text mode with a
+    microphone, a call used before it started)."""
+
+
 class ConfigError(VoiceLabError):
-    """A setting is missing or wrong (API key, agent id, backend name, path)."""
+    """A setting is missing or wrong (API key, agent id, phone number id, audio device)."""
 
 
 class BackendError(VoiceLabError):
     """The backend refused the request or could not be reached."""
 
 
+class SdkError(VoiceLabError):
+    """The installed `elevenlabs` package lacks an attribute voicelab relies on (voicelab/sdk.py)."""
+
+
 class RunStoreError(VoiceLabError):
     """A stored run is missing or unreadable."""
+
+
+class ReportError(VoiceLabError):
+    """A report could not be built: its notebook is missing or failed while executing."""
 
 
 class MissingDependency(VoiceLabError):

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import re
 
-from .models import Check, EndReason, Expectations, Metrics, TranscriptEntry
+from .models import (
+    Analysis,
+    CallRequest,
+    CallResult,
+    Check,
+    EndReason,
+    Expectations,
+    Metrics,
+    TranscriptEntry,
+    VoiceStats,
+)
 
 #: `any` means the call ended properly (someone hung up), not by timeout or error.
 ENDED_BY = {"agent": {"agent_ended"}, "caller": {"caller_ended"}, "any": {"agent_ended", "caller_ended"}}
@@ -74,3 +84,25 @@ def checks(expect: Expectations, transcript: list[TranscriptEntry], *, duration_
 
 def success(status: str, results: list[Check]) -> bool:
     return status == "completed" and all(c.passed for c in results)
+
+
+def finished_result(request: CallRequest, transcript: list[TranscriptEntry], *, end_reason: EndReason,
+                    duration_s: float, started_at: str, error: str | None = None,
+                    conversation_id: str | None = None, interruptions: int = 0, analysis: Analysis | None = None,
+                    retries: list[dict] | None = None, voice: VoiceStats | None = None) -> CallResult:
+    """The one way every runner (conversation, platform, phone) turns a finished call into a
+    CallResult: status from the end reason, checks from the persona's expectations."""
+    status = "failed" if end_reason in ("error", "disconnected", "cancelled") else "completed"
+    duration = round(duration_s, 3)
+    results = checks(request.persona.expect, transcript, duration_s=duration, end_reason=end_reason)
+    measured = metrics(transcript, voice.interruptions if voice else interruptions)
+    if voice is not None:
+        measured = measured.model_copy(update={"talk_ratio": voice.talk_ratio, "wer": voice.wer})
+    return CallResult(
+        conversation_id=conversation_id, status=status, duration_seconds=duration, transcript=transcript,
+        run_id=request.run_id, call_id=request.call_id, persona_id=request.persona.id, agent_id=request.agent.id,
+        backend=request.backend, caller=request.caller, mode=request.mode, started_at=started_at,
+        end_reason=end_reason, error=error, checks=results, metrics=measured,
+        success=success(status, results), analysis=analysis, retries=retries or [],
+        audio_path=voice.audio_path if voice else None,
+    )

@@ -17,6 +17,7 @@ from elevenlabs import ElevenLabs
 from elevenlabs.core.api_error import ApiError
 
 from .errors import BackendError
+from .models import PlatformConversation
 
 T = TypeVar("T")
 NO_SDK_RETRIES: dict[str, Any] = {"max_retries": 0}
@@ -70,9 +71,9 @@ def with_retries(fn: Callable[[], T], *, what: str, log: list[dict] | None = Non
                     log.append({"what": what, "status": status, "attempt": attempt, "wait_s": round(wait, 2)})
                 sleep(wait)
                 continue
-            raise BackendError(api_error_text(exc, what), retryable=status in RETRYABLE or status >= 500) from None
+            raise BackendError(api_error_text(exc, what)) from None
         except OSError as exc:
-            raise BackendError(f"{what} failed: cannot reach the backend ({exc})", retryable=True) from None
+            raise BackendError(f"{what} failed: cannot reach the backend ({exc})") from None
     raise AssertionError("unreachable")
 
 
@@ -102,8 +103,8 @@ def wait_for_conversation(client: ElevenLabs, conversation_id: str, log: list[di
         sleep(poll_s)
 
 
-def analysis_of(conversation: Any) -> dict[str, Any]:
-    """The platform's view of a finished conversation, as plain JSON for the CallResult."""
+def analysis_of(conversation: Any) -> PlatformConversation:
+    """The platform's view of a finished conversation, for the CallResult's `analysis`."""
     meta = conversation.metadata
     analysis = conversation.analysis
     criteria = {}
@@ -113,8 +114,7 @@ def analysis_of(conversation: Any) -> dict[str, Any]:
             criteria[key] = {"result": item.result, "rationale": item.rationale}
         for key, item in (analysis.data_collection_results or {}).items():
             collected[key] = {"value": item.value, "rationale": item.rationale}
-    return {
-        "source": "platform",
+    return PlatformConversation.model_validate({
         "status": conversation.status,
         "call_successful": analysis.call_successful if analysis else None,
         "transcript_summary": analysis.transcript_summary if analysis else None,
@@ -125,4 +125,4 @@ def analysis_of(conversation: Any) -> dict[str, Any]:
         "termination_reason": getattr(meta, "termination_reason", None) if meta else None,
         "transcript": [{"role": t.role, "message": t.message, "time_in_call_secs": t.time_in_call_secs}
                        for t in conversation.transcript or []],
-    }
+    })

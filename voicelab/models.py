@@ -8,14 +8,14 @@ so that tables, charts and reports are pure functions of what is stored.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 Speaker = Literal["agent", "user"]
 Backend = Literal["local", "elevenlabs"]
-CallerKind = Literal["scripted", "human", "platform", "phone"]
 Mode = Literal["text", "voice"]
 Style = Literal["cooperative", "impatient", "confused", "silent", "interrupting"]
 EndReason = Literal["agent_ended", "caller_ended", "timeout", "disconnected", "error", "cancelled"]
@@ -32,6 +32,18 @@ def _id_shape(value: str) -> str:
 
 #: Persona and agent ids: they become file names, test names and CLI arguments.
 Id = Annotated[str, AfterValidator(_id_shape)]
+
+
+def _known_caller(value: str) -> str:
+    from .runners import RUNNERS  # the registry is the one list of callers
+
+    if value not in RUNNERS:
+        raise ValueError(f"unknown caller {value!r}: use one of {', '.join(RUNNERS)}")
+    return value
+
+
+#: Who plays the persona: a name in the runner registry (voicelab/runners/__init__.py).
+CallerKind = Annotated[str, AfterValidator(_known_caller)]
 
 #: A text that may differ by language: a plain string, or {"en": "...", "de": "..."}.
 LocalText = str | dict[str, str]
@@ -218,6 +230,39 @@ class Metrics(BaseModel):
     wer: float | None = None
 
 
+class PlatformConversation(BaseModel):
+    """`analysis` of a call on the hosted platform: GET /v1/convai/conversations/{id} after the call."""
+
+    source: Literal["platform"] = "platform"
+    status: str | None = None
+    call_successful: str | None = None
+    transcript_summary: str | None = None
+    evaluation_criteria_results: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    data_collection_results: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    call_duration_secs: float | None = None
+    cost: float | None = None
+    termination_reason: str | None = None
+    transcript: list[dict[str, Any]] = Field(default_factory=list)
+    #: Set when the platform's record could not be fetched; the fields above are then empty.
+    error: str | None = None
+
+
+class PlatformTestRun(BaseModel):
+    """`analysis` of a call the platform's simulated user played (agent-testing)."""
+
+    source: Literal["platform-test"] = "platform-test"
+    test_run_id: str | None = None
+    test_id: str | None = None
+    status: str | None = None
+    call_successful: str | None = None
+    rationale: str | None = None
+    transcript: list[dict[str, Any]] = Field(default_factory=list)
+
+
+#: The platform's own view of a call, one shape per `source`.
+Analysis = Annotated[PlatformConversation | PlatformTestRun, Field(discriminator="source")]
+
+
 class CallResult(BaseModel):
     """One finished call, as stored (one JSON line in runs/<run_id>/calls.jsonl)."""
 
@@ -238,7 +283,7 @@ class CallResult(BaseModel):
     metrics: Metrics = Field(default_factory=Metrics)
     checks: list[Check] = Field(default_factory=list)
     success: bool = False
-    analysis: dict | None = None
+    analysis: Analysis | None = None
     audio_path: str | None = None
     #: REST retries made for this call (429 / 5xx), so a flaky platform shows in the results.
     retries: list[dict] = Field(default_factory=list)
@@ -270,3 +315,61 @@ class RunManifest(BaseModel):
     started_at: str = Field(default_factory=utc_now_iso)
     ended_at: str | None = None
     state: Literal["running", "finished", "interrupted"] = "running"
+
+
+# --------------------------------------------------------------------------- a call while it runs
+
+
+@dataclass(frozen=True)
+class AgentSaid:
+    """The agent finished a turn (`agent_response`) at `at` s into the call."""
+
+    text: str
+    at: float
+    latency_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class CallerHeard:
+    """The backend transcribed a human caller's spoken turn (`user_transcript`)."""
+
+    text: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    """The connection ended; already mapped to how the call ended."""
+
+    end_reason: EndReason
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class HangUp:
+    """The caller's side ends the call (the scripted caller said goodbye, a human pressed Stop)."""
+
+    end_reason: EndReason = "caller_ended"
+    error: str | None = None
+
+
+CallEvent = AgentSaid | CallerHeard | Disconnected | HangUp
+
+
+@dataclass(frozen=True)
+class VoiceStats:
+    """A voice call's audio figures, live while it runs and final once it ended."""
+
+    interruptions: int = 0
+    caller_speech_s: float = 0.0
+    agent_audio_s: float = 0.0
+    #: 20 ms ticks that came more than a frame late (the synthetic caller fell out of real time).
+    late_frames: int = 0
+    #: RMS of the caller's last 20 ms (a level meter for a microphone).
+    input_level: float = 0.0
+    wer: float | None = None
+    audio_path: str | None = None
+
+    @property
+    def talk_ratio(self) -> float | None:
+        return round(self.caller_speech_s / self.agent_audio_s, 3) if self.agent_audio_s else None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import MissingDependency, RunStoreError
+from .errors import MissingDependency, ReportError
 from .models import CallResult
 from .store import DEFAULT_ROOT, RunStore
 from .tables import Tables
@@ -133,7 +133,7 @@ def build_report(run_id: str, *, runs_root: str | Path = DEFAULT_ROOT,
             from None
     run = RunStore(runs_root).open(run_id)
     if not REPORT_NOTEBOOK.exists():
-        raise RunStoreError(f"the report notebook {REPORT_NOTEBOOK} is missing; reinstall voicelab from its repo")
+        raise ReportError(f"the report notebook {REPORT_NOTEBOOK} is missing; reinstall voicelab from its repo")
     executed = run.path / "report.ipynb"
     logging.getLogger("papermill").setLevel(logging.WARNING)
     try:
@@ -142,7 +142,7 @@ def build_report(run_id: str, *, runs_root: str | Path = DEFAULT_ROOT,
             kernel_name="python3", progress_bar=False, log_output=log_output, cwd=str(run.path.resolve()),
             extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no kernel chatter in the user's terminal
     except papermill.PapermillExecutionError as exc:
-        raise RunStoreError(f"the report notebook failed ({exc.ename}: {exc.evalue}); the partly executed "
+        raise ReportError(f"the report notebook failed ({exc.ename}: {exc.evalue}); the partly executed "
                             f"notebook with the full error is {executed}") from None
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_filename(str(executed))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from .evaluate import percentile
-from .models import CallResult, RunManifest
+from .models import CallResult, PlatformConversation, PlatformTestRun, RunManifest
 from .store import DEFAULT_ROOT, RunStore
 
 CALL_COLUMNS = [
@@ -35,10 +35,16 @@ def _info(manifests: dict[str, RunManifest], result: CallResult) -> dict[str, st
 
 
 def platform_view(r: CallResult) -> tuple[str | None, str | None, bool | None]:
-    """The platform's verdict on a call (hosted analysis or agent-testing) and whether we agree."""
-    a = r.analysis or {}
-    verdict = a.get("call_successful")
-    text = a.get("rationale") or a.get("transcript_summary")
+    """The platform's verdict on a call and whether we agree, read by the analysis' `source`:
+    `platform` (the conversation's post-call analysis: its summary) or `platform-test`
+    (agent-testing: the judge's rationale)."""
+    match r.analysis:
+        case PlatformConversation(call_successful=verdict, transcript_summary=text):
+            pass
+        case PlatformTestRun(call_successful=verdict, rationale=text):
+            pass
+        case _:
+            return None, None, None
     if verdict not in ("success", "failure"):
         return verdict, text, None
     return verdict, text, (verdict == "success") == r.success

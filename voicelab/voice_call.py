@@ -1,5 +1,5 @@
-"""The voice half of a scripted call: the persona speaks its lines in real time, the agent's
-audio is played and recorded, and the voice metrics are measured.
+"""The voice half of a call: the caller's audio source (the persona's synthetic voice, or a
+microphone and speaker), the recording on the call's clock, and the voice metrics.
 
 - response latency: end of the caller's speech -> the agent's answer (agent_response arrives
   with its first audio chunk);
@@ -16,7 +16,8 @@ from typing import Any
 
 from .audio.synthetic import SyntheticVoice
 from .audio.wav import StereoRecorder
-from .models import CallRequest
+from .errors import UsageError
+from .models import CallRequest, HangUp, VoiceStats
 from .speech import voice_for, word_error_rate
 from .transcript import TranscriptRecorder
 
@@ -24,16 +25,29 @@ PAUSE_S = 0.3  # a polite caller's pause after the agent stops talking
 AUDIO_WAIT_S = 2.0  # how long to wait for the agent's audio after its text (none in text-only agents)
 
 
-class VoiceSide:
-    """`audio` is the persona's synthetic voice by default, or a real microphone and speaker
-    (SoundDeviceAudio) for a human caller; either way it is recorded on the call's clock."""
+def audio_source(request: CallRequest, audio: Any, recorder: TranscriptRecorder) -> Any:
+    """The one place a call's audio source is chosen: none in text mode; in voice mode the given
+    device (a human at a microphone) or the persona's synthetic voice."""
+    if request.mode == "text":
+        if audio is not None:
+            raise UsageError("audio was given for a text-mode call: use mode='voice' (or drop the audio device)")
+        return None
+    if audio is None:
+        if request.caller == "human":
+            raise UsageError("a human voice call needs a microphone and speaker: pass "
+                             "audio=SoundDeviceAudio(...) (or use the console / `voicelab call --caller human`)")
+        return SyntheticVoice(voice_for(request.persona.id, request.persona.language), recorder.elapsed)
+    return audio
 
-    def __init__(self, request: CallRequest, recorder: TranscriptRecorder, audio: Any = None) -> None:
+
+class VoiceSide:
+    """A voice call's audio side; `audio` comes from `audio_source` and is recorded on the
+    call's clock."""
+
+    def __init__(self, request: CallRequest, recorder: TranscriptRecorder, audio: Any) -> None:
         self.recorder = recorder
         recorder.auto_latency = False
         self.wav = StereoRecorder()
-        if audio is None:
-            audio = SyntheticVoice(voice_for(request.persona.id, request.persona.language), recorder.elapsed)
         audio.clock, audio.recorder = recorder.elapsed, self.wav
         self.audio = audio
         self.barges_in = request.persona.caller.style == "interrupting"
@@ -70,15 +84,16 @@ class VoiceSide:
             if hang_up:
                 await self.audio.until_quiet(both=False)
                 await asyncio.sleep(PAUSE_S)
-                events.put_nowait(("stop", "caller_ended"))
+                events.put_nowait(HangUp())
 
-    def summary(self, request: CallRequest) -> dict:
+    def stats(self) -> VoiceStats:
+        """The figures so far (final once the call has ended and `save` ran)."""
         pairs = list(zip(self.said, self.heard, strict=False))
         wer = round(sum(word_error_rate(s, h) for s, h in pairs) / len(pairs), 3) if pairs else None
-        agent_s = self.audio.agent_audio_s
-        return {"interruptions": self.audio.interruptions, "wer": wer,
-                "talk_ratio": round(self.audio.caller_speech_s / agent_s, 3) if agent_s else None,
-                "audio_path": self.audio_path}
+        audio = self.audio
+        return VoiceStats(interruptions=audio.interruptions, caller_speech_s=audio.caller_speech_s,
+                          agent_audio_s=audio.agent_audio_s, late_frames=getattr(audio, "late_frames", 0),
+                          input_level=getattr(audio, "level", 0.0), wer=wer, audio_path=self.audio_path)
 
     def save(self, request: CallRequest) -> None:
         folder = Path(request.audio_dir or "recordings")

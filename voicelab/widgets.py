@@ -1,4 +1,6 @@
-"""The notebook call console: pick a persona, read its brief, call the agent yourself.
+"""The notebook call console: pick a persona, read its brief, call the agent yourself (or watch
+the scripted caller play it). The widgets only bind to a `ConsoleSession` (voicelab/console.py),
+which owns the backend, the run and the calls.
 
     from voicelab.widgets import CallConsole
     CallConsole()            # in notebooks/live_call.ipynb
@@ -17,19 +19,17 @@ from __future__ import annotations
 import html
 import threading
 import time
-from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
 import ipywidgets as w
 
-from . import __version__
 from .call import Call
+from .console import ConsoleSession
 from .datasets import Dataset, load_dataset
 from .errors import VoiceLabError
 from .evaluate import percentile
-from .models import CallRequest, CallResult, Persona, RunManifest, TranscriptEntry
-from .store import Run, RunStore, new_run_id
+from .models import CallResult, Persona, TranscriptEntry
+from .store import Run
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -68,10 +68,9 @@ class CallConsole:
         self.runs_root = runs_root or ("runs" if Path("datasets").is_dir() else str(REPO / "runs"))
         self.latency_ms = latency_ms
         self.dataset: Dataset | None = None
+        self.session: ConsoleSession | None = None
         self.call: Call | None = None
-        self.run: Run | None = None
         self.result: CallResult | None = None
-        self._backend: Any = None
         self._lines: list[str] = []
         self._build()
         try:
@@ -80,6 +79,7 @@ class CallConsole:
             self._error(f"Persona files are invalid: {exc}")
             self.start_button.disabled = True
             return
+        self.session = ConsoleSession(self.dataset, runs_root=self.runs_root, latency_ms=latency_ms)
         self.persona_picker.options = [(f"{p.name}  ({p.id})", p.id) for p in self.dataset.personas.values()]
         self.agent_picker.options = sorted(self.dataset.agents)
         self.persona_picker.value = next(iter(self.dataset.personas))
@@ -94,6 +94,9 @@ class CallConsole:
         self.agent_picker = _classed(w.Dropdown(description="Agent"), "vl-agent")
         self.backend_picker = _classed(w.Dropdown(description="Backend", options=["local", "elevenlabs"]),
                                        "vl-backend")
+        callers = sorted(ConsoleSession.callers(), key=lambda name: name != "human")  # you first
+        self.caller_picker = _classed(w.Dropdown(description="Caller", options=[
+            ("you", "human") if name == "human" else (name, name) for name in callers]), "vl-caller")
         self.mode_picker = _classed(w.ToggleButtons(description="Mode", options=[("Text chat", "text"),
                                                                                   ("Voice (microphone)", "voice")]),
                                     "vl-mode")
@@ -115,7 +118,8 @@ class CallConsole:
         self.stop_button.on_click(lambda _: self.stop())
         self.send_button.on_click(lambda _: self.send())
         self.widget = _classed(w.VBox([
-            w.HBox([self.persona_picker, self.agent_picker, self.backend_picker]), self.card, self.mode_picker,
+            w.HBox([self.persona_picker, self.agent_picker, self.backend_picker, self.caller_picker]), self.card,
+            self.mode_picker,
             w.HBox([self.input_picker, self.output_picker]),
             w.HBox([self.start_button, self.stop_button, self.timer, self.level]),
             w.HBox([self.message, self.send_button]), self.transcript, self.status, self.verdict,
@@ -157,64 +161,49 @@ class CallConsole:
 
     # ------------------------------------------------------------------ the call
 
-    def _base_url(self) -> str | None:
-        if self.backend_picker.value != "local":
-            return None
-        if self._backend is None:
-            from .local import LocalBackend
-
-            assert self.dataset is not None
-            self._backend = LocalBackend(self.dataset.agents, personas=self.dataset.personas,
-                                         latency_s=self.latency_ms / 1000)
-            self._backend.start()
-        return self._backend.base_url
-
-    def _store(self) -> Run:
-        if self.run is None:
-            manifest = RunManifest(run_id="console-" + new_run_id().removeprefix("run-"), personas=[],
-                                   caller="human", backend=self.backend_picker.value, concurrency=1,
-                                   voicelab_version=__version__, sdk_version=version("elevenlabs"))
-            self.run = RunStore(self.runs_root).create(manifest)
-        return self.run
+    @property
+    def run(self) -> Run | None:
+        return self.session.run if self.session is not None else None
 
     def start(self) -> None:
-        if self.dataset is None or (self.call is not None and self.call.dialogue.end_reason is None):
+        if self.session is None or (self.call is not None and not self.call.done):
             return
-        persona = self.dataset.persona(self.persona_picker.value)
-        agent = self.dataset.agents[self.agent_picker.value]
-        mode = self.mode_picker.value
+        mode, human = self.mode_picker.value, self.caller_picker.value == "human"
         self._lines, self.result, self.verdict.value = [], None, ""
         self.transcript.value = "<i>Calling...</i>"
         try:
-            run = self._store()
-            count = sum(1 for pid in run.manifest.personas if pid == persona.id) + 1
-            request = CallRequest(persona=persona, agent=agent, backend=self.backend_picker.value, caller="human",
-                                  mode=mode, max_duration_s=600, run_id=run.run_id,
-                                  call_id=f"{persona.id}#{count}", audio_dir=str(run.path / "audio"))
             audio = None
-            if mode == "voice":
+            if mode == "voice" and human:
                 from .audio.sounddevice import SoundDeviceAudio
 
                 audio = SoundDeviceAudio(self.input_picker.value, self.output_picker.value)
-            self.call = Call(request, base_url=self._base_url(), audio=audio, on_entry=self._on_entry)
-            self.call.start()
+            self.call = self.session.place(
+                self.persona_picker.value, agent_id=self.agent_picker.value, backend=self.backend_picker.value,
+                mode=mode, caller=self.caller_picker.value, audio=audio, on_entry=self._on_entry)
         except VoiceLabError as exc:
             self.call = None
             self._error(str(exc))
             self.transcript.value = "<i>No call.</i>"
             return
-        except Exception as exc:  # a backend that cannot be reached and the like: no traceback here
+        except Exception as exc:  # noqa: BLE001 - a backend that cannot be reached and the like: no traceback
             self.call = None
             self._error(f"could not start the call: {exc}")
             return
-        run.manifest.personas.append(persona.id)
-        run.manifest.persona_info[persona.id] = {"name": persona.name, "agent": persona.agent,
-                                                 "style": persona.caller.style, "language": persona.language}
-        run.save_manifest()
-        self.status.value = f"Connected to <b>{html.escape(agent.name)}</b> as {html.escape(persona.name)}. " + (
-            "Speak into the microphone." if mode == "voice" else "Type your replies below.")
+        persona = self.dataset.persona(self.persona_picker.value) if self.dataset else None
+        agent_name = self.dataset.agents[self.agent_picker.value].name if self.dataset else ""
+        how = ("Speak into the microphone." if mode == "voice" else "Type your replies below.") if human \
+            else "The scripted caller plays the persona."
+        self.status.value = (f"Connected to <b>{html.escape(agent_name)}</b> as "
+                             f"{html.escape(persona.name if persona else '')}. {how}")
         self._set_running(True)
         threading.Thread(target=self._watch, args=(self.call,), daemon=True).start()
+
+    def close(self) -> None:
+        """Hang up and stop the console's local backend."""
+        if self.call is not None and not self.call.done:
+            self.call.stop()
+        if self.session is not None:
+            self.session.close()
 
     def send(self) -> None:
         text = self.message.value.strip()
@@ -235,10 +224,10 @@ class CallConsole:
     def _set_running(self, running: bool) -> None:
         self.start_button.disabled = running
         self.stop_button.disabled = not running
-        text = running and self.mode_picker.value == "text"
+        text = running and self.mode_picker.value == "text" and self.caller_picker.value == "human"
         self.message.disabled = self.send_button.disabled = not text
-        for picker in (self.persona_picker, self.agent_picker, self.backend_picker, self.mode_picker,
-                       self.input_picker, self.output_picker):
+        for picker in (self.persona_picker, self.agent_picker, self.backend_picker, self.caller_picker,
+                       self.mode_picker, self.input_picker, self.output_picker):
             picker.disabled = running
 
     def _on_entry(self, entry: TranscriptEntry) -> None:
@@ -251,15 +240,20 @@ class CallConsole:
     def _watch(self, call: Call) -> None:
         """Timer, level meter, and the end of the call (on a thread; widgets via .value only)."""
         started = time.monotonic()
-        while call._driver is not None and call._driver.is_alive():
+        while not call.done:
             elapsed = int(time.monotonic() - started)
             self.timer.value = f"{elapsed // 60}:{elapsed % 60:02d}"
-            if call.audio is not None:
-                self.level.value = min(1.0, call.audio.level / 6000)
+            stats = call.voice_stats
+            if stats is not None:
+                self.level.value = min(1.0, stats.input_level / 6000)
             time.sleep(0.2)
-        result = call.wait()
-        if self.run is not None:
-            self.run.append(result)
+        assert self.session is not None
+        try:
+            result = self.session.finish(call)
+        except Exception as exc:  # noqa: BLE001 - shown in the console, never a traceback
+            self._set_running(False)
+            self._error(f"the call failed: {exc}")
+            return
         self._set_running(False)
         self.level.value = 0
         self.status.value = "Call ended."

@@ -73,7 +73,7 @@ class PersonaAtMicrophone:
         if not lines:
             return
         time.sleep(0.3)
-        while self.audio._out:  # a person waits for the end of the agent's sentence
+        while self.audio.playing:  # a person waits for the end of the agent's sentence
             time.sleep(0.05)
         self.said.append(" ".join(lines))
         pcm = speak(" ".join(lines), voice_for(self.persona.id, self.persona.language))

@@ -1,21 +1,23 @@
 """A real microphone and speaker for the SDK, over sounddevice (PortAudio).
 
 16 kHz mono int16 both ways, as the SDK assumes; a device that cannot open 16 kHz is opened at
-its own rate and resampled. The PortAudio callbacks only copy bytes: microphone blocks go to a
-queue that a sender thread hands to the SDK, and the speaker callback drains an output buffer
-that `interrupt()` clears at once (barge-in must silence the agent immediately).
+its own rate and resampled. It is the SDK's AsyncAudioInterface, so a person's call runs on the
+same async driver as every other call. The PortAudio callbacks only copy bytes: microphone
+blocks are handed to the call's event loop, where one task sends them in order, and the speaker
+callback drains an output buffer that `interrupt()` clears at once (barge-in must silence the
+agent immediately).
 """
 
 from __future__ import annotations
 
-import queue
+import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
-from elevenlabs.conversational_ai.conversation import AudioInterface
+from elevenlabs.conversational_ai.conversation import AsyncAudioInterface
 
 from ..errors import ConfigError, MissingDependency
 from ..speech import RATE, SPEECH_RMS, resample, rms
@@ -70,18 +72,19 @@ def resolve(device: int | str | None, kind: str) -> tuple[int | None, int]:
                       f"{int(info['default_samplerate'])} Hz mono int16: choose another with --{kind}-device")
 
 
-class SoundDeviceAudio(AudioInterface):
+class SoundDeviceAudio(AsyncAudioInterface):
     def __init__(self, input_device: int | str | None = None, output_device: int | str | None = None, *,
                  clock: Callable[[], float] | None = None, recorder: StereoRecorder | None = None) -> None:
         self.input_device, self.in_rate = resolve(input_device, "input")
         self.output_device, self.out_rate = resolve(output_device, "output")
         self.clock = clock or time.monotonic
         self.recorder = recorder
-        self._blocks: queue.Queue[tuple[float, bytes] | None] = queue.Queue()
+        self._blocks: asyncio.Queue[tuple[float, bytes]] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._out = bytearray()
         self._out_lock = threading.Lock()
         self._streams: list[Any] = []
-        self._sender: threading.Thread | None = None
+        self._sender: asyncio.Task | None = None
         self.level = 0.0  # RMS of the last microphone block, for a level meter
         self.speech_end: float | None = None  # call-clock time of the last loud microphone block
         self.underruns = 0
@@ -92,9 +95,16 @@ class SoundDeviceAudio(AudioInterface):
         self.input_delays: list[float] = []
         self.output_at: list[float] = []  # perf_counter when each agent chunk reached the output buffer
 
+    @property
+    def playing(self) -> bool:
+        """Agent audio is still waiting to be played."""
+        with self._out_lock:
+            return bool(self._out)
+
     # PortAudio threads: copy and return
     def _on_input(self, indata: Any, frames: int, when: Any, status: Any) -> None:
-        self._blocks.put_nowait((time.perf_counter(), bytes(indata)))
+        if self._loop is not None and self._blocks is not None:
+            self._loop.call_soon_threadsafe(self._blocks.put_nowait, (time.perf_counter(), bytes(indata)))
 
     def _on_output(self, outdata: Any, frames: int, when: Any, status: Any) -> None:
         need = len(outdata)
@@ -107,12 +117,14 @@ class SoundDeviceAudio(AudioInterface):
         if len(chunk) < need:
             outdata[len(chunk):] = b"\0" * (need - len(chunk))
 
-    def start(self, input_callback: Callable[[bytes], None]) -> None:
+    async def start(self, input_callback: Callable[[bytes], Awaitable[None]]) -> None:
         sd = load_sounddevice()
+        self._loop = asyncio.get_running_loop()
+        blocks = self._blocks = asyncio.Queue()
 
-        def send() -> None:
-            while (item := self._blocks.get()) is not None:
-                received, pcm = item
+        async def send() -> None:
+            while True:
+                received, pcm = await blocks.get()
                 if self.in_rate != RATE:
                     pcm = resample(np.frombuffer(pcm, dtype=np.int16), self.in_rate).tobytes()
                 at = self.clock()
@@ -122,11 +134,10 @@ class SoundDeviceAudio(AudioInterface):
                     self.caller_speech_s += len(pcm) / (RATE * 2)
                 if self.recorder is not None:
                     self.recorder.caller(at, pcm)
-                input_callback(pcm)
+                await input_callback(pcm)
                 self.input_delays.append(time.perf_counter() - received)
 
-        self._sender = threading.Thread(target=send, name="voicelab-mic", daemon=True)
-        self._sender.start()
+        self._sender = asyncio.create_task(send())
         try:
             self._streams = [
                 sd.RawInputStream(samplerate=self.in_rate, channels=1, dtype="int16", device=self.input_device,
@@ -137,11 +148,11 @@ class SoundDeviceAudio(AudioInterface):
             for stream in self._streams:
                 stream.start()
         except sd.PortAudioError as exc:
-            self.stop()
+            await self.stop()
             raise ConfigError(f"the audio device refused to open ({exc}): pick another with `voicelab devices`") \
                 from None
 
-    def output(self, audio: bytes) -> None:
+    async def output(self, audio: bytes) -> None:
         self.agent_audio_s += len(audio) / (RATE * 2)
         if self.recorder is not None:
             self.recorder.agent(self.clock(), audio)
@@ -151,12 +162,12 @@ class SoundDeviceAudio(AudioInterface):
             self._out += audio
         self.output_at.append(time.perf_counter())
 
-    def interrupt(self) -> None:
+    async def interrupt(self) -> None:
         self.interruptions += 1
         with self._out_lock:
             self._out.clear()
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         for stream in self._streams:
             try:
                 stream.stop()
@@ -165,6 +176,6 @@ class SoundDeviceAudio(AudioInterface):
                 pass
         self._streams = []
         if self._sender is not None:
-            self._blocks.put(None)
-            self._sender.join(timeout=2)
+            self._sender.cancel()
             self._sender = None
+        self._loop = None

@@ -2,8 +2,9 @@
 
 Both run a whole conversation on the server's side (local/simulate.py): the agent's flow against
 voicelab's scripted caller, which stands in for the platform's simulated user and for the person
-who picks up. The persona is found by the test's name (`voicelab/<persona id>`) or by the number
-dialled (the persona's `phone_number`).
+who picks up. What they need is injected: `Callers` finds the persona by the test's name
+(`voicelab/<persona id>`) or by the number dialled (the persona's `phone_number`), and `judge`
+gives the platform-style verdict of a simulated conversation.
 """
 
 from __future__ import annotations
@@ -12,18 +13,16 @@ import asyncio
 import re
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from aiohttp import web
 from elevenlabs.types import GetTestSuiteInvocationResponseModel, TwilioOutboundCallResponse
 
-from ..models import E164_PATTERN, Persona
-from .history import ConversationRecord, dump, new_conversation_id
+from ..models import E164_PATTERN, AgentSpec, Persona
+from .history import ConversationRecord, History, dump, new_conversation_id
 from .history import error_response as _error
-from .simulate import simulate
-
-if TYPE_CHECKING:
-    from .server import LocalBackend
+from .simulate import Judge, simulate, voicelab_judge
 
 TEST_NAME = re.compile(r"^voicelab/([a-z0-9-]+)")
 #: Real seconds a simulated run stays pending / a phone call stays in progress, so that
@@ -36,9 +35,37 @@ def _unprocessable(field: str, message: str) -> web.Response:
                              status=422)
 
 
+class Callers(Protocol):
+    """Who answers the simulations: the persona a test is named after, or whose number is dialled."""
+
+    def by_test_name(self, name: str) -> Persona | None: ...
+
+    def by_number(self, number: str, agent_id: str) -> Persona | None: ...
+
+
+class PersonaCallers:
+    """`Callers` from a set of personas (what `voicelab serve --personas` loads)."""
+
+    def __init__(self, personas: Mapping[str, Persona]) -> None:
+        self.personas = personas
+
+    def by_test_name(self, name: str) -> Persona | None:
+        match = TEST_NAME.match(name)
+        return self.personas.get(match.group(1)) if match else None
+
+    def by_number(self, number: str, agent_id: str) -> Persona | None:
+        return next((p for p in self.personas.values()
+                     if p.variables.get("phone_number") == number and p.agent == agent_id), None)
+
+
 class Platform:
-    def __init__(self, backend: LocalBackend) -> None:
-        self.backend = backend
+    def __init__(self, agents: Mapping[str, AgentSpec], history: History, callers: Callers, *,
+                 latency_s: Callable[[], float] = lambda: 0.0, judge: Judge = voicelab_judge) -> None:
+        self.agents = agents
+        self.history = history
+        self.callers = callers
+        self.latency_s = latency_s
+        self.judge = judge
         self.tests: dict[str, dict[str, Any]] = {}
         self.invocations: dict[str, dict[str, Any]] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -56,9 +83,6 @@ class Platform:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _persona(self, persona_id: str) -> Persona | None:
-        return self.backend.personas.get(persona_id)
 
     # ------------------------------------------------------------------ agent-testing
 
@@ -80,7 +104,7 @@ class Platform:
 
     async def run_tests(self, request: web.Request) -> web.Response:
         agent_id = request.match_info["agent_id"]
-        if agent_id not in self.backend.agents:
+        if agent_id not in self.agents:
             return _error(404, "agent_not_found", "Agent not found")
         body = await request.json()
         repeat = int(body.get("repeat_count") or 1)
@@ -108,9 +132,8 @@ class Platform:
         if run["status"] != "pending":
             return  # cancelled meanwhile
         test = self.tests[run["test_id"]]
-        agent = self.backend.agents[run["agent_id"]]
-        match = TEST_NAME.match(test["name"])
-        persona = self._persona(match.group(1)) if match else None
+        agent = self.agents[run["agent_id"]]
+        persona = self.callers.by_test_name(str(test["name"]))
         if persona is None:
             run.update(status="failed", condition_result={"result": "failure", "rationale": {"summary": (
                 f"The local backend has no persona for test '{test['name']}': name tests voicelab/<persona id> "
@@ -118,9 +141,9 @@ class Platform:
             return
         variables = {**persona.variables, **{k: str(v) for k, v in (test.get("dynamic_variables") or {}).items()}}
         persona = persona.model_copy(update={"variables": variables})
-        sim = simulate(agent, persona, latency_s=self.backend.latency_s,
+        sim = simulate(agent, persona, latency_s=self.latency_s(),
                        max_turns=int(test.get("simulation_max_turns") or 40))
-        passed, rationale = sim.verdict(persona)
+        passed, rationale = self.judge(persona, sim)
         run.update(status="passed" if passed else "failed", agent_responses=sim.transcript,
                    last_updated_at_unix=int(time.time()),
                    condition_result={"result": "success" if passed else "failure",
@@ -155,7 +178,7 @@ class Platform:
 
     async def _outbound(self, request: web.Request, kind: str) -> web.Response:
         body = await request.json()
-        agent = self.backend.agents.get(str(body.get("agent_id")))
+        agent = self.agents.get(str(body.get("agent_id")))
         if agent is None:
             return _error(404, "agent_not_found", "Agent not found")
         if not body.get("agent_phone_number_id"):
@@ -163,8 +186,7 @@ class Platform:
         number = str(body.get("to_number") or "")
         if not E164_PATTERN.match(number):
             return _unprocessable("to_number", f"{number!r} is not an E.164 phone number")
-        persona = next((p for p in self.backend.personas.values() if p.variables.get("phone_number") == number
-                        and p.agent == agent.id), None)
+        persona = self.callers.by_number(number, agent.id)
         client_data = body.get("conversation_initiation_client_data") or {}
         variables = {k: str(v) for k, v in (client_data.get("dynamic_variables") or {}).items()}
         record = ConversationRecord(conversation_id=new_conversation_id(), agent_id=agent.id, agent_name=agent.name,
@@ -175,7 +197,7 @@ class Platform:
                              "agent_number": "+15550000000", "external_number": number, "call_sid": call_sid,
                              "stream_sid": "MZ" + secrets.token_hex(16)}
         record.status = "initiated"
-        self.backend.history.add(record)
+        self.history.add(record)
         self._spawn(self._phone_conversation(record, agent, persona, variables))
         if kind == "twilio":
             return web.json_response(dump(TwilioOutboundCallResponse.model_validate(
@@ -193,7 +215,7 @@ class Platform:
             record.finish("Call was not answered (no persona has this phone number)", failed=True, code=1002)
             return
         persona = persona.model_copy(update={"variables": {**persona.variables, **variables}})
-        sim = simulate(agent, persona, latency_s=self.backend.latency_s)
+        sim = simulate(agent, persona, latency_s=self.latency_s())
         record.transcript = [{**t, "source_medium": "audio"} for t in sim.transcript]
         record.outcome = sim.outcome
         record.started = time.time() - sim.duration_s

@@ -16,6 +16,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,8 @@ from ..speech import TranscriberPool
 from .faults import Faults
 from .history import History, dump
 from .history import error_response as _error
-from .platform import Platform
-from .session import Session
+from .platform import PersonaCallers, Platform
+from .session import Session, SessionConfig
 
 log = logging.getLogger(__name__)
 
@@ -56,20 +57,23 @@ class LocalBackend:
         voice_silence_s: float = 0.5,
     ) -> None:
         self.agents = agents if isinstance(agents, dict) else load_agents(agents)
-        #: Who answers agent-testing simulations and outbound calls (voicelab's scripted caller).
-        self.personas = personas or {}
         #: When set: REST needs this xi-api-key, conversations need a signed URL.
         self.require_key = require_key
         #: Voice mode: this much quiet after speech ends the caller's turn.
         self.voice_silence_s = voice_silence_s
         self._signatures: dict[str, float] = {}
         self._transcribers: TranscriberPool | None = None
-        self.platform = Platform(self)
         self.host, self.port = host, port
         self.latency_s = latency_s
         self.ping_interval_s = ping_interval_s
+        #: Benchmarks: called with the perf_counter of every agent audio chunk sent.
+        self.on_agent_audio: Callable[[float], None] | None = None
         self.faults = Faults()
         self.history = History()
+        #: Agent-testing and outbound calls, answered by the personas (voicelab's scripted caller)
+        #: and judged with the conditions the client sent.
+        self.platform = Platform(self.agents, self.history, PersonaCallers(personas or {}),
+                                 latency_s=lambda: self.latency_s)
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -190,14 +194,27 @@ class LocalBackend:
 
     # ------------------------------------------------------------------ websocket
 
+    def session_config(self) -> SessionConfig:
+        """What a conversation starting now gets (settings changed later do not reach it)."""
+        return SessionConfig(
+            agents=self.agents, history=self.history, faults=self.faults, transcribers=self.transcribers,
+            latency_s=self.latency_s, ping_interval_s=self.ping_interval_s, voice_silence_s=self.voice_silence_s,
+            check_signature=self.signature_ok if self.require_key else None, on_agent_audio=self.on_agent_audio)
+
     async def _conversation(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(autoping=True, max_msg_size=16 * 1024 * 1024)
+        # `convai`: the subprotocol ElevenLabs' JavaScript client offers (and needs selected)
+        ws = web.WebSocketResponse(autoping=True, max_msg_size=16 * 1024 * 1024, protocols=("convai",))
         await ws.prepare(request)
         task = asyncio.current_task()
         if task is not None:
             self._sessions.add(task)
+
+        def abort() -> None:
+            if request.transport is not None:
+                request.transport.abort()
+
         try:
-            await Session(self, request, ws).run()
+            await Session(self.session_config(), request.query, ws, abort).run()
         except asyncio.CancelledError:
             await ws.close(code=1001, message=b"Server shutting down")
         except Exception:  # a bug here must still end the call the way production does

@@ -26,7 +26,8 @@ LEAD_S = 0.3  # how far ahead of real time agent audio is sent
 
 class VoiceChannel:
     def __init__(self, send: Callable[[dict[str, Any]], Awaitable[None]], language: str, *,
-                 silence_s: float, transcribers: Callable[[], TranscriberPool]) -> None:
+                 silence_s: float, transcribers: Callable[[], TranscriberPool],
+                 on_audio_sent: Callable[[float], None] | None = None) -> None:
         self.send = send
         self.transcribers = transcribers
         self.voice = voice_for("agent", language, agent=True)
@@ -41,7 +42,8 @@ class VoiceChannel:
         self.audio_s = 0.0
         self.audio_end = 0.0
         self.event_id = 0
-        self.sent_at: list[float] = []  # perf_counter of every audio chunk sent (harness benchmark)
+        #: Called with the perf_counter of every agent audio chunk sent (the harness benchmark).
+        self.on_audio_sent = on_audio_sent
 
     # ------------------------------------------------------------------ hearing
 
@@ -75,8 +77,9 @@ class VoiceChannel:
     def agent_talking(self, now: float) -> bool:
         return self.speaking is not None and now < self.audio_end
 
-    async def speak(self, text: str, event_id: int, not_before: float) -> None:
-        """Send agent_response and the turn's audio (first chunk no earlier than `not_before`)."""
+    async def speak(self, text: str, event_id: int, not_before: float) -> float:
+        """Send agent_response and the turn's audio (first chunk no earlier than `not_before`);
+        return when its audio ends on the caller's side."""
         pcm = await asyncio.get_running_loop().run_in_executor(None, speak, text, self.voice)
         pcm = pcm[: len(pcm) - len(pcm) % 2]
         delay = not_before - time.monotonic()
@@ -87,6 +90,7 @@ class VoiceChannel:
         self.audio_s = len(pcm) / BYTES_PER_S
         self.audio_end = self.audio_start + self.audio_s
         self.speaking = asyncio.current_task()
+        self.event_id = event_id
         await self.send({"type": "agent_response", "agent_response_event": {"agent_response": text,
                                                                             "event_id": event_id}})
         for offset in range(0, len(pcm), CHUNK_BYTES):
@@ -94,9 +98,11 @@ class VoiceChannel:
             if ahead > LEAD_S:
                 await asyncio.sleep(ahead - LEAD_S)
             chunk = pcm[offset:offset + CHUNK_BYTES]
-            self.sent_at.append(time.perf_counter())
+            if self.on_audio_sent is not None:
+                self.on_audio_sent(time.perf_counter())
             await self.send({"type": "audio", "audio_event": {
                 "audio_base_64": base64.b64encode(chunk).decode(), "event_id": event_id}})
+        return self.audio_end
 
     async def wait_until_heard(self) -> None:
         """Before hanging up: let the last words play out on the caller's side."""

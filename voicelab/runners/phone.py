@@ -8,11 +8,16 @@ backend takes any), ELEVENLABS_PHONE_PROVIDER = twilio (default) | sip.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from .. import hosted, settings
-from ..call import connect, finished_result, initiation_data
-from ..errors import BackendError, ConfigError
+from ..connection import connect, initiation_data
+from ..errors import BackendError, ConfigError, UsageError
+from ..evaluate import finished_result
 from ..models import E164_PATTERN, CallRequest, CallResult, EndReason, TranscriptEntry, utc_now_iso
+
+if TYPE_CHECKING:
+    from . import Sink
 
 LOCAL_PHONE_NUMBER_ID = "phnum_local"
 
@@ -77,14 +82,38 @@ def place_phone_call(request: CallRequest, base_url: str | None = None) -> CallR
                                error=str(exc), retries=retries)
     analysis = hosted.analysis_of(conversation)
     transcript = [TranscriptEntry(speaker=t["role"], text=t["message"] or "", timestamp=t["time_in_call_secs"])
-                  for t in analysis["transcript"] if t["role"] in ("agent", "user")]
-    reason = end_reason_of(analysis["termination_reason"], conversation.status)
-    error = analysis["termination_reason"] if reason == "error" else None
-    duration = float(analysis["call_duration_secs"] or 0)
+                  for t in analysis.transcript if t["role"] in ("agent", "user")]
+    reason = end_reason_of(analysis.termination_reason, conversation.status)
+    error = analysis.termination_reason if reason == "error" else None
+    duration = float(analysis.call_duration_secs or 0)
     return finished_result(request, transcript, end_reason=reason, duration_s=duration, started_at=started,
                            error=error, conversation_id=conversation.conversation_id, analysis=analysis,
                            retries=retries)
 
 
-async def aplace_phone_call(request: CallRequest, base_url: str | None = None) -> CallResult:
-    return await asyncio.get_running_loop().run_in_executor(None, place_phone_call, request, base_url)
+class PhoneRunner:
+    name = "phone"
+    help = "the platform dials the persona's phone_number (outbound call via Twilio or a SIP trunk)"
+    modes = ("voice", "text")  # a phone call is voice on the platform's side; the mode only labels the result
+    batch = True
+    console = False
+
+    def turn_policy(self, request: CallRequest) -> None:
+        raise UsageError("a phone call is not a websocket conversation: place it with run_batch(caller='phone') "
+                         "or `voicelab call --caller phone`")
+
+    def preflight(self, request: CallRequest) -> None:
+        phone_settings(request)
+        if request.backend != "local":
+            connect(request)
+
+    async def run(self, plan: list[CallRequest], base_url: str | None, concurrency: int, sink: Sink) -> None:
+        loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one(request: CallRequest) -> None:
+            async with slots:
+                sink.started(request)
+                await sink.finished(await loop.run_in_executor(None, place_phone_call, request, base_url))
+
+        await asyncio.gather(*(one(r) for r in plan))

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from elevenlabs.conversational_ai.tests.types import TestsCreateRequestBody_Simulation
 from elevenlabs.types import SingleTestRunRequestModel
 
 from .. import hosted
-from ..call import connect, finished_result
-from ..errors import BackendError
-from ..models import CallRequest, CallResult, EndReason, Persona, TranscriptEntry, utc_now_iso
+from ..connection import connect
+from ..errors import BackendError, UsageError
+from ..evaluate import finished_result
+from ..models import CallRequest, CallResult, EndReason, Persona, PlatformTestRun, TranscriptEntry, utc_now_iso
+
+if TYPE_CHECKING:
+    from . import Sink
 
 STYLE_TEXT = {
     "cooperative": "You are cooperative and answer every question directly.",
@@ -61,9 +65,9 @@ def result_of(request: CallRequest, run: Any, started: str, retries: list[dict])
     transcript = [TranscriptEntry(speaker=t.role, text=t.message or "", timestamp=t.time_in_call_secs) for t in turns]
     verdict = run.condition_result
     rationale = getattr(getattr(verdict, "rationale", None), "summary", None) if verdict else None
-    analysis = {"source": "platform-test", "test_run_id": run.test_run_id, "test_id": run.test_id,
-                "status": run.status, "call_successful": getattr(verdict, "result", None),
-                "rationale": rationale, "transcript": [t.model_dump(mode="json", exclude_none=True) for t in turns]}
+    analysis = PlatformTestRun(test_run_id=run.test_run_id, test_id=run.test_id, status=run.status,
+                               call_successful=getattr(verdict, "result", None), rationale=rationale,
+                               transcript=[t.model_dump(mode="json", exclude_none=True) for t in turns])
     if run.status == "cancelled":
         reason: EndReason = "cancelled"
     elif run.status not in ("passed", "failed"):
@@ -77,14 +81,31 @@ def result_of(request: CallRequest, run: Any, started: str, retries: list[dict])
                            error=error, analysis=analysis, retries=retries)
 
 
-async def run_platform_tests(plan: list[CallRequest], base_url: str | None,
-                             on_result: Callable[[CallResult], Awaitable[None]]) -> None:
-    """Create a test per persona, run each agent's tests with repeats, poll, report every run."""
-    by_agent: dict[str, list[CallRequest]] = {}
-    for request in plan:
-        by_agent.setdefault(request.agent.id, []).append(request)
-    for requests in by_agent.values():
-        await _run_agent_tests(requests, base_url, on_result)
+class PlatformRunner:
+    name = "platform"
+    help = "the platform's simulated user plays the persona, through the agent-testing API (text)"
+    modes = ("text",)
+    batch = True
+    console = False
+
+    def turn_policy(self, request: CallRequest) -> None:
+        raise UsageError("the platform's simulated user is not a websocket conversation: run it with "
+                         "run_batch(caller='platform') or `voicelab call --caller platform`")
+
+    def preflight(self, request: CallRequest) -> None:
+        if request.backend != "local":
+            connect(request)
+
+    async def run(self, plan: list[CallRequest], base_url: str | None, concurrency: int, sink: Sink) -> None:
+        """Create a test per persona, run each agent's tests with repeats, poll, report every run.
+        The platform runs them; `concurrency` is its business."""
+        for request in plan:
+            sink.started(request)
+        by_agent: dict[str, list[CallRequest]] = {}
+        for request in plan:
+            by_agent.setdefault(request.agent.id, []).append(request)
+        for requests in by_agent.values():
+            await _run_agent_tests(requests, base_url, sink.finished)
 
 
 async def _run_agent_tests(requests: list[CallRequest], base_url: str | None,

@@ -1,0 +1,84 @@
+"""How a request reaches its agent: which SDK client, which agent id, what to send first, and
+what a disconnect means. Pure decisions (plus the settings they read), shared by every runner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from elevenlabs import ElevenLabs
+from elevenlabs.conversational_ai.conversation import ConversationInitiationData
+
+from . import sdk, settings
+from .datasets import render
+from .errors import ConfigError
+from .models import CallRequest, EndReason, pick_language
+
+
+@dataclass(frozen=True)
+class Connection:
+    """What the SDK needs to reach an agent: a client, the agent id and whether to sign."""
+
+    client: ElevenLabs
+    agent_id: str
+    requires_auth: bool = False
+
+
+def connect(request: CallRequest, base_url: str | None = None) -> Connection:
+    """The SDK client for the request's backend. Raises ConfigError before anything is sent."""
+    if request.backend == "local":
+        url = base_url or settings.get("VOICELAB_LOCAL_URL")
+        if not url:
+            raise ConfigError("the local backend's URL is unknown: start one with voicelab.LocalBackend() "
+                              "(or `voicelab serve`) and pass its base_url, or set VOICELAB_LOCAL_URL")
+        return Connection(sdk.client(url, None), request.agent.id)
+    key = settings.api_key()
+    agent_id = request.agent.elevenlabs_agent_id or settings.get("ELEVENLABS_AGENT_ID")
+    if not agent_id:
+        raise ConfigError(f"agent '{request.agent.id}' has no hosted agent id: set elevenlabs_agent_id in "
+                          "its agent file or the ELEVENLABS_AGENT_ID environment variable")
+    requires_auth = (settings.get("ELEVENLABS_REQUIRES_AUTH", "false") or "").lower() in ("1", "true", "yes")
+    return Connection(sdk.client(base_url or settings.hosted_base_url(), key), agent_id, requires_auth)
+
+
+def initiation_data(request: CallRequest) -> ConversationInitiationData:
+    """Dynamic variables always; overrides only for the fields the agent spec lists."""
+    persona, agent = request.persona, request.agent
+    variables = dict(persona.variables)
+    override: dict[str, Any] = {}
+    agent_part: dict[str, Any] = {}
+    if "prompt" in agent.overrides:
+        agent_part["prompt"] = {"prompt": render(agent.prompt, variables)}
+    if "first_message" in agent.overrides:
+        agent_part["first_message"] = render(pick_language(agent.first_message, persona.language), variables)
+    if "language" in agent.overrides:
+        agent_part["language"] = persona.language
+    if agent_part:
+        override["agent"] = agent_part
+    return ConversationInitiationData(dynamic_variables=variables, conversation_config_override=override)
+
+
+def describe_disconnect(reason: str | None, close_code: int | None, close_reason: str | None,
+                        message: str | None = None) -> tuple[EndReason, str | None]:
+    """The SDK's DisconnectionDetails (its fields) as an end reason and a readable error."""
+    if reason == "agent":
+        return "agent_ended", None
+    if reason == "user":
+        return "caller_ended", None
+    if close_code == 1006:
+        return "disconnected", "the connection dropped mid-call (no close frame, code 1006)"
+    text = close_reason or ""
+    if text.startswith("Override for field"):
+        field = text.split("'")[1] if "'" in text else "?"
+        return "error", (f"the agent refused the override of '{field}' (its Security settings do not allow it): "
+                         f"allow '{field}' under Security > Overrides for this agent, or remove it from "
+                         "`overrides` in the agent file")
+    if text == "Could not authorize the conversation":
+        return "error", ("the agent is private and the call had no valid signature: set ELEVENLABS_REQUIRES_AUTH=true "
+                         "so voicelab fetches a signed URL")
+    if text == "Agent not found":
+        return "error", "the backend has no such agent: check the agent id (close code 1008)"
+    if close_code is not None:
+        return "error", f"the backend closed the call with code {close_code}: {text}"
+    return "error", f"the call failed: {message or 'connection error'}"

@@ -1,0 +1,90 @@
+"""One registry of the kinds of caller, each with a runner that knows how to place its calls.
+
+    scripted   voicelab's rule-based caller over the conversation websocket (text or voice)
+    human      a person at the keyboard or microphone, over the same websocket (the console)
+    platform   the platform's simulated user, through the agent-testing API
+    phone      an outbound phone call placed by the platform
+
+Every runner has `preflight(request)` (settings checked before a run exists) and
+`run(plan, base_url, concurrency, sink)`. The CLI's choices, the batch's dispatch and the
+console's picker are read from `RUNNERS`: a new kind of caller is one new module here and one
+line below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Protocol
+
+from ..callers.scripted import ScriptedCaller
+from ..errors import UsageError
+from .conversation import ConversationRunner
+from .phone import PhoneRunner
+from .platform import PlatformRunner
+
+if TYPE_CHECKING:
+    from ..callers import Caller
+    from ..models import CallRequest, CallResult
+
+
+class Sink(Protocol):
+    """Where a runner reports: a call started, a call finished (stored before the next starts)."""
+
+    def started(self, request: CallRequest) -> None: ...
+
+    def finished(self, result: CallResult) -> Awaitable[None]: ...
+
+
+class Runner(Protocol):
+    name: str
+    help: str
+    #: Modes this caller can play.
+    modes: tuple[str, ...]
+    #: Can run unattended in a batch (`voicelab run`, `run_batch`).
+    batch: bool
+    #: Offered in the call console (a person watches or plays the call).
+    console: bool
+
+    def turn_policy(self, request: CallRequest) -> Caller | None: ...
+
+    def preflight(self, request: CallRequest) -> None: ...
+
+    async def run(self, plan: list[CallRequest], base_url: str | None, concurrency: int, sink: Sink) -> None: ...
+
+
+RUNNERS: dict[str, Runner] = {
+    "scripted": ConversationRunner("scripted", "voicelab's rule-based caller plays the persona (default)",
+                                   policy=ScriptedCaller, batch=True, console=True),
+    "human": ConversationRunner("human", "you play the persona: type in the console, or talk through the "
+                                "microphone (--mode voice)", policy=None, batch=False, console=True),
+    "platform": PlatformRunner(),
+    "phone": PhoneRunner(),
+}
+
+
+def runner(name: str) -> Runner:
+    if name not in RUNNERS:
+        raise UsageError(f"unknown caller {name!r}: use one of {', '.join(RUNNERS)}")
+    return RUNNERS[name]
+
+
+def names(*, batch: bool | None = None, console: bool | None = None) -> list[str]:
+    """Caller names, optionally only those that run in a batch / appear in the console."""
+    return [n for n, r in RUNNERS.items()
+            if (batch is None or r.batch == batch) and (console is None or r.console == console)]
+
+
+def turn_policy(request: CallRequest) -> Caller | None:
+    return runner(request.caller).turn_policy(request)
+
+
+def preflight(requests: list[CallRequest]) -> None:
+    """Every setting the calls would trip over, checked before anything exists or is placed."""
+    for request in requests:
+        r = runner(request.caller)
+        if request.mode not in r.modes:
+            raise UsageError(f"caller '{r.name}' cannot place {request.mode} calls (it plays: {', '.join(r.modes)})")
+        r.preflight(request)
+
+
+__all__ = ["RUNNERS", "Runner", "Sink", "names", "preflight", "runner", "turn_policy"]

@@ -1,0 +1,56 @@
+"""Callers that talk over the conversation websocket (scripted and human): each call is a `Call`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..connection import connect
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from ..callers import Caller
+    from ..models import CallRequest, Persona
+    from . import Sink
+
+
+@dataclass(frozen=True)
+class ConversationRunner:
+    name: str
+    help: str
+    #: The turn policy that plays the persona; None: a person does.
+    policy: Callable[[Persona], Caller] | None
+    batch: bool
+    console: bool
+    modes: tuple[str, ...] = ("text", "voice")
+
+    def turn_policy(self, request: CallRequest) -> Caller | None:
+        return self.policy(request.persona) if self.policy is not None else None
+
+    def preflight(self, request: CallRequest) -> None:
+        if request.backend != "local":
+            connect(request)  # API key and hosted agent id
+
+    async def run(self, plan: list[CallRequest], base_url: str | None, concurrency: int, sink: Sink) -> None:
+        """Place the calls, at most `concurrency` at once; each is stored before its slot is reused.
+        Cancelling ends in-flight calls as `cancelled` (and records them); queued ones never start."""
+        from ..call import Call
+
+        if not self.batch:
+            raise UsageError(f"caller '{self.name}' needs a person: place it from the console "
+                             "(notebooks/live_call.ipynb) or with `voicelab call --caller human`")
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one(request: CallRequest) -> None:
+            async with slots:
+                sink.started(request)
+                await sink.finished(await Call(request, base_url=base_url).arun())
+
+        tasks = [asyncio.create_task(one(r)) for r in plan]
+        try:
+            await asyncio.gather(*tasks)
+        except asyncio.CancelledError:
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise

@@ -1,0 +1,107 @@
+"""The one door into the `elevenlabs` SDK's private parts.
+
+voicelab needs four things the SDK does not make public: connecting to a signed URL it fetched
+itself (so REST retries stay visible), the conversation id after the call, the receive task (the
+SDK re-checks its stop flag only every 0.5 s; a batch slot should not wait for that), and a
+check that these still exist. Everything private is named in `PRIVATE` and touched only here,
+so an SDK upgrade that renames one fails `check()` with a sentence instead of breaking calls
+silently (tests/test_sdk.py is the canary).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Awaitable, Callable
+from importlib.metadata import version
+from typing import Any
+
+from elevenlabs import ElevenLabs
+from elevenlabs.conversational_ai.conversation import (
+    AsyncAudioInterface,
+    AsyncConversation,
+    ClientTools,
+    ConversationInitiationData,
+    DisconnectionDetails,
+)
+
+from .errors import SdkError
+
+#: Private attributes of an `AsyncConversation` voicelab relies on, and what for.
+PRIVATE = {
+    "_get_wss_url": "connect to a signed URL fetched by voicelab (with visible retries)",
+    "_conversation_id": "the conversation id, for the result and the platform's analysis",
+    "_task": "the receive task, cancelled on hang-up instead of waiting up to 0.5 s",
+    "_ws": "know when the websocket is open, so a caller's first words are not sent into nothing",
+}
+#: How long to wait for the SDK to close its side after the call ended.
+CLOSE_GRACE_S = 2.0
+
+
+def sdk_version() -> str:
+    return version("elevenlabs")
+
+
+def check(conversation: AsyncConversation) -> None:
+    """Raise SdkError naming the first private attribute the installed SDK no longer has."""
+    for name, why in PRIVATE.items():
+        if not hasattr(conversation, name):
+            raise SdkError(f"elevenlabs {sdk_version()} has no AsyncConversation.{name} (voicelab uses it to {why}); "
+                           "install the tested version: pip install 'elevenlabs>=2.78,<2.79'")
+
+
+@functools.lru_cache(maxsize=8)
+def client(base_url: str, api_key: str | None) -> ElevenLabs:
+    """One SDK client per backend: building one costs ~20 ms of CPU (TLS context), which a batch
+    would otherwise spend on its event loop at every call start. No key: no xi-api-key header."""
+    return ElevenLabs(base_url=base_url, api_key=api_key)
+
+
+def open_conversation(
+    client: ElevenLabs, agent_id: str, initiation: ConversationInitiationData, *,
+    audio: AsyncAudioInterface | None,
+    on_agent_response: Callable[[str], Awaitable[None]],
+    on_user_transcript: Callable[[str], Awaitable[None]],
+    on_disconnect: Callable[[DisconnectionDetails], Awaitable[None]],
+    signed_url: str | None = None,
+) -> AsyncConversation:
+    """An AsyncConversation on the running loop (one ClientTools on that loop, not a thread per
+    call), connecting to `signed_url` when given."""
+    conversation = AsyncConversation(
+        client, agent_id, requires_auth=False, config=initiation,
+        client_tools=ClientTools(loop=asyncio.get_running_loop()), audio_interface=audio,
+        callback_agent_response=on_agent_response, callback_user_transcript=on_user_transcript,
+        callback_disconnect=on_disconnect)
+    check(conversation)
+    if signed_url is not None:
+        conversation._get_wss_url = lambda: signed_url  # the SDK then connects to it as given
+    return conversation
+
+
+def conversation_id(conversation: AsyncConversation) -> str | None:
+    return conversation._conversation_id
+
+
+async def until_connected(conversation: AsyncConversation, timeout_s: float = 10.0) -> bool:
+    """Wait until the websocket is open (True) or the session ended or `timeout_s` passed (False)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while conversation._ws is None:
+        task = conversation._task
+        if task is None or task.done() or asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.005)
+    return True
+
+
+async def close(conversation: AsyncConversation) -> None:
+    """End the session and stop the receive task now, within CLOSE_GRACE_S."""
+    with contextlib.suppress(Exception):
+        await conversation.end_session()
+    task: Any = conversation._task
+    if task is None:
+        return
+    if not task.done():
+        task.cancel()  # closes the socket at once
+    with contextlib.suppress(BaseException):
+        await asyncio.wait_for(task, CLOSE_GRACE_S)

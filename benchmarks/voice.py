@@ -37,16 +37,11 @@ def p95(values: list[float]) -> float:
 
 async def _voice_calls(n: int, backend_url: str, dataset) -> list:  # noqa: ANN001
     from voicelab.call import Call
-    from voicelab.models import CallRequest
 
-    persona = dataset.persona("bench-caller")
-    calls = []
-    for i in range(n):
-        request = CallRequest(persona=persona, agent=dataset.agent_for(persona), mode="voice", max_duration_s=120,
-                              audio_dir=tempfile.mkdtemp(), call_id=f"bench#{i}")
-        calls.append(Call(request, base_url=backend_url))
+    calls = [Call(dataset.request("bench-caller", mode="voice", max_duration_s=120, audio_dir=tempfile.mkdtemp(),
+                                  call_id=f"bench#{i}"), base_url=backend_url) for i in range(n)]
     results = await asyncio.gather(*(c.arun() for c in calls))
-    return [(r, c.dialogue.voice.audio.late_frames) for r, c in zip(results, calls, strict=True)]
+    return [(r, c.voice_stats.late_frames) for r, c in zip(results, calls, strict=True)]
 
 
 def agreement() -> dict:
@@ -89,7 +84,6 @@ def harness() -> dict:
     from voicelab.call import Call
     from voicelab.datasets import load_dataset
     from voicelab.local import LocalBackend
-    from voicelab.models import CallRequest
 
     ds = load_dataset()
     env = start_pulse(Path(tempfile.mkdtemp()) / "pulse")
@@ -100,12 +94,11 @@ def harness() -> dict:
         on_entry = PersonaAtMicrophone(persona, audio, env)
 
         with LocalBackend(ds.agents, latency_s=INJECTED_S) as backend:
-            request = CallRequest(persona=persona, agent=ds.agent_for(persona), mode="voice", caller="human",
-                                  max_duration_s=90, audio_dir=tempfile.mkdtemp())
+            request = ds.request(persona.id, mode="voice", caller="human", max_duration_s=90,
+                                 audio_dir=tempfile.mkdtemp())
             sent: list[float] = []
-            original = backend_voice_hook(backend, sent)
+            backend.on_agent_audio = sent.append  # the send time of every agent audio chunk
             result = Call(request, base_url=backend.base_url, audio=audio, on_entry=on_entry).run()
-            del original
     finally:
         stop_pulse(env)
     mic = [d * 1000 for d in audio.input_delays]
@@ -114,20 +107,6 @@ def harness() -> dict:
             "mic_to_websocket_p50_ms": round(statistics.median(mic), 2), "mic_to_websocket_p95_ms": round(p95(mic), 2),
             "agent_chunks": len(out), "websocket_to_output_p50_ms": round(statistics.median(out), 2),
             "websocket_to_output_p95_ms": round(p95(out), 2), "output_underruns": audio.underruns}
-
-
-def backend_voice_hook(backend, sent: list[float]):  # noqa: ANN001, ANN201
-    """Collect the send times of every agent audio chunk the backend's voice channels send."""
-    from voicelab.local import voice
-
-    original = voice.VoiceChannel.__init__
-
-    def init(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
-        original(self, *args, **kwargs)
-        self.sent_at = sent
-
-    voice.VoiceChannel.__init__ = init
-    return original
 
 
 PARTS = {"agreement": agreement, "concurrency": concurrency, "harness": harness}

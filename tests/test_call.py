@@ -104,7 +104,8 @@ def test_run_and_arun_place_the_same_voice_call(dataset, local_backend):
 def test_a_call_can_be_watched_while_it_runs(dataset, local_backend):
     server = local_backend(latency_s=0.3)
     seen: list[str] = []
-    call = Call(request(dataset, "anna-double-charge"), base_url=server.base_url, on_entry=lambda e: seen.append(e.text))
+    call = Call(request(dataset, "anna-double-charge"), base_url=server.base_url,
+                on_entry=lambda e: seen.append(e.text))
     assert not call.done and call.end_reason is None and call.voice_stats is None
     call.start()
     with pytest.raises(TimeoutError):

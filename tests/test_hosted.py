@@ -135,22 +135,22 @@ def test_refused_override_is_explained_and_the_run_goes_on(tmp_path: Path):
     assert by_persona["anna-double-charge"].success
 
 
-def test_outbound_phone_calls_twilio_and_sip(tmp_path: Path, hosted_env, monkeypatch):
+@pytest.mark.parametrize(("provider", "call_type"), [("twilio", "twilio"), ("sip", "sip_trunking")])
+def test_outbound_phone_calls(tmp_path: Path, hosted_env, monkeypatch, provider, call_type):
     monkeypatch.setenv("ELEVENLABS_AGENT_ID", "chargeback")
     monkeypatch.setenv("ELEVENLABS_PHONE_NUMBER_ID", "phnum_test")
-    for provider in ("twilio", "sip"):
-        monkeypatch.setenv("ELEVENLABS_PHONE_PROVIDER", provider)
-        outcome = run_batch(str(PERSONAS), str(AGENTS), persona_ids=["anna-double-charge", "kevin-in-a-hurry"],
-                            caller="phone", backend="elevenlabs", runs_root=str(tmp_path), run_id=provider,
-                            progress=False)
-        results = {r.persona_id: r for r in outcome.results}
-        assert all(r.success and r.caller == "phone" for r in results.values()), results
-        assert results["kevin-in-a-hurry"].end_reason == "caller_ended"
-        assert results["anna-double-charge"].end_reason == "agent_ended"
-        record = hosted_env.history.get(results["anna-double-charge"].conversation_id)
-        assert record.phone_call["type"] == ("twilio" if provider == "twilio" else "sip_trunking")
-        assert record.phone_call["external_number"] == "+48601234567" and record.phone_call["direction"] == "outbound"
-        assert results["anna-double-charge"].analysis.call_successful == "success"
+    monkeypatch.setenv("ELEVENLABS_PHONE_PROVIDER", provider)
+    outcome = run_batch(str(PERSONAS), str(AGENTS), persona_ids=["anna-double-charge", "kevin-in-a-hurry"],
+                        caller="phone", backend="elevenlabs", runs_root=str(tmp_path), run_id=provider,
+                        progress=False)
+    results = {r.persona_id: r for r in outcome.results}
+    assert all(r.success and r.caller == "phone" for r in results.values()), results
+    assert results["kevin-in-a-hurry"].end_reason == "caller_ended"
+    assert results["anna-double-charge"].end_reason == "agent_ended"
+    record = hosted_env.history.get(results["anna-double-charge"].conversation_id)
+    assert record.phone_call["type"] == call_type
+    assert record.phone_call["external_number"] == "+48601234567" and record.phone_call["direction"] == "outbound"
+    assert results["anna-double-charge"].analysis.call_successful == "success"
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert KEY not in path.read_text(errors="ignore")

@@ -50,28 +50,49 @@ def test_unreachable_backend_ends_as_a_failed_call_with_its_reason(tmp_path: Pat
     console.persona_picker.value = "anna-double-charge"
     console.backend_picker.value = "elevenlabs"
     console.start()
-    deadline = time.time() + 20
-    while console.result is None and time.time() < deadline:
-        time.sleep(0.1)
-    assert console.result is not None and console.result.status == "failed"
+    assert wait_until(lambda: console.result is not None)
+    assert console.result.status == "failed"
     assert "FAIL" in console.verdict.value and "error:" in console.verdict.value
     assert "Traceback" not in console.verdict.value + status(console)
+
+
+def wait_until(condition, seconds: float = 20) -> bool:  # noqa: ANN001
+    deadline = time.time() + seconds
+    while not condition() and time.time() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def agent_lines(console: CallConsole) -> int:
+    return console.transcript.value.count("vl-line vl-agent")
 
 
 def test_text_call_from_python_lands_in_a_console_run(tmp_path: Path):
     console = CallConsole(str(PERSONAS), str(AGENTS), runs_root=str(tmp_path / "runs"))
     console.persona_picker.value = "tomasz-merchant-refunded"
+    assert console.caller_picker.value == "human", "in the console, you play the persona by default"
     console.start()
-    time.sleep(0.5)
+    assert wait_until(lambda: agent_lines(console) == 1), "the agent's first message shows"
     console.message.value = "Speaking, yes."
     console.send()
-    time.sleep(0.5)
+    assert wait_until(lambda: agent_lines(console) == 2)
     console.message.value = "No, it's resolved."
     console.send()
-    deadline = time.time() + 20
-    while console.result is None and time.time() < deadline:
-        time.sleep(0.1)
+    assert wait_until(lambda: console.result is not None)
     assert console.result.end_reason == "agent_ended" and console.result.success
     assert "withdraw" in console.transcript.value
     assert console.run is not None and console.run.results()[0].call_id == "tomasz-merchant-refunded#1"
     assert console.run.manifest.persona_info["tomasz-merchant-refunded"]["style"] == "cooperative"
+
+
+def test_the_scripted_caller_can_be_watched_in_the_console(tmp_path: Path):
+    console = CallConsole(str(PERSONAS), str(AGENTS), runs_root=str(tmp_path / "runs"))
+    console.persona_picker.value = "anna-double-charge"
+    console.caller_picker.value = "scripted"
+    console.start()
+    assert console.message.disabled, "nothing to type: the scripted caller talks"
+    assert wait_until(lambda: console.result is not None)
+    assert console.result.success and console.result.caller == "scripted"
+    assert "vl-user" in console.transcript.value and "PASS" in console.verdict.value
+    assert [r.call_id for r in console.run.results()] == ["anna-double-charge#1"]
+    console.close()

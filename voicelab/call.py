@@ -50,7 +50,7 @@ SEND_TIMEOUT_S = 10.0
 _POLICY_FROM_REQUEST: Any = object()
 
 
-class _Dialogue:
+class Dialogue:
     """The decisions of a call: how each event changes it and what the caller says next."""
 
     def __init__(self, request: CallRequest, caller: Caller | None, recorder: TranscriptRecorder) -> None:
@@ -101,7 +101,7 @@ class Call:
         self.base_url = base_url
         self.caller: Caller | None = turn_policy(request) if caller is _POLICY_FROM_REQUEST else caller
         self.recorder = TranscriptRecorder(on_entry=on_entry)
-        self._dialogue = _Dialogue(request, self.caller, self.recorder)
+        self._dialogue = Dialogue(request, self.caller, self.recorder)
         self._audio = audio_source(request, audio, self.recorder)
         self._voice = VoiceSide(request, self.recorder, self._audio) if self._audio is not None else None
         self._connection: Connection | None = None
@@ -264,7 +264,6 @@ class Call:
                 on_agent_response=on_agent, on_user_transcript=on_heard, on_disconnect=on_disconnect,
                 signed_url=signed)
             await self._conversation.start_session()
-            await sdk.until_connected(self._conversation)
         except BackendError as exc:  # e.g. a private agent's signed URL was refused
             dialogue.finish("error", str(exc))
             return
@@ -298,6 +297,7 @@ class Call:
     async def _say(self, text: str) -> None:
         """One typed caller turn: stamped just before it is sent (the backend does not echo it)."""
         assert self._conversation is not None
+        await sdk.until_connected(self._conversation)  # a person may type before the socket is open
         at = self.recorder.elapsed()
         await self._conversation.send_user_message(text)
         self.recorder.add("user", text, at=at)

@@ -143,9 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",
                    help="the agent's response time, from the end of the caller's turn to its answer "
                         "(default: 0)")
-    p.add_argument("--personas", default="datasets/personas", metavar="PATH",
+    p.add_argument("--personas", default=None, metavar="PATH",
                    help="personas that answer agent-testing simulations and outbound calls "
-                        "(default: %(default)s; skipped if missing)")
+                        "(default: datasets/personas, if they call the served agents)")
     p.add_argument("--silence-ms", type=float, default=500, metavar="MS",
                    help="voice calls: this much quiet after speech ends the caller's turn (default: %(default)s)")
     p.add_argument("--require-key", action="store_true",
@@ -259,7 +259,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .local import LocalBackend
 
     agents = load_agents(args.agents)
-    personas = load_dataset(args.personas, args.agents).personas if Path(args.personas).exists() else {}
+    personas = {}
+    if args.personas is not None:
+        personas = load_dataset(args.personas, args.agents).personas
+    elif Path("datasets/personas").is_dir():  # the bundled personas, if they call these agents
+        try:
+            personas = load_dataset("datasets/personas", args.agents).personas
+        except VoiceLabError as exc:
+            print(f"note: simulations get no personas ({exc}); pass --personas", file=sys.stderr)
     key = settings.api_key() if args.require_key else None
     backend = LocalBackend(agents, host=args.host, port=args.port, latency_s=args.latency_ms / 1000,
                            personas=personas, require_key=key, voice_silence_s=args.silence_ms / 1000)

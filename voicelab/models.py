@@ -1,4 +1,4 @@
-"""Every data model in one place (ARCHITECTURE.md §4 is the contract these implement).
+"""Every data model in one place (docs/formats.md is the contract these implement).
 
 Input models (`Persona`, `AgentSpec`) forbid unknown keys, because a typo in a YAML file that
 silently does nothing is the worst kind of test bug. Output models (`CallResult`) are plain JSON

@@ -85,6 +85,8 @@ def conversation_id(conversation: AsyncConversation) -> str | None:
 
 async def until_connected(conversation: AsyncConversation, timeout_s: float = 10.0) -> bool:
     """Wait until the websocket is open (True) or the session ended or `timeout_s` passed (False)."""
+    if conversation._ws is not None:
+        return True
     deadline = asyncio.get_running_loop().time() + timeout_s
     while conversation._ws is None:
         task = conversation._task

@@ -1,0 +1,68 @@
+"""The one door into the SDK: a canary that fails with a sentence when an `elevenlabs` upgrade
+removes a private attribute voicelab relies on, and a guard that nothing else reaches past a
+public surface (of the SDK, or of a Call)."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from voicelab import sdk
+from voicelab.connection import initiation_data
+from voicelab.errors import SdkError
+
+from .conftest import ROOT
+
+
+async def _nothing(*_args) -> None:  # noqa: ANN002
+    return None
+
+
+def open_one(dataset):
+    async def build():
+        return sdk.open_conversation(sdk.client("http://127.0.0.1:9", None), "chargeback",
+                                     initiation_data(dataset.request("anna-double-charge")), audio=None,
+                                     on_agent_response=_nothing, on_user_transcript=_nothing, on_disconnect=_nothing)
+    return asyncio.run(build())
+
+
+def test_the_installed_sdk_has_every_private_attribute_voicelab_uses(dataset):
+    conversation = open_one(dataset)
+    sdk.check(conversation)  # the canary: fails on an SDK upgrade that renames one
+    assert set(sdk.PRIVATE) == {"_get_wss_url", "_conversation_id", "_task", "_ws"}
+
+
+@pytest.mark.parametrize("missing", sorted(sdk.PRIVATE))
+def test_a_missing_private_attribute_is_named_with_the_sdk_version(dataset, missing):
+    conversation = open_one(dataset)
+    if missing in vars(conversation):
+        delattr(conversation, missing)
+    else:  # a method: hide it on a subclass
+        conversation.__class__ = type("Renamed", (type(conversation),), {missing: property(
+            lambda self: (_ for _ in ()).throw(AttributeError(missing)))})
+    with pytest.raises(SdkError) as err:
+        sdk.check(conversation)
+    message = str(err.value)
+    assert f"AsyncConversation.{missing}" in message and f"elevenlabs {sdk.sdk_version()}" in message
+    assert "pip install" in message
+
+
+def private_reads(path: Path) -> list[str]:
+    """`obj._name` where obj is not self/cls (namedtuple's public `_replace` aside)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                and node.attr != "_replace"
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}")
+    return found
+
+
+def test_only_sdk_py_reads_private_attributes_of_other_objects():
+    files = [p for folder in ("voicelab", "benchmarks", "scripts", "tests") for p in (ROOT / folder).rglob("*.py")
+             if p != ROOT / "voicelab" / "sdk.py" and p != Path(__file__)]
+    offenders = [hit for path in files for hit in private_reads(path)]
+    assert not offenders, offenders

@@ -16,7 +16,7 @@ import pandas as pd
 from .errors import MissingDependency, ReportError
 from .models import CallResult
 from .store import DEFAULT_ROOT, RunStore
-from .tables import Tables
+from .tables import Tables, platform_view
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 REPORT_NOTEBOOK = NOTEBOOKS / "report.ipynb"
@@ -99,10 +99,9 @@ def _call_html(r: CallResult) -> str:
         f"<li>{'pass' if c.passed else '<b>FAIL</b>'} {html.escape(c.name)}: {html.escape(c.detail)}</li>"
         for c in r.checks)
     error = f"<div>error: {html.escape(r.error)}</div>" if r.error else ""
-    a = r.analysis or {}
-    if a.get("call_successful"):
-        why = a.get("rationale") or a.get("transcript_summary") or ""
-        error += f"<div>platform verdict: {html.escape(str(a['call_successful']))}. {html.escape(str(why))}</div>"
+    verdict_of_platform, why, _ = platform_view(r)
+    if verdict_of_platform:
+        error += f"<div>platform verdict: {html.escape(verdict_of_platform)}. {html.escape(why or '')}</div>"
     return (f'<div class="vl-call"><div>{verdict} {html.escape(str(r.call_id))}: {r.end_reason}, '
             f"{r.duration_seconds:.1f} s</div>{error}{turns}<ul>{checks}</ul></div>")
 

@@ -51,7 +51,8 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
                         "to its answer (default: 0)")
     p.add_argument("--max-duration", type=float, default=60.0, metavar="S",
                    help="end a call with end_reason timeout after this many seconds, unless the persona "
-                        "sets caller.timeout_s (default: %(default)s)")
+                        "sets caller.timeout_s; never before the persona's expect.max_duration_s "
+                        "(default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:

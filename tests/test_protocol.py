@@ -170,6 +170,23 @@ def test_silence_gets_reprompted(backend):
     assert len(rec.agent) == 2 and rec.agent[1] == "Hello? Are you still there, Anna?"
 
 
+def test_silence_after_an_answer_gets_reprompted_too(local_backend):
+    """The silence timer restarts after each agent turn, not only after the first message (and
+    does not depend on a ping's pong waking the session)."""
+    backend = local_backend(ping_interval_s=30)
+    rec = Recorder()
+    rec.replies = ["Yes, this is Anna."]
+    conv = sync_conversation(backend.base_url, "chargeback", ANNA, rec)
+    conv.start_session()
+    deadline = time.time() + 8
+    while len(rec.agent) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    conv.end_session()
+    conv.wait_for_session_end()
+    assert "Premium Gym Membership" in rec.agent[1]
+    assert rec.agent[2:3] == ["Hello? Are you still there, Anna?"], rec.agent
+
+
 def test_pings_carry_ping_ms(backend):
     rec = Recorder()
     conv = sync_conversation(backend.base_url, "chargeback", ANNA, rec)

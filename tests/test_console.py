@@ -157,7 +157,9 @@ def test_voice_call_in_the_console(lab, dataset, artifacts: Path):
                 answered = len(agent_lines)
                 lines = scripted.on_agent_turn(agent_lines[-1]).say
                 if lines:
-                    time.sleep(1 + len(agent_lines[-1].split()) / 2.5)  # the agent finishes its sentence first
+                    # a person answers ~0.7 s after the agent's last word (its speech: 165 words/min),
+                    # well inside the agent's 3 s silence timeout
+                    time.sleep(0.7 + len(agent_lines[-1].split()) / 2.75)
                     pcm = speak(" ".join(lines), voice_for(persona.id, "en")) + b"\0" * 16000
                     threading.Thread(target=play_into_mic, args=(pcm, pulse), daemon=True).start()
                     page.screenshot(path=str(artifacts / "console-voice-live.png"), full_page=True)

@@ -92,7 +92,13 @@ class Session:
         if self.closed:
             return
         self.record.add("agent", reply.text)
-        self.last_activity = await self.channel.speak(reply.text, self.next_id(), not_before)
+        try:
+            self.last_activity = await self.channel.speak(reply.text, self.next_id(), not_before)
+        except asyncio.CancelledError:
+            if reply.end_call:  # cut off while saying goodbye: the agent still hangs up, as it decided
+                self.last_activity = time.monotonic()
+                await self.close(1000, END_CALL_REASON)
+            raise
         self.agent_turns += 1
         if self.fault and self.agent_turns == self.fault.after_agent_turns:
             await self.fire(self.fault)

@@ -82,17 +82,18 @@ def test_run_and_arun_place_the_same_text_call(dataset, local_backend, persona_i
 
 
 @pytest.mark.slow
-def test_run_and_arun_place_the_same_voice_call(dataset, local_backend):
+def test_run_and_arun_place_the_same_voice_call(dataset, local_backend, tmp_path):
     """`mode: voice` decides voice on both paths (no text call labelled voice), and the voice
     metrics are there exactly in voice mode."""
     server = local_backend(latency_s=1.5)
     req = request(dataset, "kevin-in-a-hurry", mode="voice")
-    through_sync = Call(req, base_url=server.base_url).run()
-    through_async = asyncio.run(Call(req, base_url=server.base_url).arun())
+    through_sync = Call(req.model_copy(update={"audio_dir": str(tmp_path / "sync")}), base_url=server.base_url).run()
+    through_async = asyncio.run(Call(req.model_copy(update={"audio_dir": str(tmp_path / "async")}),
+                                     base_url=server.base_url).arun())
     for result in (through_sync, through_async):
         assert result.mode == "voice" and result.end_reason == "caller_ended", result
         assert not server.history.get(result.conversation_id).text_only, "the backend was asked for audio"
-        assert result.audio_path and result.audio_path.endswith(".wav")
+        assert result.audio_path and result.audio_path.startswith(str(tmp_path)) and result.audio_path.endswith(".wav")
         assert result.metrics.talk_ratio and result.metrics.wer is not None
         assert len(result.metrics.response_latency_ms) >= 2
     speakers = [[e.speaker for e in r.transcript] for r in (through_sync, through_async)]

@@ -201,10 +201,10 @@ class Call:
         """Place the call on the running loop. Cancelling it ends the call as `cancelled`."""
         if self._loop is not None:
             raise UsageError("this call was already started; place a new Call for another conversation")
+        connection = self._connection or connect(self.request, self.base_url)  # ConfigError: nothing started
         self._loop = asyncio.get_running_loop()
         self._events = asyncio.Queue()
         dialogue = self._dialogue
-        connection = self._connection or connect(self.request, self.base_url)
         try:
             await self._converse(connection)
         except asyncio.CancelledError:

@@ -47,7 +47,7 @@ def test_platform_caller_runs_agent_tests_with_repeats(tmp_path: Path, hosted_en
     for r in results:
         assert r.caller == "platform" and r.status == "completed" and r.success
         assert r.analysis.source == "platform-test" and r.analysis.call_successful == "success"
-        assert "met all" in r.analysis.rationale
+        assert "success conditions met" in r.analysis.rationale
         assert r.transcript[0].speaker == "agent" and len(r.transcript) >= 5
     tests = hosted_env.platform.tests.values()
     assert {t["name"] for t in tests} == {"voicelab/anna-double-charge", "voicelab/kevin-in-a-hurry"}

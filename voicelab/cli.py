@@ -145,8 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the agent's response time, from the end of the caller's turn to its answer "
                         "(default: 0)")
     p.add_argument("--personas", default=None, metavar="PATH",
-                   help="personas that answer agent-testing simulations and outbound calls "
+                   help="personas that pick up outbound phone calls, found by their phone_number "
                         "(default: datasets/personas, if they call the served agents)")
+    p.add_argument("--history-limit", type=int, default=1000, metavar="N",
+                   help="conversations kept for GET/list/audio; older finished ones are dropped "
+                        "(default: %(default)s)")
     p.add_argument("--silence-ms", type=float, default=500, metavar="MS",
                    help="voice calls: this much quiet after speech ends the caller's turn (default: %(default)s)")
     p.add_argument("--require-key", action="store_true",
@@ -259,6 +262,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .datasets import load_agents, load_dataset
     from .local import LocalBackend
 
+    if args.history_limit < 1:
+        raise UsageError(f"--history-limit {args.history_limit}: keep at least 1 conversation")
     agents = load_agents(args.agents)
     personas = {}
     if args.personas is not None:
@@ -270,7 +275,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"note: simulations get no personas ({exc}); pass --personas", file=sys.stderr)
     key = settings.api_key() if args.require_key else None
     backend = LocalBackend(agents, host=args.host, port=args.port, latency_s=args.latency_ms / 1000,
-                           personas=personas, require_key=key, voice_silence_s=args.silence_ms / 1000)
+                           personas=personas, require_key=key, voice_silence_s=args.silence_ms / 1000,
+                           history_limit=args.history_limit)
 
     async def main() -> None:
         url = await backend.astart()

@@ -37,8 +37,18 @@ def variables_in(text: LocalText | None) -> set[str]:
     return {name for t in texts for name in VARIABLE.findall(t) if not name.startswith("system__")}
 
 
+SYSTEM_PREFIX = "system__"
+
+
+def required_variables(agent: AgentSpec) -> set[str]:
+    """What a caller must provide: the variables the agent uses, less the ones the platform fills
+    (`system__*`) and the ones with a placeholder default."""
+    return {name for name in agent_variables(agent)
+            if not name.startswith(SYSTEM_PREFIX) and name not in agent.platform.placeholders}
+
+
 def agent_variables(agent: AgentSpec) -> set[str]:
-    """Every dynamic variable the agent's texts use (what a persona must provide)."""
+    """Every dynamic variable the agent's texts use."""
     names = variables_in(agent.first_message) | variables_in(agent.prompt) | variables_in(agent.context)
     flow = agent.flow
     names |= variables_in(flow.reprompt) | variables_in(flow.silence.say) | variables_in(flow.silence.goodbye)
@@ -239,7 +249,7 @@ def _cross_check(persona: Persona, path: Path, agents: dict[str, AgentSpec],
         raise DatasetError(f"unknown agent id '{persona.agent}' (known: {', '.join(sorted(agents))})",
                            file=str(path), persona=persona.id, field="agent",
                            fix="use the id of a file in the agents folder")
-    missing = sorted(agent_variables(agents[persona.agent]) - set(persona.variables))
+    missing = sorted(required_variables(agents[persona.agent]) - set(persona.variables))
     if missing:
         raise DatasetError(
             f"agent '{persona.agent}' uses {{{{{missing[0]}}}}} but the persona does not set it"

@@ -165,12 +165,22 @@ class Flow(_Strict):
     silence: Silence = Field(default_factory=Silence)
 
 
-class PlatformSettings(_Strict):
-    """How the local backend emulates the hosted agent's Security settings (the hosted platform
-    has its own; these do not change it)."""
+OverrideField = Literal["prompt", "first_message", "language", "llm", "voice_id", "text_only"]
 
-    allowed_overrides: list[Literal["prompt", "first_message", "language"]] = Field(
-        default_factory=lambda: ["prompt", "first_message", "language"])
+
+class PlatformSettings(_Strict):
+    """How the local backend emulates the hosted agent's settings (the hosted platform has its
+    own; these do not change it). GET agent reports exactly these, and the websocket enforces them."""
+
+    #: Security → Overrides: the fields a client may override at conversation start.
+    allowed_overrides: list[OverrideField] = Field(
+        default_factory=lambda: ["prompt", "first_message", "language", "text_only"])
+    #: Defaults of dynamic variables a client may leave out (the platform's placeholders).
+    placeholders: dict[str, str] = Field(default_factory=dict)
+    #: A text-only agent never sends audio, whatever the client asks.
+    text_only: bool = False
+    #: The platform ends a conversation after this long (close 1000, max_duration_exceeded).
+    max_duration_s: int = Field(default=600, gt=0)
 
 
 class AgentSpec(_Strict):

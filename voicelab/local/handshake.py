@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..datasets import agent_variables
+from ..datasets import SYSTEM_PREFIX, required_variables
 from ..models import AgentSpec
 
 #: The one message a conversation must start with.
@@ -57,22 +57,72 @@ def text_only(override: Mapping[str, Any]) -> bool:
     return bool(override.get("text_only") or (isinstance(conversation, Mapping) and conversation.get("text_only")))
 
 
+def _section(override: Mapping[str, Any], *path: str) -> Mapping[str, Any]:
+    node: Any = override
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node if isinstance(node, Mapping) else {}
+
+
 def overridden_fields(override: Mapping[str, Any]) -> list[str]:
-    """The overridable fields a client set (empty values count as not provided)."""
-    agent = override.get("agent") or {}
-    if not isinstance(agent, Mapping):
-        return []
-    fields = []
-    prompt = agent.get("prompt") or {}
-    if isinstance(prompt, Mapping) and prompt.get("prompt"):
-        fields.append("prompt")
-    for name in ("first_message", "language"):
-        if agent.get(name):
-            fields.append(name)
-    tts = override.get("tts") or {}
-    if isinstance(tts, Mapping) and tts.get("voice_id"):
-        fields.append("voice_id")
+    """The overridable fields a client set (empty values count as not provided), by the leaf name
+    the platform's refusal uses."""
+    agent, prompt, tts = _section(override, "agent"), _section(override, "agent", "prompt"), _section(override, "tts")
+    fields = [name for name, value in (("prompt", prompt.get("prompt")), ("llm", prompt.get("llm")),
+                                       ("first_message", agent.get("first_message")),
+                                       ("language", agent.get("language")), ("voice_id", tts.get("voice_id")))
+              if value]
+    if text_only(override):
+        fields.append("text_only")
     return fields
+
+
+def variable_text(value: Any) -> str | None:
+    """A dynamic variable's value as text (string, number or boolean, as the platform allows)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    return None
+
+
+def client_variables(raw: Any) -> dict[str, str] | Refused:
+    """A client's dynamic variables, or the platform's refusal of them."""
+    if not isinstance(raw, Mapping):
+        return Refused(1008, "invalid_message: dynamic_variables must be an object")
+    variables = {}
+    for name, value in raw.items():
+        if str(name).startswith(SYSTEM_PREFIX):
+            return Refused(1008, f"invalid_message: dynamic variable '{name}' uses the reserved prefix "
+                                 f"'{SYSTEM_PREFIX}' (the platform fills these)")
+        text = variable_text(value)
+        if text is None:
+            return Refused(1008, f"invalid_message: dynamic variable '{name}' must be a string, number or boolean")
+        variables[str(name)] = text
+    return variables
+
+
+def _check_override(override: Mapping[str, Any]) -> str | None:
+    """Wrong types inside the override (production validates them): the refusal, or None."""
+    for path, kinds in ((("agent",), Mapping), (("agent", "prompt"), Mapping), (("tts",), Mapping),
+                        (("conversation",), Mapping)):
+        node: Any = override
+        for key in path:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if node is not None and not isinstance(node, kinds):
+            return f"invalid_message: conversation_config_override.{'.'.join(path)} must be an object"
+    agent, prompt, tts = _section(override, "agent"), _section(override, "agent", "prompt"), _section(override, "tts")
+    for where, section, name in (("agent", agent, "first_message"), ("agent", agent, "language"),
+                                 ("agent.prompt", prompt, "prompt"), ("agent.prompt", prompt, "llm"),
+                                 ("tts", tts, "voice_id")):
+        if section.get(name) is not None and not isinstance(section[name], str):
+            return f"invalid_message: conversation_config_override.{where}.{name} must be a string"
+    return None
+
+
+#: The platform's agent languages; another code ends the session there, and here.
+LANGUAGES = {"en", "ja", "zh", "de", "hi", "fr", "ko", "pt", "it", "es", "id", "nl", "tr", "fil", "pl", "sv", "bg",
+             "ro", "ar", "cs", "el", "fi", "hr", "ms", "sk", "da", "ta", "uk", "ru", "hu", "no", "vi"}
 
 
 def handshake(init: Mapping[str, Any], query: Mapping[str, str], agents: Mapping[str, AgentSpec], *,
@@ -84,23 +134,28 @@ def handshake(init: Mapping[str, Any], query: Mapping[str, str], agents: Mapping
     agent = agents.get(query.get("agent_id", ""))
     if agent is None:
         return Refused(1008, "Agent not found")
-    raw_variables = init.get("dynamic_variables") or {}
     override = init.get("conversation_config_override") or {}
-    if not isinstance(raw_variables, Mapping):
-        return Refused(1008, "invalid_message: dynamic_variables must be an object")
     if not isinstance(override, Mapping):
         return Refused(1008, "invalid_message: conversation_config_override must be an object")
-    variables = {str(k): str(v) for k, v in raw_variables.items()}
-    missing = sorted(agent_variables(agent) - set(variables))
+    bad = _check_override(override)
+    if bad:
+        return Refused(1008, bad)
+    variables = client_variables(init.get("dynamic_variables") or {})
+    if isinstance(variables, Refused):
+        return variables
+    variables = {**agent.platform.placeholders, **variables}
+    missing = sorted(required_variables(agent) - set(variables))
     if missing:
         return Refused(1008, "Missing required dynamic variables: " + ", ".join(missing))
-    agent_override = override.get("agent") or {}
-    if not isinstance(agent_override, Mapping):
-        agent_override = {}
+    agent_override = _section(override, "agent")
     refused = [f for f in overridden_fields(override) if f not in agent.platform.allowed_overrides]
     language = str(agent_override.get("language") or agent.language)
+    if not refused and language.split("-")[0].lower() not in LANGUAGES:
+        refused_reason: str | None = f"Unsupported language '{language}'"
+    else:
+        refused_reason = f"Override for field '{refused[0]}' is not allowed by config." if refused else None
     first = agent_override.get("first_message")
     return Accepted(agent=agent, variables=variables, language=language,
-                    first_message=str(first) if first else None, text_only=text_only(override),
-                    client_data={**init, "language": language},
-                    refusal=f"Override for field '{refused[0]}' is not allowed by config." if refused else None)
+                    first_message=str(first) if first else None,
+                    text_only=agent.platform.text_only or text_only(override),
+                    client_data={**init, "language": language}, refusal=refused_reason)

@@ -6,10 +6,18 @@ the SDK's shapes change, the local backend's answers change with them instead of
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import secrets
+import shutil
+import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from elevenlabs.types import (
@@ -36,6 +44,19 @@ def dump(model: Any) -> dict:
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+def system_variables(conversation_id: str, agent_id: str, phone: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The `system__*` dynamic variables the platform fills at conversation start."""
+    now = datetime.now(UTC)
+    out = {"system__agent_id": agent_id, "system__current_agent_id": agent_id,
+           "system__conversation_id": conversation_id, "system__time_utc": now.isoformat(),
+           "system__time": now.strftime("%A, %H:%M %d %B %Y"), "system__timezone": "UTC",
+           "system__call_duration_secs": "0"}
+    if phone:
+        out |= {"system__caller_id": phone["agent_number"], "system__called_number": phone["external_number"],
+                "system__call_sid": phone["call_sid"]}
+    return out
+
+
 @dataclass
 class ConversationRecord:
     conversation_id: str
@@ -54,13 +75,44 @@ class ConversationRecord:
     transcript: list[dict[str, Any]] = field(default_factory=list)
     contextual_updates: list[str] = field(default_factory=list)
     phone_call: dict | None = None
+    #: Set on voice conversations: the audio as it is recorded (local/recording.py).
+    recording: Any = None
+    #: The transcript index of each agent turn's event id (feedback names the turn by it).
+    turn_of_event: dict[int, int] = field(default_factory=dict)
+    likes: int = 0
+    dislikes: int = 0
+    overall_score: str | None = None
 
-    def add(self, role: str, message: str, medium: str | None = None) -> None:
+    def add(self, role: str, message: str, medium: str | None = None, event_id: int | None = None) -> None:
         item: dict[str, Any] = {"role": role, "message": message,
                                 "time_in_call_secs": int(time.time() - self.started)}
         if medium:
             item["source_medium"] = medium
+        if event_id is not None:
+            self.turn_of_event[event_id] = len(self.transcript)
         self.transcript.append(item)
+
+    def feedback(self, score: str | None, event_id: int | None = None) -> None:
+        """A like or dislike: of one agent turn (the client's `feedback` message), or of the whole
+        conversation (the REST route, event_id None). None withdraws it."""
+        if event_id is not None:
+            index = self.turn_of_event.get(event_id)
+            if index is None:
+                return  # feedback on a turn that does not exist is ignored, as the platform does
+            item = self.transcript[index]
+            previous = (item.get("feedback") or {}).get("score")
+            if score is None:
+                item.pop("feedback", None)
+            else:
+                item["feedback"] = {"score": score, "time_in_call_secs": int(time.time() - self.started)}
+        else:
+            previous, self.overall_score = self.overall_score, score
+        self.likes += (score == "like") - (previous == "like")
+        self.dislikes += (score == "dislike") - (previous == "dislike")
+
+    @property
+    def has_audio(self) -> bool:
+        return self.recording is not None or self.phone_call is not None
 
     def finish(self, reason: str, *, failed: bool = False, code: int | None = None) -> None:
         if self.ended is not None:
@@ -70,6 +122,10 @@ class ConversationRecord:
         self.status = "failed" if failed else "done"
         if failed:
             self.error = {"code": code or 1011, "reason": reason}
+
+    def close_audio(self) -> None:
+        if self.recording is not None:
+            self.recording.close()
 
     @property
     def duration(self) -> int:
@@ -104,10 +160,12 @@ class ConversationRecord:
                 "conversation_initiation_source": self.source,
                 "authorization_method": self.client_data.get("authorization_method", "public"),
                 "phone_call": self.phone_call,
+                "feedback": {"overall_score": self.overall_score, "likes": self.likes,
+                             "dislikes": self.dislikes},
             },
-            "has_audio": not self.text_only,
-            "has_user_audio": not self.text_only,
-            "has_response_audio": not self.text_only,
+            "has_audio": self.has_audio,
+            "has_user_audio": self.has_audio,
+            "has_response_audio": self.has_audio,
             "has_auxiliary_audio": False,
             "transcript": self.transcript,
             "analysis": self.analysis(),
@@ -140,35 +198,94 @@ class ConversationRecord:
 
 
 class History:
-    """Thread-safe store of served conversations, newest first when listed."""
+    """Thread-safe store of served conversations, newest first when listed.
 
-    def __init__(self) -> None:
+    Bounded: past `limit` conversations the oldest finished ones are dropped (with their audio),
+    so a backend serving a long run does not grow without end. Audio lives in files under a
+    temporary folder of the backend's own, removed by `close()`.
+    """
+
+    def __init__(self, limit: int = 1000) -> None:
         self._lock = threading.Lock()
         self._items: dict[str, ConversationRecord] = {}
+        self.limit = limit
+        self._audio_dir: Path | None = None
+
+    def audio_path(self, conversation_id: str) -> Path:
+        """Where a conversation's recording goes (the folder is made on first use)."""
+        with self._lock:
+            if self._audio_dir is None:
+                self._audio_dir = Path(tempfile.mkdtemp(prefix="voicelab-backend-audio-"))
+            return self._audio_dir / conversation_id
 
     def add(self, record: ConversationRecord) -> None:
         with self._lock:
             self._items[record.conversation_id] = record
+            excess = len(self._items) - self.limit
+            if excess > 0:
+                for old in [r for r in self._items.values() if r.ended is not None][:excess]:
+                    self._drop(old.conversation_id)
+
+    def _drop(self, conversation_id: str) -> bool:
+        record = self._items.pop(conversation_id, None)
+        if record is not None and record.recording is not None:
+            record.recording.delete()
+        return record is not None
+
+    def delete(self, conversation_id: str) -> bool:
+        with self._lock:
+            return self._drop(conversation_id)
 
     def get(self, conversation_id: str) -> ConversationRecord | None:
         with self._lock:
             return self._items.get(conversation_id)
 
-    def page(self, *, agent_id: str | None = None, page_size: int = 30, cursor: str | None = None) -> dict:
+    def page(self, *, page_size: int = 30, cursor: str | None = None, agent_id: str | None = None,
+             call_successful: str | None = None, after: int | None = None, before: int | None = None,
+             min_duration: int | None = None, max_duration: int | None = None) -> dict:
+        """One page of the list, newest first; `cursor` is the opaque key of the last item seen."""
         with self._lock:
-            items = sorted(self._items.values(), key=lambda r: r.started, reverse=True)
-        if agent_id:
-            items = [r for r in items if r.agent_id == agent_id]
-        start = int(cursor) if cursor and cursor.isdigit() else 0
-        chunk = items[start:start + page_size]
-        has_more = start + page_size < len(items)
+            items = sorted(self._items.values(), key=lambda r: (r.started, r.conversation_id), reverse=True)
+        keep = [r for r in items
+                if (not agent_id or r.agent_id == agent_id)
+                and (not call_successful or r.call_successful() == call_successful)
+                and (after is None or r.started >= after) and (before is None or r.started < before)
+                and (min_duration is None or r.duration >= min_duration)
+                and (max_duration is None or r.duration <= max_duration)]
+        if cursor:
+            last = decode_cursor(cursor)
+            keep = [r for r in keep if (r.started, r.conversation_id) < last]
+        chunk = keep[:page_size]
+        has_more = len(keep) > page_size
         body = {
             "conversations": [r.to_summary() for r in chunk],
             "has_more": has_more,
-            "next_cursor": str(start + page_size) if has_more else None,
+            "next_cursor": encode_cursor(chunk[-1]) if has_more else None,
         }
         return dump(GetConversationsPageResponseModel.model_validate(body))
+
+    def close(self) -> None:
+        with self._lock:
+            for record in self._items.values():
+                record.close_audio()
+            if self._audio_dir is not None:
+                shutil.rmtree(self._audio_dir, ignore_errors=True)
+                self._audio_dir = None
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._items)
+
+
+def encode_cursor(record: ConversationRecord) -> str:
+    key = json.dumps([record.started, record.conversation_id]).encode()
+    return base64.urlsafe_b64encode(key).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """The key a cursor names; ValueError for one this server did not make."""
+    try:
+        started, conversation_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return float(started), str(conversation_id)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise ValueError(f"invalid cursor {cursor!r}") from exc

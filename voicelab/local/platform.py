@@ -1,44 +1,60 @@
-"""The local backend's hosted-platform endpoints: agent-testing and outbound phone calls.
+"""The local backend's hosted-platform endpoints: agent-testing, simulate-conversation and
+outbound phone calls.
 
-Both run a whole conversation on the server's side (local/simulate.py): the agent's flow against
-voicelab's scripted caller, which stands in for the platform's simulated user and for the person
-who picks up. What they need is injected: `Callers` finds the persona by the test's name
-(`voicelab/<persona id>`) or by the number dialled (the persona's `phone_number`), and `judge`
-gives the platform-style verdict of a simulated conversation.
+Each runs a whole conversation on the server's side (local/simulate.py): the agent's flow against
+voicelab's scripted caller. For agent-testing and simulate-conversation that caller is the one the
+client's scenario describes and the verdict comes from the client's success conditions
+(local/scenario.py), never from voicelab's own checks; for an outbound call it is the persona
+whose `phone_number` was dialled (`Callers`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from aiohttp import web
-from elevenlabs.types import GetTestSuiteInvocationResponseModel, TwilioOutboundCallResponse
+from elevenlabs.types import (
+    AgentSimulatedChatTestResponseModel,
+    GetTestSuiteInvocationResponseModel,
+    TwilioOutboundCallResponse,
+)
 
+from ..datasets import SYSTEM_PREFIX
 from ..models import E164_PATTERN, AgentSpec, Persona
-from .history import ConversationRecord, History, dump, new_conversation_id
-from .history import error_response as _error
-from .simulate import Judge, simulate, voicelab_judge
+from .handshake import variable_text
+from .history import ConversationRecord, History, dump, new_conversation_id, system_variables
+from .rest import Unprocessable, error_response, field, read_json
+from .scenario import judge, overall, simulated_user
+from .simulate import simulate
 
-TEST_NAME = re.compile(r"^voicelab/([a-z0-9-]+)")
 #: Real seconds a simulated run stays pending / a phone call stays in progress, so that
 #: clients really poll (as they must against the hosted platform).
 PENDING_S = 0.3
 
 
-def _unprocessable(field: str, message: str) -> web.Response:
-    return web.json_response({"detail": [{"loc": ["body", field], "msg": message, "type": "value_error"}]},
-                             status=422)
+def _variables(raw: Any, where: str) -> dict[str, str]:
+    """Dynamic variables from a REST body: strings, numbers or booleans, none `system__*`."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise Unprocessable("body", where, "must be an object")
+    out = {}
+    for name, value in raw.items():
+        if str(name).startswith(SYSTEM_PREFIX):
+            raise Unprocessable("body", where, f"dynamic variable '{name}' uses the reserved prefix '{SYSTEM_PREFIX}'")
+        text = variable_text(value)
+        if text is None:
+            raise Unprocessable("body", where, f"dynamic variable '{name}' must be a string, number or boolean")
+        out[str(name)] = text
+    return out
 
 
 class Callers(Protocol):
-    """Who answers the simulations: the persona a test is named after, or whose number is dialled."""
-
-    def by_test_name(self, name: str) -> Persona | None: ...
+    """Who picks up an outbound call: the persona whose number is dialled."""
 
     def by_number(self, number: str, agent_id: str) -> Persona | None: ...
 
@@ -49,10 +65,6 @@ class PersonaCallers:
     def __init__(self, personas: Mapping[str, Persona]) -> None:
         self.personas = personas
 
-    def by_test_name(self, name: str) -> Persona | None:
-        match = TEST_NAME.match(name)
-        return self.personas.get(match.group(1)) if match else None
-
     def by_number(self, number: str, agent_id: str) -> Persona | None:
         return next((p for p in self.personas.values()
                      if p.variables.get("phone_number") == number and p.agent == agent_id), None)
@@ -60,12 +72,11 @@ class PersonaCallers:
 
 class Platform:
     def __init__(self, agents: Mapping[str, AgentSpec], history: History, callers: Callers, *,
-                 latency_s: Callable[[], float] = lambda: 0.0, judge: Judge = voicelab_judge) -> None:
+                 latency_s: Callable[[], float] = lambda: 0.0) -> None:
         self.agents = agents
         self.history = history
         self.callers = callers
         self.latency_s = latency_s
-        self.judge = judge
         self.tests: dict[str, dict[str, Any]] = {}
         self.invocations: dict[str, dict[str, Any]] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -78,6 +89,7 @@ class Platform:
         app.router.add_post("/v1/convai/test-invocations/{invocation_id}/cancel", self.cancel_invocation)
         app.router.add_post("/v1/convai/twilio/outbound-call", self.twilio_call)
         app.router.add_post("/v1/convai/sip-trunk/outbound-call", self.sip_call)
+        app.router.add_post("/v1/convai/agents/{agent_id}/simulate-conversation", self.simulate_conversation)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -87,11 +99,16 @@ class Platform:
     # ------------------------------------------------------------------ agent-testing
 
     async def create_test(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        if not isinstance(body, dict) or not body.get("name"):
-            return _unprocessable("name", "field required")
-        if body.get("type", "llm") != "simulation":
-            return _unprocessable("type", "the local backend runs simulation tests only")
+        body = await read_json(request)
+        field(body, "name", str, required=True)
+        if field(body, "type", str, default="llm") != "simulation":
+            raise Unprocessable("body", "type", "the local backend runs simulation tests only")
+        field(body, "simulation_scenario", str, required=True)
+        conditions = field(body, "success_conditions", list, default=[])
+        if not all(isinstance(c, str) for c in conditions):
+            raise Unprocessable("body", "success_conditions", "must be a list of strings")
+        _variables(body.get("dynamic_variables"), "dynamic_variables")
+        field(body, "simulation_max_turns", int)
         test_id = "test_" + secrets.token_hex(10)
         self.tests[test_id] = {**body, "id": test_id}
         return web.json_response({"id": test_id})
@@ -99,19 +116,24 @@ class Platform:
     async def get_test(self, request: web.Request) -> web.Response:
         test = self.tests.get(request.match_info["test_id"])
         if test is None:
-            return _error(404, "test_not_found", "Test not found")
+            return error_response(404, "test_not_found", "Test not found")
         return web.json_response(test)
 
     async def run_tests(self, request: web.Request) -> web.Response:
         agent_id = request.match_info["agent_id"]
         if agent_id not in self.agents:
-            return _error(404, "agent_not_found", "Agent not found")
-        body = await request.json()
-        repeat = int(body.get("repeat_count") or 1)
-        test_ids = [t.get("test_id") for t in body.get("tests") or []]
+            return error_response(404, "agent_not_found", "Agent not found")
+        body = await read_json(request)
+        repeat = field(body, "repeat_count", int, default=1)
+        if not 1 <= repeat <= 50:
+            raise Unprocessable("body", "repeat_count", "must be between 1 and 50")
+        tests = field(body, "tests", list, required=True)
+        if not tests or not all(isinstance(t, dict) and isinstance(t.get("test_id"), str) for t in tests):
+            raise Unprocessable("body", "tests", "must be a non-empty list of {\"test_id\": \"...\"}")
+        test_ids = [t["test_id"] for t in tests]
         unknown = [t for t in test_ids if t not in self.tests]
-        if not test_ids or unknown:
-            return _unprocessable("tests", f"unknown test ids: {unknown}" if unknown else "no tests given")
+        if unknown:
+            return error_response(404, "test_not_found", f"Test not found: {', '.join(unknown)}")
         invocation_id = "inv_" + secrets.token_hex(10)
         runs = []
         for test_id in test_ids:
@@ -128,26 +150,54 @@ class Platform:
         return web.json_response(self._dump_invocation(invocation))
 
     async def _run_test(self, run: dict[str, Any]) -> None:
+        """The test's scenario played against the agent, judged by the test's own conditions."""
         await asyncio.sleep(PENDING_S)
         if run["status"] != "pending":
             return  # cancelled meanwhile
         test = self.tests[run["test_id"]]
         agent = self.agents[run["agent_id"]]
-        persona = self.callers.by_test_name(str(test["name"]))
-        if persona is None:
-            run.update(status="failed", condition_result={"result": "failure", "rationale": {"summary": (
-                f"The local backend has no persona for test '{test['name']}': name tests voicelab/<persona id> "
-                "and start the backend with the personas.")}})
-            return
-        variables = {**persona.variables, **{k: str(v) for k, v in (test.get("dynamic_variables") or {}).items()}}
-        persona = persona.model_copy(update={"variables": variables})
-        sim = simulate(agent, persona, latency_s=self.latency_s(),
-                       max_turns=int(test.get("simulation_max_turns") or 40))
-        passed, rationale = self.judge(persona, sim)
+        max_turns = int(test.get("simulation_max_turns") or 40)
+        variables = {**agent.platform.placeholders, **_variables(test.get("dynamic_variables"), "dynamic_variables")}
+        user = simulated_user(str(test["simulation_scenario"]), variables, max_turns)
+        sim = simulate(agent, user, latency_s=self.latency_s(), max_turns=max_turns)
+        verdicts = judge(list(test.get("success_conditions") or []), sim.transcript, sim.ended_by)
+        passed, rationale = overall(verdicts)
         run.update(status="passed" if passed else "failed", agent_responses=sim.transcript,
                    last_updated_at_unix=int(time.time()),
                    condition_result={"result": "success" if passed else "failure",
-                                     "rationale": {"summary": rationale, "messages": [rationale]}})
+                                     "rationale": {"summary": rationale,
+                                                   "messages": [f"{v.condition}: {v.result} ({v.rationale})"
+                                                                for v in verdicts]}})
+
+    async def simulate_conversation(self, request: web.Request) -> web.Response:
+        """Deprecated on the platform (agent-testing replaces it) but still served: the simulated
+        user's prompt is the scenario, the extra evaluation criteria are the conditions."""
+        agent = self.agents.get(request.match_info["agent_id"])
+        if agent is None:
+            return error_response(404, "agent_not_found", "Agent not found")
+        body = await read_json(request)
+        spec = field(body, "simulation_specification", dict, required=True)
+        user_config = field(spec, "simulated_user_config", dict, required=True)
+        prompt = field(user_config, "prompt", dict, default={})
+        scenario = field(prompt, "prompt", str, default="")
+        criteria = field(body, "extra_evaluation_criteria", list, default=[])
+        if not all(isinstance(c, dict) and isinstance(c.get("id"), str)
+                   and isinstance(c.get("conversation_goal_prompt"), str) for c in criteria):
+            raise Unprocessable("body", "extra_evaluation_criteria",
+                                "each criterion needs id and conversation_goal_prompt (strings)")
+        limit = field(body, "new_turns_limit", int, default=40)
+        variables = {**agent.platform.placeholders, **_variables(spec.get("dynamic_variables"), "dynamic_variables")}
+        user = simulated_user(scenario, variables, limit)
+        sim = simulate(agent, user, latency_s=self.latency_s(), max_turns=limit)
+        verdicts = judge([c["conversation_goal_prompt"] for c in criteria], sim.transcript, sim.ended_by)
+        results = {c["id"]: {"criteria_id": c["id"], "result": v.result, "rationale": v.rationale}
+                   for c, v in zip(criteria, verdicts, strict=True)}
+        successful = {None: "unknown", "success": "success", "failure": "failure"}[sim.outcome]
+        body_out = {"simulated_conversation": sim.transcript,
+                    "analysis": {"call_successful": successful, "evaluation_criteria_results": results,
+                                 "transcript_summary": f"Simulated {agent.name} call: {len(sim.transcript)} turns, "
+                                                       f"ended by the {sim.ended_by}."}}
+        return web.json_response(dump(AgentSimulatedChatTestResponseModel.model_validate(body_out)))
 
     def _dump_invocation(self, invocation: dict[str, Any]) -> dict:
         return dump(GetTestSuiteInvocationResponseModel.model_validate(invocation))
@@ -155,13 +205,13 @@ class Platform:
     async def get_invocation(self, request: web.Request) -> web.Response:
         invocation = self.invocations.get(request.match_info["invocation_id"])
         if invocation is None:
-            return _error(404, "invocation_not_found", "Test invocation not found")
+            return error_response(404, "invocation_not_found", "Test invocation not found")
         return web.json_response(self._dump_invocation(invocation))
 
     async def cancel_invocation(self, request: web.Request) -> web.Response:
         invocation = self.invocations.get(request.match_info["invocation_id"])
         if invocation is None:
-            return _error(404, "invocation_not_found", "Test invocation not found")
+            return error_response(404, "invocation_not_found", "Test invocation not found")
         invocation["cancelled"] = True
         for run in invocation["test_runs"]:
             if run["status"] == "pending":
@@ -177,25 +227,30 @@ class Platform:
         return await self._outbound(request, "sip_trunking")
 
     async def _outbound(self, request: web.Request, kind: str) -> web.Response:
-        body = await request.json()
-        agent = self.agents.get(str(body.get("agent_id")))
+        body = await read_json(request)
+        agent = self.agents.get(field(body, "agent_id", str, required=True))
         if agent is None:
-            return _error(404, "agent_not_found", "Agent not found")
-        if not body.get("agent_phone_number_id"):
-            return _unprocessable("agent_phone_number_id", "field required")
-        number = str(body.get("to_number") or "")
+            return error_response(404, "agent_not_found", "Agent not found")
+        phone_number_id = field(body, "agent_phone_number_id", str, required=True)
+        number = field(body, "to_number", str, required=True)
         if not E164_PATTERN.match(number):
-            return _unprocessable("to_number", f"{number!r} is not an E.164 phone number")
+            raise Unprocessable("body", "to_number", f"{number!r} is not an E.164 phone number")
+        client_data = field(body, "conversation_initiation_client_data", dict, default={})
+        variables = {**agent.platform.placeholders,
+                     **_variables(client_data.get("dynamic_variables"),
+                                  "conversation_initiation_client_data.dynamic_variables")}
         persona = self.callers.by_number(number, agent.id)
-        client_data = body.get("conversation_initiation_client_data") or {}
-        variables = {k: str(v) for k, v in (client_data.get("dynamic_variables") or {}).items()}
-        record = ConversationRecord(conversation_id=new_conversation_id(), agent_id=agent.id, agent_name=agent.name,
-                                    text_only=False, dynamic_variables=variables, client_data=client_data,
-                                    source="twilio" if kind == "twilio" else "sip_trunk")
+        conversation_id = new_conversation_id()
         call_sid = ("CA" if kind == "twilio" else "sip_") + secrets.token_hex(16)
-        record.phone_call = {"type": kind, "direction": "outbound", "phone_number_id": body["agent_phone_number_id"],
-                             "agent_number": "+15550000000", "external_number": number, "call_sid": call_sid,
-                             "stream_sid": "MZ" + secrets.token_hex(16)}
+        phone = {"type": kind, "direction": "outbound", "phone_number_id": phone_number_id,
+                 "agent_number": "+15550000000", "external_number": number, "call_sid": call_sid,
+                 "stream_sid": "MZ" + secrets.token_hex(16)}
+        variables |= system_variables(conversation_id, agent.id, phone)
+        record = ConversationRecord(conversation_id=conversation_id, agent_id=agent.id, agent_name=agent.name,
+                                    text_only=False, dynamic_variables=variables,
+                                    client_data={**client_data, "language": agent.language},
+                                    source="twilio" if kind == "twilio" else "sip_trunk")
+        record.phone_call = phone
         record.status = "initiated"
         self.history.add(record)
         self._spawn(self._phone_conversation(record, agent, persona, variables))

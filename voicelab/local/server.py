@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from elevenlabs.types import GetAgentResponseModel
+from elevenlabs.types import GetAgentResponseModel, GetAgentsPageResponseModel
 
 from ..datasets import DEFAULT_AGENTS, load_agents
 from ..errors import BackendError
@@ -29,9 +29,15 @@ from ..models import AgentSpec, Persona, pick_language
 from ..speech import TranscriberPool
 from .faults import Faults
 from .history import History, dump
-from .history import error_response as _error
+from .messages import MAX_FRAME_BYTES
 from .platform import PersonaCallers, Platform
+from .recording import render_transcript
+from .rest import Unprocessable, error_response, json_errors, query_int, read_json
 from .session import Session, SessionConfig
+
+#: The server events a conversation can carry (GET agent's conversation.client_events).
+CLIENT_EVENTS = ["conversation_initiation_metadata", "ping", "audio", "agent_response", "agent_response_correction",
+                 "agent_chat_response_part", "user_transcript", "interruption", "agent_tool_response", "error"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,7 @@ class LocalBackend:
         personas: dict[str, Persona] | None = None,
         require_key: str | None = None,
         voice_silence_s: float = 0.5,
+        history_limit: int = 1000,
     ) -> None:
         self.agents = agents if isinstance(agents, dict) else load_agents(agents)
         #: When set: REST needs this xi-api-key, conversations need a signed URL.
@@ -69,7 +76,8 @@ class LocalBackend:
         #: Benchmarks: called with the perf_counter of every agent audio chunk sent.
         self.on_agent_audio: Callable[[float], None] | None = None
         self.faults = Faults()
-        self.history = History()
+        #: The conversations served; past `history_limit` the oldest finished ones are dropped.
+        self.history = History(limit=history_limit)
         #: Agent-testing and outbound calls, answered by the personas (voicelab's scripted caller)
         #: and judged with the conditions the client sent.
         self.platform = Platform(self.agents, self.history, PersonaCallers(personas or {}),
@@ -88,13 +96,17 @@ class LocalBackend:
         return f"http://{self.host}:{self.port}"
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth])
+        app = web.Application(middlewares=[json_errors, self._auth], client_max_size=MAX_FRAME_BYTES)
         app.router.add_get("/v1/convai/conversation", self._conversation)
         app.router.add_get("/v1/convai/conversation/get-signed-url", self._signed_url)
         app.router.add_get("/v1/convai/conversation/get_signed_url", self._signed_url)
+        app.router.add_get("/v1/convai/agents", self._list_agents)
         app.router.add_get("/v1/convai/agents/{agent_id}", self._get_agent)
         app.router.add_get("/v1/convai/conversations", self._list_conversations)
         app.router.add_get("/v1/convai/conversations/{conversation_id}", self._get_conversation)
+        app.router.add_delete("/v1/convai/conversations/{conversation_id}", self._delete_conversation)
+        app.router.add_get("/v1/convai/conversations/{conversation_id}/audio", self._conversation_audio)
+        app.router.add_post("/v1/convai/conversations/{conversation_id}/feedback", self._feedback)
         self.platform.routes(app)
         app.on_shutdown.append(self._close_sessions)
         return app
@@ -113,9 +125,10 @@ class LocalBackend:
         if self.require_key and request.path != "/v1/convai/conversation":
             key = request.headers.get("xi-api-key")
             if not key:
-                return _error(401, "needs_authorization", "Neither authorization header nor xi-api-key received")
+                return error_response(401, "needs_authorization",
+                                      "Neither authorization header nor xi-api-key received")
             if not secrets.compare_digest(key, self.require_key):
-                return _error(401, "invalid_api_key", "Invalid API key")
+                return error_response(401, "invalid_api_key", "Invalid API key")
         return await handler(request)
 
     def transcribers(self) -> TranscriberPool:
@@ -149,6 +162,7 @@ class LocalBackend:
         if self._transcribers is not None:
             self._transcribers.close()
             self._transcribers = None
+        self.history.close()
 
     def start(self) -> str:
         """Start in a background thread (for notebooks and tests); returns the base URL."""
@@ -204,6 +218,9 @@ class LocalBackend:
     async def _conversation(self, request: web.Request) -> web.StreamResponse:
         # `convai`: the subprotocol ElevenLabs' JavaScript client offers (and needs selected)
         ws = web.WebSocketResponse(autoping=True, max_msg_size=16 * 1024 * 1024, protocols=("convai",))
+        if not ws.can_prepare(request).ok:
+            return error_response(400, "websocket_required", "This endpoint speaks the websocket protocol: "
+                                                              "connect with a websocket client")
         await ws.prepare(request)
         task = asyncio.current_task()
         if task is not None:
@@ -230,57 +247,125 @@ class LocalBackend:
     async def _signed_url(self, request: web.Request) -> web.Response:
         agent_id = request.query.get("agent_id")
         if not agent_id:
-            return web.json_response({"detail": [{"loc": ["query", "agent_id"], "msg": "field required",
-                                                  "type": "value_error.missing"}]}, status=422)
+            raise Unprocessable("query", "agent_id", "field required", "missing")
         if agent_id not in self.agents:
-            return _error(404, "agent_not_found", "Agent not found")
+            return error_response(404, "agent_not_found", "Agent not found")
         ws_base = self.base_url.replace("http://", "ws://", 1)
         token = secrets.token_urlsafe(24)
         self._signatures[token] = time.time() + 15 * 60
         return web.json_response({"signed_url": f"{ws_base}/v1/convai/conversation?agent_id={agent_id}"
                                                 f"&conversation_signature={token}"})
 
-    async def _get_agent(self, request: web.Request) -> web.Response:
-        agent = self.agents.get(request.match_info["agent_id"])
-        if agent is None:
-            return _error(404, "agent_not_found", "Agent not found")
+    def agent_body(self, agent: AgentSpec) -> dict[str, Any]:
+        """GET agent: the spec the websocket enforces, nothing it would contradict."""
         now = int(time.time())
+        platform = agent.platform
+        allowed = set(platform.allowed_overrides)
+        silence = agent.flow.silence
         body: dict[str, Any] = {
             "agent_id": agent.id,
             "name": agent.name,
             "conversation_config": {
                 "agent": {"first_message": pick_language(agent.first_message, agent.language),
-                          "language": agent.language, "prompt": {"prompt": agent.prompt}},
+                          "language": agent.language, "prompt": {"prompt": agent.prompt},
+                          "dynamic_variables": {"dynamic_variable_placeholders": dict(platform.placeholders)}},
                 "tts": {"agent_output_audio_format": "pcm_16000"},
                 "asr": {"user_input_audio_format": "pcm_16000"},
-                "turn": {"turn_timeout": agent.flow.silence.after_s},
-                "conversation": {"text_only": False},
+                "turn": {"turn_timeout": silence.after_s,
+                         "silence_end_call_timeout": (silence.after_s * (silence.end_after + 1)
+                                                      if silence.end_after is not None else -1)},
+                "conversation": {"text_only": platform.text_only, "max_duration_seconds": platform.max_duration_s,
+                                 "client_events": CLIENT_EVENTS},
             },
             "metadata": {"created_at_unix_secs": now, "updated_at_unix_secs": now},
             "platform_settings": {
-                "auth": {"enable_auth": False},
+                "auth": {"enable_auth": bool(self.require_key)},
                 "overrides": {"conversation_config_override": {
-                    "agent": {"first_message": True, "language": True, "prompt": {"prompt": True}},
-                    "conversation": {"text_only": True}}},
+                    "agent": {"first_message": "first_message" in allowed, "language": "language" in allowed,
+                              "prompt": {"prompt": "prompt" in allowed, "llm": "llm" in allowed}},
+                    "tts": {"voice_id": "voice_id" in allowed},
+                    "conversation": {"text_only": "text_only" in allowed}},
+                    "custom_llm_extra_body": False},
             },
             "tags": ["voicelab-local"],
         }
-        return web.json_response(dump(GetAgentResponseModel.model_validate(body)))
+        return dump(GetAgentResponseModel.model_validate(body))
+
+    async def _get_agent(self, request: web.Request) -> web.Response:
+        agent = self.agents.get(request.match_info["agent_id"])
+        if agent is None:
+            return error_response(404, "agent_not_found", "Agent not found")
+        return web.json_response(self.agent_body(agent))
+
+    async def _list_agents(self, request: web.Request) -> web.Response:
+        page_size = query_int(request, "page_size", low=1, high=100, default=30) or 30
+        search = (request.query.get("search") or "").lower()
+        agents = sorted((a for a in self.agents.values() if search in a.name.lower() or search in a.id),
+                        key=lambda a: a.id)
+        start = 0
+        if cursor := request.query.get("cursor"):
+            ids = [a.id for a in agents]
+            if cursor not in ids:
+                raise Unprocessable("query", "cursor", f"invalid cursor {cursor!r}")
+            start = ids.index(cursor) + 1
+        chunk = agents[start:start + page_size]
+        has_more = start + page_size < len(agents)
+        now = int(time.time())
+        access = {"is_creator": True, "creator_name": "voicelab", "creator_email": "local@voicelab.invalid",
+                  "role": "admin"}
+        body = {"agents": [{"agent_id": a.id, "name": a.name, "voice_id": "local-espeak", "tags": ["voicelab-local"],
+                            "created_at_unix_secs": now, "updated_at_unix_secs": now, "access_info": access}
+                           for a in chunk],
+                "has_more": has_more, "next_cursor": chunk[-1].id if has_more else None}
+        return web.json_response(dump(GetAgentsPageResponseModel.model_validate(body)))
 
     async def _list_conversations(self, request: web.Request) -> web.Response:
+        call_successful = request.query.get("call_successful")
+        if call_successful not in (None, "success", "failure", "unknown"):
+            raise Unprocessable("query", "call_successful", "must be success, failure or unknown", "enum")
         try:
-            page_size = int(request.query.get("page_size", "30"))
-        except ValueError:
-            page_size = 0
-        if not 1 <= page_size <= 100:
-            return web.json_response({"detail": [{"loc": ["query", "page_size"], "type": "value_error",
-                                                  "msg": "page_size must be between 1 and 100"}]}, status=422)
-        return web.json_response(self.history.page(agent_id=request.query.get("agent_id"),
-                                                   page_size=page_size, cursor=request.query.get("cursor")))
+            page = self.history.page(
+                page_size=query_int(request, "page_size", low=1, high=100, default=30) or 30,
+                cursor=request.query.get("cursor"), agent_id=request.query.get("agent_id"),
+                call_successful=call_successful,
+                after=query_int(request, "call_start_after_unix"), before=query_int(request, "call_start_before_unix"),
+                min_duration=query_int(request, "call_duration_min_secs"),
+                max_duration=query_int(request, "call_duration_max_secs"))
+        except ValueError as exc:
+            raise Unprocessable("query", "cursor", str(exc)) from None
+        return web.json_response(page)
 
     async def _get_conversation(self, request: web.Request) -> web.Response:
         record = self.history.get(request.match_info["conversation_id"])
         if record is None:
-            return _error(404, "conversation_not_found", "Conversation not found")
+            return error_response(404, "conversation_not_found", "Conversation not found")
         return web.json_response(record.to_response())
 
+    async def _delete_conversation(self, request: web.Request) -> web.Response:
+        if not self.history.delete(request.match_info["conversation_id"]):
+            return error_response(404, "conversation_not_found", "Conversation not found")
+        return web.json_response({})
+
+    async def _conversation_audio(self, request: web.Request) -> web.Response:
+        record = self.history.get(request.match_info["conversation_id"])
+        if record is None:
+            return error_response(404, "conversation_not_found", "Conversation not found")
+        if not record.has_audio:
+            return error_response(404, "conversation_audio_not_found", "This conversation has no audio")
+        if record.recording is not None:
+            audio = await asyncio.to_thread(record.recording.wav)
+        else:
+            audio = await asyncio.to_thread(render_transcript, record.transcript,
+                                            str(record.client_data.get("language") or "en"))
+        return web.Response(body=audio, content_type="audio/wav")
+
+    async def _feedback(self, request: web.Request) -> web.Response:
+        record = self.history.get(request.match_info["conversation_id"])
+        if record is None:
+            return error_response(404, "conversation_not_found", "Conversation not found")
+        body = await read_json(request)
+        score = body.get("feedback")
+        if score not in ("like", "dislike", None):
+            raise Unprocessable("body", "feedback", "must be 'like' or 'dislike'", "enum")
+        record.feedback(score)
+        return web.json_response({})

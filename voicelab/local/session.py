@@ -13,11 +13,11 @@ Silence is what the platform calls silence: no `user_message`, no `user_activity
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import json
+import logging
 import math
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,11 +31,20 @@ from .channels import Channel, TextChannel
 from .faults import Fault, Faults
 from .flow import FlowEngine, Reply
 from .handshake import Accepted, Refused, handshake, parse_first_message
-from .history import ConversationRecord, History, new_conversation_id
+from .history import ConversationRecord, History, new_conversation_id, system_variables
+from .messages import Invalid, Message, parse
+from .recording import Recording
 from .voice import VoiceChannel
+
+log = logging.getLogger(__name__)
 
 INIT_TIMEOUT_S = 10.0
 END_CALL_REASON = "end_call tool was called."
+#: A send that cannot complete for this long means the client stopped reading: the conversation
+#: is closed instead of queueing the agent's words without limit.
+SEND_STALL_S = 10.0
+#: Most text a conversation keeps from its client (messages, updates) before it is closed.
+MAX_CONVERSATION_TEXT = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -75,12 +84,27 @@ class Session:
         self.ping_ms: int | None = None
         self.ping_count = 0
         self.closed = False
+        self.deadline = math.inf
+        self.speaking = False  # an agent turn is going out: it is not cancelled by new input
+        self.text_kept = 0
 
     # ------------------------------------------------------------------ sending
 
     async def send(self, payload: dict[str, Any]) -> None:
-        if not self.ws.closed:
-            await self.ws.send_str(json.dumps(payload))
+        """One frame to the client; a client that stops reading is dropped, not buffered for."""
+        if self.ws.closed:
+            return
+        try:
+            await asyncio.wait_for(self.ws.send_str(json.dumps(payload)), SEND_STALL_S)
+        except TimeoutError:
+            self.drop(f"Client stopped reading: nothing could be sent for {SEND_STALL_S:g} s")
+
+    def drop(self, reason: str) -> None:
+        """End a conversation whose socket cannot carry a close frame (its send buffer is full)."""
+        self.closed = True
+        if self.record is not None:
+            self.record.finish(reason, failed=True, code=1008)
+        self.abort()
 
     def next_id(self) -> int:
         self.event_id += 1
@@ -91,13 +115,14 @@ class Session:
         assert self.record is not None and self.engine is not None
         if self.closed:
             return
-        self.record.add("agent", reply.text)
+        event_id = self.next_id()
+        self.record.add("agent", reply.text, event_id=event_id)
         try:
-            self.last_activity = await self.channel.speak(reply.text, self.next_id(), not_before)
+            self.last_activity = await self.channel.speak(reply.text, event_id, not_before)
         except asyncio.CancelledError:
             if reply.end_call:  # cut off while saying goodbye: the agent still hangs up, as it decided
                 self.last_activity = time.monotonic()
-                await self.close(1000, END_CALL_REASON)
+                await self.end_call()
             raise
         self.agent_turns += 1
         if self.fault and self.agent_turns == self.fault.after_agent_turns:
@@ -105,7 +130,21 @@ class Session:
             return
         if reply.end_call:
             await self.channel.wait_until_heard()
-            await self.close(1000, END_CALL_REASON)
+            await self.end_call()
+
+    async def end_call(self) -> None:
+        """As the platform: the end_call tool's response goes out (the JS client ends its session
+        on it), then the server closes 1000."""
+        if self.closed:
+            return
+        if self.record is not None:
+            if self.engine:
+                self.record.outcome = self.engine.outcome
+            self.record.finish(END_CALL_REASON)
+        await self.send({"type": "agent_tool_response", "agent_tool_response": {
+            "tool_name": "end_call", "tool_call_id": "toolu_" + secrets.token_hex(12), "tool_type": "system",
+            "is_error": False, "is_called": True, "event_id": self.next_id()}})
+        await self.close(1000, END_CALL_REASON)
 
     async def close(self, code: int, reason: str, *, failed: bool = False) -> None:
         if self.closed:
@@ -155,12 +194,13 @@ class Session:
         pinger = asyncio.create_task(self.ping_loop())
         try:
             # the first message goes out while the session already listens (speaking takes time)
-            self.reply_task = asyncio.create_task(self.say(self.engine.first_message()))
+            self.reply_task = asyncio.create_task(self.respond(self.engine.first_message()))
             await self.loop()
         finally:
             pinger.cancel()
             if self.reply_task:
                 self.reply_task.cancel()
+            self.record.close_audio()
             if self.record.ended is None:
                 code = self.ws.close_code
                 self.record.finish(f"Client disconnected: {code}" if code else "Client disconnected",
@@ -185,19 +225,24 @@ class Session:
     def begin(self, accepted: Accepted) -> None:
         """The conversation exists: its record, its flow, its channel, its fault."""
         agent, config = accepted.agent, self.config
-        self.engine = FlowEngine(agent, accepted.variables, language=accepted.language,
+        conversation_id = new_conversation_id()
+        variables = {**accepted.variables, **system_variables(conversation_id, agent.id)}
+        self.engine = FlowEngine(agent, variables, language=accepted.language,
                                  first_message=accepted.first_message)
+        self.deadline = time.monotonic() + agent.platform.max_duration_s
         self.record = ConversationRecord(
-            conversation_id=new_conversation_id(), agent_id=agent.id, agent_name=agent.name,
-            text_only=accepted.text_only, dynamic_variables=accepted.variables,
+            conversation_id=conversation_id, agent_id=agent.id, agent_name=agent.name,
+            text_only=accepted.text_only, dynamic_variables=variables,
             client_data={**accepted.client_data,
                          "authorization_method": "signed_url" if config.check_signature else "public"},
             source=self.query.get("source", "python_sdk"))
         config.history.add(self.record)
         self.fault = config.faults.take(agent.id)
         if not accepted.text_only:
+            self.record.recording = Recording(config.history.audio_path(conversation_id))
             self.channel = VoiceChannel(self.send, accepted.language, silence_s=config.voice_silence_s,
-                                        transcribers=config.transcribers, on_audio_sent=config.on_agent_audio)
+                                        transcribers=config.transcribers, on_audio_sent=config.on_agent_audio,
+                                        recorder=self.record.recording.agent_audio)
 
     def agent_busy(self) -> bool:
         return self.reply_task is not None and not self.reply_task.done()
@@ -210,57 +255,78 @@ class Session:
                 timeout = 0.05 if self.channel.in_speech else 0.2  # to notice the end of a turn
             else:
                 timeout = max(0.05, silence_after - (time.monotonic() - self.last_activity))
+            timeout = min(timeout, max(0.0, self.deadline - time.monotonic()))
             try:
                 msg = await self.ws.receive(timeout=timeout)
             except TimeoutError:
                 msg = None
             if msg is not None:
-                if msg.type != WSMsgType.TEXT:
-                    return  # close, error or binary: the client is gone
-                try:
-                    data = json.loads(msg.data)
-                except ValueError:
-                    await self.close(1008, "invalid_message: not JSON", failed=True)
+                if msg.type == WSMsgType.BINARY:
+                    await self.refuse("invalid_message: binary frames are not accepted; send JSON text frames")
                     return
-                if isinstance(data, dict):  # other JSON values are ignored, as the platform does
-                    await self.handle(data)
+                if msg.type != WSMsgType.TEXT:
+                    return  # close or error: the client is gone
+                message = parse(msg.data)
+                if isinstance(message, Invalid):
+                    await self.refuse(message.reason)
+                    return
+                if message is not None:  # None: not an object, or a type the server does not know
+                    await self.handle(message)
             self.check_turn_end()
             now = time.monotonic()
+            if now >= self.deadline and not self.closed:
+                await self.send({"type": "error", "error_event": {
+                    "code": 1000, "error_type": "max_duration_exceeded", "message": "Maximum duration exceeded",
+                    "reason": "Maximum duration exceeded"}})
+                await self.close(1000, "Maximum duration exceeded")
+                return
             if (not self.closed and not self.agent_busy() and not self.channel.in_speech
                     and not self.channel.agent_talking(now) and now - self.last_activity >= silence_after):
-                self.reply_task = asyncio.create_task(self.say(self.engine.on_silence()))
+                self.reply_task = asyncio.create_task(self.respond(self.engine.on_silence()))
 
-    async def handle(self, data: dict[str, Any]) -> None:
+    async def refuse(self, reason: str) -> None:
+        """A client message the platform would refuse: an `error` event, then close 1008."""
+        await self.send({"type": "error", "error_event": {"code": 1008, "error_type": reason.split(":")[0],
+                                                           "message": reason, "reason": reason}})
+        await self.close(1008, reason, failed=True)
+
+    def keep(self, text: str) -> bool:
+        """Count text the conversation stores; False once the client has sent too much."""
+        self.text_kept += len(text)
+        return self.text_kept <= MAX_CONVERSATION_TEXT
+
+    async def handle(self, message: Message) -> None:
         assert self.record is not None
-        kind = data.get("type")
-        if kind == "user_activity":
+        kind = message.type
+        if kind in ("user_message", "contextual_update") and not self.keep(message.text):
+            await self.refuse(f"invalid_message: more than {MAX_CONVERSATION_TEXT} characters of messages "
+                              "in one conversation")
+        elif kind == "user_activity":
             self.last_activity = time.monotonic()
         elif kind == "user_message":
-            text = data.get("text")
-            if not isinstance(text, str):
-                return
             self.last_activity = time.monotonic()
-            self.record.add("user", text, medium="text")
-            self.pending.append(text)
-            if self.agent_busy() and self.reply_task is not None:
-                self.reply_task.cancel()  # the caller talked over the agent: answer both at once
-            self.reply_task = asyncio.create_task(self.answer())
+            self.record.add("user", message.text, medium="text")
+            self.pending.append(message.text)
+            if not self.agent_busy():
+                self.reply_task = asyncio.create_task(self.respond())
+            elif not self.speaking and self.reply_task is not None:
+                self.reply_task.cancel()  # still thinking: answer everything the caller said at once
+                self.reply_task = asyncio.create_task(self.respond())
+            # else: the agent is speaking; respond() answers what is pending once its turn is out
         elif kind == "contextual_update":
-            text = data.get("text")
-            if isinstance(text, str):
-                self.record.contextual_updates.append(text)
+            self.record.contextual_updates.append(message.text)
+        elif kind == "feedback":
+            self.record.feedback(message.score, message.event_id)
         elif kind == "pong":
-            event_id = data.get("event_id")
-            sent = self.ping_sent.pop(event_id, None) if isinstance(event_id, int) else None
+            sent = self.ping_sent.pop(message.event_id, None) if message.event_id is not None else None
             if sent is not None:
                 # at least 1: the SDK skips its latency callback for a falsy ping_ms (0 on loopback)
                 self.ping_ms = max(1, math.ceil((time.monotonic() - sent) * 1000))
-        elif "user_audio_chunk" in data:
-            pcm = _pcm(data["user_audio_chunk"])
-            if pcm is None:
-                return
+        elif kind == "user_audio_chunk":
             now = time.monotonic()
-            if self.channel.on_chunk(pcm, now):
+            if self.record.recording is not None:
+                self.record.recording.caller_audio(message.pcm)
+            if self.channel.on_chunk(message.pcm, now):
                 await self.barge_in(now)
             if self.channel.in_speech:
                 self.last_activity = now  # speech is activity; silent frames are not
@@ -281,7 +347,7 @@ class Session:
         await self.send({"type": "user_transcript",
                          "user_transcription_event": {"user_transcript": text, "event_id": self.next_id()}})
         self.record.add("user", text, medium="audio")
-        await self.say(self.engine.on_user(text), not_before=speech_end + self.config.latency_s)
+        await self.respond(self.engine.on_user(text), not_before=speech_end + self.config.latency_s)
 
     async def barge_in(self, now: float) -> None:
         """The caller talks over the agent: stop, say so, and correct the cut-off turn."""
@@ -297,13 +363,25 @@ class Session:
                 item.update(interrupted=True, message=truncated, original_message=original)
                 break
 
-    async def answer(self) -> None:
+    async def respond(self, reply: Reply | None = None, not_before: float = 0.0) -> None:
+        """The agent's turn(s): `reply` if given, then an answer to whatever the caller said
+        meanwhile. Thinking (the injected latency) is interruptible; a turn being spoken goes out
+        whole, so there is only ever one reply in flight per conversation."""
         assert self.engine is not None
-        await asyncio.sleep(self.config.latency_s)
-        text = " ".join(self.pending)
-        self.pending.clear()
-        # Once the agent starts speaking its turn goes out whole; only the thinking is interruptible.
-        await asyncio.shield(self.say(self.engine.on_user(text)))
+        if reply is not None:
+            await self.speak_whole(reply, not_before)
+        while self.pending and not self.closed:
+            await asyncio.sleep(self.config.latency_s)
+            text = " ".join(self.pending)
+            self.pending.clear()
+            await self.speak_whole(self.engine.on_user(text))
+
+    async def speak_whole(self, reply: Reply, not_before: float = 0.0) -> None:
+        self.speaking = True
+        try:
+            await self.say(reply, not_before)
+        finally:
+            self.speaking = False
 
     async def ping_loop(self) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
@@ -314,13 +392,3 @@ class Session:
                 self.ping_sent[ping_id] = time.monotonic()
                 await self.send({"type": "ping", "ping_event": {"event_id": ping_id, "ping_ms": self.ping_ms}})
 
-
-def _pcm(chunk: Any) -> bytes | None:
-    """A `user_audio_chunk` as 16-bit PCM, or None for one that is not base64 text."""
-    if not isinstance(chunk, str):
-        return None
-    try:
-        pcm = base64.b64decode(chunk, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return pcm[: len(pcm) - len(pcm) % 2]

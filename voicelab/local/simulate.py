@@ -8,12 +8,10 @@ simulated two-minute call is answered in milliseconds and `time_in_call_secs` st
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..callers.scripted import ScriptedCaller
-from ..evaluate import checks
-from ..models import AgentSpec, Persona, TranscriptEntry
+from ..models import AgentSpec, Persona
 from .flow import FlowEngine
 
 WORDS_PER_S = 2.5
@@ -29,22 +27,6 @@ class Simulated:
     outcome: str | None = None
     ended_by: str = "agent"  # agent | caller | limit
     duration_s: float = 0.0
-
-
-#: A platform-style verdict of a simulated conversation: (passed, rationale).
-Judge = Callable[[Persona, Simulated], tuple[bool, str]]
-
-
-def voicelab_judge(persona: Persona, sim: Simulated) -> tuple[bool, str]:
-    """The stand-in for the platform's LLM judge: the persona's expectations, as voicelab checks them."""
-    entries = [TranscriptEntry(speaker=t["role"], text=t["message"], timestamp=t["time_in_call_secs"])
-               for t in sim.transcript]
-    end_reason = {"agent": "agent_ended", "caller": "caller_ended"}.get(sim.ended_by, "timeout")
-    results = checks(persona.expect, entries, duration_s=sim.duration_s, end_reason=end_reason)
-    failed = [f"{c.name} ({c.detail})" for c in results if not c.passed]
-    if failed:
-        return False, "The agent did not meet: " + "; ".join(failed) + "."
-    return True, f"The agent met all {len(results)} success conditions."
 
 
 def simulate(agent: AgentSpec, persona: Persona, *, latency_s: float = 0.0, max_turns: int = 40,

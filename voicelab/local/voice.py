@@ -27,7 +27,8 @@ LEAD_S = 0.3  # how far ahead of real time agent audio is sent
 class VoiceChannel:
     def __init__(self, send: Callable[[dict[str, Any]], Awaitable[None]], language: str, *,
                  silence_s: float, transcribers: Callable[[], TranscriberPool],
-                 on_audio_sent: Callable[[float], None] | None = None) -> None:
+                 on_audio_sent: Callable[[float], None] | None = None,
+                 recorder: Callable[[bytes, float], None] | None = None) -> None:
         self.send = send
         self.transcribers = transcribers
         self.voice = voice_for("agent", language, agent=True)
@@ -44,6 +45,8 @@ class VoiceChannel:
         self.event_id = 0
         #: Called with the perf_counter of every agent audio chunk sent (the harness benchmark).
         self.on_audio_sent = on_audio_sent
+        #: Called with every agent chunk and the time it starts playing (the conversation's recording).
+        self.recorder = recorder
 
     # ------------------------------------------------------------------ hearing
 
@@ -98,6 +101,8 @@ class VoiceChannel:
             if ahead > LEAD_S:
                 await asyncio.sleep(ahead - LEAD_S)
             chunk = pcm[offset:offset + CHUNK_BYTES]
+            if self.recorder is not None:
+                self.recorder(chunk, self.audio_start + offset / BYTES_PER_S)
             if self.on_audio_sent is not None:
                 self.on_audio_sent(time.perf_counter())
             await self.send({"type": "audio", "audio_event": {

@@ -1,0 +1,88 @@
+"""What a client's agent-testing test says, read the way the local backend can: the simulated
+user from its `simulation_scenario`, the verdict from its `success_conditions`.
+
+The platform reads both with an LLM. The local backend reads the small sentence grammar that
+voicelab writes (runners/platform.py) and nothing more, so the texts voicelab sends are really
+exercised: a reply rule that does not survive the round trip changes the conversation, a
+condition that says something else than the persona's expectations changes the verdict, and
+`agrees_with_platform` can be false. A sentence outside the grammar is judged "unknown" and named
+in the rationale, never silently passed.
+
+Scenario grammar: `You are <name>.` ... one of the style sentences ... `Speak <Language>.`
+... `If asked about <a> / <b>, say: "<line>"` (any number).
+Condition grammar: `The agent says "<p>".`, `The agent never says "<p>".`,
+`The conversation has at least <n> turns.`, `The agent|caller ends the call.`,
+`The agent handles the caller politely and ends the call properly.`
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..evaluate import says
+from ..models import CallerSpec, Persona, ReplyRule
+from ..runners.platform import STYLE_TEXT
+
+LANGUAGES = {"english": "en", "german": "de"}
+RULE = re.compile(r'If asked about (.+?), say: "(.*?)"')
+
+
+def simulated_user(scenario: str, variables: dict[str, str], max_turns: int) -> Persona:
+    """The caller a scenario describes, as voicelab's scripted caller plays it."""
+    name = re.match(r"\s*You are (.+?)\.(\s|$)", scenario)
+    style = next((s for s, text in STYLE_TEXT.items() if text in scenario), "cooperative")
+    spoken = re.search(r"Speak (\w+)\.", scenario)
+    language = LANGUAGES.get(spoken.group(1).lower(), spoken.group(1).lower()) if spoken else "en"
+    replies = [ReplyRule(when=[w.strip() for w in when.split(" / ") if w.strip()], say=line)
+               for when, line in RULE.findall(scenario) if when.strip()]
+    turns = max(1, (max_turns - 2) // 2)
+    return Persona(id="simulated-user", name=name.group(1) if name else "Simulated user", summary=scenario[:500],
+                   language=language, agent="simulated", variables=variables,
+                   caller=CallerSpec(style=style, replies=replies, hang_up_after_turns=turns))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    condition: str
+    result: str  # success | failure | unknown
+    rationale: str
+
+
+def judge(conditions: list[str], transcript: list[dict], ended_by: str) -> list[Verdict]:
+    """Each success condition against a simulated transcript (role, message items)."""
+    agent = [str(t.get("message") or "") for t in transcript if t.get("role") == "agent"]
+    out = []
+    for condition in conditions:
+        text = condition.strip()
+        if m := re.fullmatch(r'The agent says "(.+)"\.?', text):
+            hit = next((i for i, said in enumerate(agent) if says(said, m.group(1))), None)
+            out.append(Verdict(text, "success" if hit is not None else "failure",
+                               f"said in agent turn {hit + 1}" if hit is not None
+                               else f"not said in any of {len(agent)} agent turns"))
+        elif m := re.fullmatch(r'The agent never says "(.+)"\.?', text):
+            hit = next((i for i, said in enumerate(agent) if says(said, m.group(1))), None)
+            out.append(Verdict(text, "success" if hit is None else "failure",
+                               "never said" if hit is None else f"said in agent turn {hit + 1}"))
+        elif m := re.fullmatch(r"The conversation has at least (\d+) turns\.?", text):
+            enough = len(transcript) >= int(m.group(1))
+            out.append(Verdict(text, "success" if enough else "failure", f"{len(transcript)} turns"))
+        elif m := re.fullmatch(r"The (agent|caller) ends the call\.?", text):
+            who = m.group(1)
+            out.append(Verdict(text, "success" if ended_by == who else "failure", f"ended by the {ended_by}"))
+        elif text == "The agent handles the caller politely and ends the call properly.":
+            out.append(Verdict(text, "success" if ended_by == "agent" else "failure", f"ended by the {ended_by}"))
+        else:
+            out.append(Verdict(text, "unknown", "the local backend cannot judge this sentence (it reads only "
+                                                "the condition grammar voicelab writes)"))
+    return out
+
+
+def overall(verdicts: list[Verdict]) -> tuple[bool, str]:
+    """Passed only if every condition succeeded; the rationale names each that did not."""
+    failed = [v for v in verdicts if v.result != "success"]
+    if not verdicts:
+        return False, "The test has no success conditions to judge."
+    if failed:
+        return False, "Not met: " + "; ".join(f"{v.condition} ({v.result}: {v.rationale})" for v in failed)
+    return True, f"All {len(verdicts)} success conditions met."

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Install everything voicelab needs on a fresh Debian machine, idempotently:
-#   Debian packages (chromium for report/browser tests, espeak-ng, libportaudio2, pulseaudio, sox)
-#   and the Python environment in .venv (voicelab editable, with its dev tools).
+#   Debian packages (chromium for report/browser tests, espeak-ng, libportaudio2, pulseaudio, sox;
+#   nodejs and npm when the machine has no Node), the Python environment in .venv (voicelab
+#   editable, with its dev tools) and ElevenLabs' JavaScript client in js/node_modules (pinned by
+#   js/package-lock.json; the conformance tests drive it).
 # Safe to run again: it only installs what is missing or changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(chromium espeak-ng libasound2-plugins libportaudio2 pulseaudio pulseaudio-utils sox)
 missing=()
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  DEB_PACKAGES+=(nodejs npm)
+fi
 for pkg in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
@@ -39,4 +44,14 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   fi
   touch "$stamp"
 fi
-echo "setup: ready (.venv/bin/voicelab)"
+js_stamp=js/node_modules/.voicelab-installed
+if [ ! -f "$js_stamp" ] || [ js/package-lock.json -nt "$js_stamp" ]; then
+  echo "setup: installing the JavaScript client into js/node_modules"
+  if ! (cd js && npm ci --no-audit --no-fund --loglevel=error) > .venv/npm.log 2>&1; then
+    tail -n 40 .venv/npm.log >&2
+    echo "setup: npm ci failed; the full log is .venv/npm.log" >&2
+    exit 1
+  fi
+  touch "$js_stamp"
+fi
+echo "setup: ready (.venv/bin/voicelab, node $(node --version))"

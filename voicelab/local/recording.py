@@ -47,9 +47,13 @@ class Recording:
         self.caller.close()
         self.agent.close()
 
+    def flush(self) -> None:
+        for side in (self.caller, self.agent):
+            if not side.closed:
+                side.flush()
+
     def wav(self) -> bytes:
-        self.caller.flush()
-        self.agent.flush()
+        """The recording so far (a conversation still running is served up to now)."""
         return stereo_wav(self.caller_path.read_bytes(), self.agent_path.read_bytes())
 
     def delete(self) -> None:

@@ -353,6 +353,7 @@ class LocalBackend:
         if not record.has_audio:
             return error_response(404, "conversation_audio_not_found", "This conversation has no audio")
         if record.recording is not None:
+            record.recording.flush()  # on the loop that writes it
             audio = await asyncio.to_thread(record.recording.wav)
         else:
             audio = await asyncio.to_thread(render_transcript, record.transcript,

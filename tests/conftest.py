@@ -52,7 +52,7 @@ def local_backend(dataset):
     def start(**settings) -> LocalBackend:
         settings.setdefault("personas", dataset.personas)
         settings.setdefault("ping_interval_s", 0.5)
-        server = LocalBackend(dataset.agents, **settings)
+        server = LocalBackend(settings.pop("agents", dataset.agents), **settings)
         server.start()
         started.append(server)
         return server

@@ -85,7 +85,7 @@ class Session:
         self.ping_count = 0
         self.closed = False
         self.deadline = math.inf
-        self.speaking = False  # an agent turn is going out: it is not cancelled by new input
+        self.thinking = False  # the agent is preparing an answer: new input restarts it
         self.text_kept = 0
 
     # ------------------------------------------------------------------ sending
@@ -98,6 +98,8 @@ class Session:
             await asyncio.wait_for(self.ws.send_str(json.dumps(payload)), SEND_STALL_S)
         except TimeoutError:
             self.drop(f"Client stopped reading: nothing could be sent for {SEND_STALL_S:g} s")
+        except ConnectionError:
+            self.closed = True  # the client is gone; run() stores how it left
 
     def drop(self, reason: str) -> None:
         """End a conversation whose socket cannot carry a close frame (its send buffer is full)."""
@@ -309,10 +311,10 @@ class Session:
             self.pending.append(message.text)
             if not self.agent_busy():
                 self.reply_task = asyncio.create_task(self.respond())
-            elif not self.speaking and self.reply_task is not None:
+            elif self.thinking and self.reply_task is not None:
                 self.reply_task.cancel()  # still thinking: answer everything the caller said at once
                 self.reply_task = asyncio.create_task(self.respond())
-            # else: the agent is speaking; respond() answers what is pending once its turn is out
+            # else: the agent has a turn to say first; respond() answers what is pending after it
         elif kind == "contextual_update":
             self.record.contextual_updates.append(message.text)
         elif kind == "feedback":
@@ -369,19 +371,16 @@ class Session:
         whole, so there is only ever one reply in flight per conversation."""
         assert self.engine is not None
         if reply is not None:
-            await self.speak_whole(reply, not_before)
+            await self.say(reply, not_before)
         while self.pending and not self.closed:
-            await asyncio.sleep(self.config.latency_s)
+            self.thinking = True
+            try:
+                await asyncio.sleep(self.config.latency_s)
+            finally:
+                self.thinking = False
             text = " ".join(self.pending)
             self.pending.clear()
-            await self.speak_whole(self.engine.on_user(text))
-
-    async def speak_whole(self, reply: Reply, not_before: float = 0.0) -> None:
-        self.speaking = True
-        try:
-            await self.say(reply, not_before)
-        finally:
-            self.speaking = False
+            await self.say(self.engine.on_user(text))
 
     async def ping_loop(self) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):

@@ -170,3 +170,75 @@ def test_phone_settings_are_checked_before_dialling(dataset, monkeypatch, tmp_pa
     monkeypatch.delenv("ELEVENLABS_PHONE_PROVIDER")
     with pytest.raises(ConfigError, match="no variables.phone_number"):
         phone_settings(load_dataset(path, AGENTS).request("x"))
+
+
+DISAGREEING = """
+personas:
+  - id: anna-judged-strictly
+    name: Anna Kowalska
+    summary: Calm customer charged twice for her gym membership.
+    agent: chargeback
+    variables: {first_name: Anna, last_name: Kowalska, phone_number: "+48601234567",
+                product_name: Premium Gym Membership, chargeback_reason: duplicate charge}
+    caller:
+      replies:
+        - {when: ["am i speaking"], say: "Yes, this is Anna."}
+        - {when: ["still want"], say: "Yes, please go ahead with the dispute."}
+        - {when: ["anything else"], say: "No, that's all, thank you."}
+    expect:
+      agent_says: ["Premium Gym Membership"]
+      max_duration_s: 5      # voicelab checks this; no success condition says it
+  - id: hangs-up-at-once
+    name: Hasty Harry
+    summary: Picks up and hangs up after one line.
+    agent: chargeback
+    variables: {first_name: Harry, last_name: Hill, phone_number: "+15550001111",
+                product_name: Espresso machine, chargeback_reason: not as described}
+    caller: {hang_up_after_turns: 1}
+"""
+
+
+def test_the_platforms_verdict_can_disagree_with_voicelabs(tmp_path: Path, hosted_env, monkeypatch):
+    """The local agent-testing endpoint plays the scenario the client sent and judges with the
+    success conditions it sent, so `agrees_with_platform` is a real column: false both ways here."""
+    monkeypatch.setenv("ELEVENLABS_AGENT_ID", "chargeback")
+    personas = tmp_path / "personas.yaml"
+    personas.write_text(DISAGREEING)
+    run_batch(str(personas), str(AGENTS), caller="platform", backend="elevenlabs", runs_root=str(tmp_path / "runs"),
+              run_id="d", progress=False)
+    calls = load_runs("d", root=tmp_path / "runs").calls.set_index("persona_id")
+    strict = calls.loc["anna-judged-strictly"]
+    assert not strict["success"] and "max_duration_s" in strict["failed_checks"]  # voicelab: too long
+    assert strict["platform_call_successful"] == "success"  # the platform: every condition it was sent is met
+    hasty = calls.loc["hangs-up-at-once"]
+    assert hasty["success"]  # voicelab: nothing expected, nothing failed
+    assert hasty["platform_call_successful"] == "failure"  # the platform: the agent did not end the call
+    assert "ends the call properly" in hasty["platform_verdict"]
+    assert not calls["agrees_with_platform"].any()
+
+
+def test_local_simulation_reads_the_scenario_it_was_sent(hosted_env):
+    """A reply rule in the scenario text changes the conversation: the texts voicelab writes are
+    what the simulated user plays, not the persona looked up by name."""
+    from elevenlabs import ElevenLabs
+
+    client = ElevenLabs(base_url=hosted_env.base_url, api_key=KEY)
+    variables = {"first_name": "Ann", "last_name": "Lee", "phone_number": "+15551234567",
+                 "product_name": "Headphones", "chargeback_reason": "never arrived"}
+
+    def simulate(scenario: str):
+        return client.conversational_ai.agents.simulate_conversation(
+            "chargeback", simulation_specification={"simulated_user_config": {"prompt": {"prompt": scenario}},
+                                                    "dynamic_variables": variables},
+            extra_evaluation_criteria=[{"id": "product", "name": "product",
+                                        "conversation_goal_prompt": 'The agent says "Headphones".'},
+                                       {"id": "vague", "name": "vague", "conversation_goal_prompt": "Be nice."}],
+            new_turns_limit=12)
+
+    wrong = simulate('You are Bob. If asked about am i speaking, say: "No, wrong number."')
+    right = simulate('You are Ann. If asked about am i speaking, say: "Yes, this is me."')
+    assert wrong.simulated_conversation[1].message == "No, wrong number."
+    assert wrong.analysis.evaluation_criteria_results["product"].result == "failure"
+    assert right.simulated_conversation[1].message == "Yes, this is me."
+    assert right.analysis.evaluation_criteria_results["product"].result == "success"
+    assert right.analysis.evaluation_criteria_results["vague"].result == "unknown"  # never silently passed

@@ -70,13 +70,30 @@ def test_sync_conversation_end_to_end(backend):
     assert "{{" not in " ".join(rec.agent)
     # one agent_response per turn, driven by the flow
     assert len(rec.agent) == 4 and "Premium Gym Membership" in rec.agent[1] and "Goodbye" in rec.agent[-1]
-    # streamed text parts: start, delta, stop per turn
-    kinds = [k for _, k in rec.parts]
-    assert kinds.count(AgentChatResponsePartType.START) == 4 == kinds.count(AgentChatResponsePartType.STOP)
+    # streamed text parts are opt-in (client_events), as on the platform
+    assert rec.parts == []
     # end_call closes with 1000 and the production reason
     assert rec.disconnect.reason == "agent"
     assert rec.disconnect.close_code == 1000
     assert rec.disconnect.close_reason == "end_call tool was called."
+
+
+def test_streamed_text_parts_when_the_agent_lists_them(local_backend, dataset):
+    agent = dataset.agents["chargeback"]
+    events = [*agent.platform.client_events, "agent_chat_response_part"]
+    streaming = agent.model_copy(update={"platform": agent.platform.model_copy(update={"client_events": events})})
+    server = local_backend(agents={"chargeback": streaming})
+    rec = Recorder()
+    rec.replies = ["Yes, this is Anna.", "Yes, please go ahead.", "No, that's all, thank you."]
+    conv = sync_conversation(server.base_url, "chargeback", ANNA, rec)
+    conv.start_session()
+    assert rec.ended.wait(10)
+    conv.wait_for_session_end()
+    kinds = [k for _, k in rec.parts]  # start, delta, stop per turn
+    assert kinds.count(AgentChatResponsePartType.START) == 4 == kinds.count(AgentChatResponsePartType.STOP)
+    assert [t for t, k in rec.parts if k == AgentChatResponsePartType.DELTA] == rec.agent
+    got = ElevenLabs(base_url=server.base_url, api_key="x").conversational_ai.agents.get("chargeback")
+    assert "agent_chat_response_part" in got.conversation_config.conversation.client_events
 
 
 def test_rest_shapes_of_served_conversation(backend):

@@ -166,6 +166,11 @@ class Flow(_Strict):
 
 
 OverrideField = Literal["prompt", "first_message", "language", "llm", "voice_id", "text_only"]
+ClientEvent = Literal["audio", "agent_response", "agent_response_correction", "agent_chat_response_part",
+                      "user_transcript", "interruption", "agent_tool_response"]
+#: The platform's default client events (agent_chat_response_part is opt-in there too).
+DEFAULT_CLIENT_EVENTS: list[ClientEvent] = ["audio", "agent_response", "agent_response_correction",
+                                            "user_transcript", "interruption", "agent_tool_response"]
 
 
 class PlatformSettings(_Strict):
@@ -181,6 +186,10 @@ class PlatformSettings(_Strict):
     text_only: bool = False
     #: The platform ends a conversation after this long (close 1000, max_duration_exceeded).
     max_duration_s: int = Field(default=600, gt=0)
+    #: The server events the agent sends (conversation_initiation_metadata, ping and error always go
+    #: out). Streaming text parts cost every client a frame per part: opt in with
+    #: agent_chat_response_part, as on the platform.
+    client_events: list[ClientEvent] = Field(default_factory=lambda: list(DEFAULT_CLIENT_EVENTS))
 
 
 class AgentSpec(_Strict):

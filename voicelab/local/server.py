@@ -33,11 +33,7 @@ from .messages import MAX_FRAME_BYTES
 from .platform import PersonaCallers, Platform
 from .recording import render_transcript
 from .rest import Unprocessable, error_response, json_errors, query_int, read_json
-from .session import Session, SessionConfig
-
-#: The server events a conversation can carry (GET agent's conversation.client_events).
-CLIENT_EVENTS = ["conversation_initiation_metadata", "ping", "audio", "agent_response", "agent_response_correction",
-                 "agent_chat_response_part", "user_transcript", "interruption", "agent_tool_response", "error"]
+from .session import ALWAYS_SENT, Session, SessionConfig
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +271,7 @@ class LocalBackend:
                          "silence_end_call_timeout": (silence.after_s * (silence.end_after + 1)
                                                       if silence.end_after is not None else -1)},
                 "conversation": {"text_only": platform.text_only, "max_duration_seconds": platform.max_duration_s,
-                                 "client_events": CLIENT_EVENTS},
+                                 "client_events": [*ALWAYS_SENT, *platform.client_events]},
             },
             "metadata": {"created_at_unix_secs": now, "updated_at_unix_secs": now},
             "platform_settings": {

@@ -45,6 +45,8 @@ END_CALL_REASON = "end_call tool was called."
 SEND_STALL_S = 10.0
 #: Most text a conversation keeps from its client (messages, updates) before it is closed.
 MAX_CONVERSATION_TEXT = 4 * 1024 * 1024
+#: Server events every conversation carries, whatever the agent's client_events say.
+ALWAYS_SENT = ("conversation_initiation_metadata", "ping", "error")
 
 
 @dataclass(frozen=True)
@@ -85,17 +87,20 @@ class Session:
         self.ping_count = 0
         self.closed = False
         self.deadline = math.inf
+        self.events = set(ALWAYS_SENT)  # until the agent is known: its client_events join in begin()
         self.thinking = False  # the agent is preparing an answer: new input restarts it
         self.text_kept = 0
 
     # ------------------------------------------------------------------ sending
 
     async def send(self, payload: dict[str, Any]) -> None:
-        """One frame to the client; a client that stops reading is dropped, not buffered for."""
-        if self.ws.closed:
+        """One frame to the client, if the agent's client_events let it out; a client that stops
+        reading is dropped, not buffered for."""
+        if self.ws.closed or payload["type"] not in self.events:
             return
         try:
-            await asyncio.wait_for(self.ws.send_str(json.dumps(payload)), SEND_STALL_S)
+            async with asyncio.timeout(SEND_STALL_S):  # no task per frame, unlike wait_for
+                await self.ws.send_str(json.dumps(payload))
         except TimeoutError:
             self.drop(f"Client stopped reading: nothing could be sent for {SEND_STALL_S:g} s")
         except ConnectionError:
@@ -232,6 +237,7 @@ class Session:
         self.engine = FlowEngine(agent, variables, language=accepted.language,
                                  first_message=accepted.first_message)
         self.deadline = time.monotonic() + agent.platform.max_duration_s
+        self.events |= set(agent.platform.client_events)
         self.record = ConversationRecord(
             conversation_id=conversation_id, agent_id=agent.id, agent_name=agent.name,
             text_only=accepted.text_only, dynamic_variables=variables,
@@ -253,8 +259,12 @@ class Session:
         assert self.engine is not None
         silence_after = self.engine.flow.silence.after_s
         while not self.closed and not self.ws.closed:
-            if self.channel.in_speech or self.agent_busy():
-                timeout = 0.05 if self.channel.in_speech else 0.2  # to notice the end of a turn
+            if self.channel.in_speech:
+                timeout = 0.05  # to notice the end of the caller's spoken turn
+            elif self.agent_busy():
+                # voice: to notice the caller starting to speak after the agent; text: silence is
+                # counted from the end of the agent's turn, so waking a full silence later is never late
+                timeout = 0.2 if isinstance(self.channel, VoiceChannel) else silence_after
             else:
                 timeout = max(0.05, silence_after - (time.monotonic() - self.last_activity))
             timeout = min(timeout, max(0.0, self.deadline - time.monotonic()))

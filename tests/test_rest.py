@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 from elevenlabs import ElevenLabs
 from elevenlabs.core.api_error import ApiError
+from websockets.exceptions import ConnectionClosed
 
 from voicelab.call import Call
 from voicelab.local import LocalBackend
@@ -148,8 +149,8 @@ def locked_agent(dataset, **platform):
 
 
 def test_get_agent_tells_what_the_websocket_enforces(local_backend, dataset):
-    agent = locked_agent(dataset, allowed_overrides=["language", "text_only"], placeholders={"chargeback_reason": "unknown"},
-                         max_duration_s=2)
+    agent = locked_agent(dataset, allowed_overrides=["language", "text_only"],
+                         placeholders={"chargeback_reason": "unknown"}, max_duration_s=2)
     server = local_backend(agents={"chargeback": agent})
     got = ElevenLabs(base_url=server.base_url, api_key="x").conversational_ai.agents.get("chargeback")
     allowed = got.platform_settings.overrides.conversation_config_override
@@ -165,7 +166,7 @@ def test_get_agent_tells_what_the_websocket_enforces(local_backend, dataset):
     # what GET refuses, the websocket refuses, in the platform's words
     ws = open_conversation(server.base_url, first=init(conversation_config_override={
         "text_only": True, "agent": {"first_message": "Hi"}}))
-    with pytest.raises(Exception):
+    with pytest.raises(ConnectionClosed):
         read_until(ws, is_agent)
     assert ws.close_code == 1008 and ws.close_reason == "Override for field 'first_message' is not allowed by config."
     # a placeholder fills a variable the client left out; max_duration_seconds ends the call
@@ -173,11 +174,11 @@ def test_get_agent_tells_what_the_websocket_enforces(local_backend, dataset):
     ws = open_conversation(server.base_url, first=init(dynamic_variables=without))
     read_until(ws, is_agent)
     started = time.time()
-    with pytest.raises(Exception):
+    with pytest.raises(ConnectionClosed):
         read_until(ws, lambda f: False, timeout=10)
     assert ws.close_code == 1000 and ws.close_reason == "Maximum duration exceeded" and time.time() - started < 5
     ws = open_conversation(server.base_url, first=init(conversation_config_override={
         "text_only": True, "agent": {"language": "xx"}}))
-    with pytest.raises(Exception):
+    with pytest.raises(ConnectionClosed):
         read_until(ws, is_agent)
     assert ws.close_code == 1008 and "Unsupported language" in ws.close_reason

@@ -123,3 +123,18 @@ def test_missing_portaudio_and_devices_are_clear_errors(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", real_import)
     with pytest.raises(ConfigError, match="--input-device"):
         sd_module.resolve("no-such-microphone", "input")
+
+
+@pytest.mark.parametrize("mode", ["text", "voice"])
+def test_silence_ends_the_call_in_both_modes(dataset, local_backend, mode):
+    """An agent that gives up after one silent re-prompt ends the call itself, the same in voice
+    mode (silent frames keep arriving) as in text mode (nothing arrives)."""
+    agent = dataset.agents["chargeback"]
+    silence = agent.flow.silence.model_copy(update={"end_after": 1})
+    quitting = agent.model_copy(update={"flow": agent.flow.model_copy(update={"silence": silence})})
+    backend = local_backend(agents={"chargeback": quitting})
+    req = dataset.request("silent-line-chargeback", mode=mode).model_copy(update={"max_duration_s": 30})
+    result = Call(req, base_url=backend.base_url).run()
+    agent_turns = [e.text for e in result.transcript if e.speaker == "agent"]
+    assert result.end_reason == "agent_ended", (result.end_reason, agent_turns)
+    assert len(agent_turns) == 3 and "still there" in agent_turns[1], agent_turns  # first, re-prompt, goodbye

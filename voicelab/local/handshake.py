@@ -104,12 +104,11 @@ def client_variables(raw: Any) -> dict[str, str] | Refused:
 
 def _check_override(override: Mapping[str, Any]) -> str | None:
     """Wrong types inside the override (production validates them): the refusal, or None."""
-    for path, kinds in ((("agent",), Mapping), (("agent", "prompt"), Mapping), (("tts",), Mapping),
-                        (("conversation",), Mapping)):
+    for path in (("agent",), ("agent", "prompt"), ("tts",), ("conversation",)):
         node: Any = override
         for key in path:
             node = node.get(key) if isinstance(node, Mapping) else None
-        if node is not None and not isinstance(node, kinds):
+        if node is not None and not isinstance(node, Mapping):
             return f"invalid_message: conversation_config_override.{'.'.join(path)} must be an object"
     agent, prompt, tts = _section(override, "agent"), _section(override, "agent", "prompt"), _section(override, "tts")
     for where, section, name in (("agent", agent, "first_message"), ("agent", agent, "language"),

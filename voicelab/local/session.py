@@ -1,6 +1,7 @@
 """One websocket conversation on the local backend, speaking elevenlabs-protocol.md §2.
 
-The parts: `handshake.py` decides (purely) whether the conversation starts; a `Channel` (text,
+The parts: `handshake.py` decides (purely) whether the conversation starts; `messages.py` checks
+every later client frame before it is acted on (a bad one is refused with 1008); a `Channel` (text,
 or voice in voice.py) carries the agent's turns and the caller's audio; this module is the turn
 logic both share: answer caller turns through the flow, re-prompt on silence, stop for a
 barge-in, ping, fire injected faults, and close 1000 after an `end_call` step. It reads a frozen
@@ -15,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import math
 import secrets
 import time
@@ -35,8 +35,6 @@ from .history import ConversationRecord, History, new_conversation_id, system_va
 from .messages import Invalid, Message, parse
 from .recording import Recording
 from .voice import VoiceChannel
-
-log = logging.getLogger(__name__)
 
 INIT_TIMEOUT_S = 10.0
 END_CALL_REASON = "end_call tool was called."

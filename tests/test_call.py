@@ -123,6 +123,10 @@ def test_a_person_types_and_hangs_up_through_the_sync_api(dataset, backend):
     with pytest.raises(UsageError, match="start it first"):
         call.send("hello")
     call.start()
+    for _ in range(500):  # a person reads the greeting, then types
+        if any(e.speaker == "agent" for e in call.transcript):
+            break
+        threading.Event().wait(0.02)
     call.send("Yes, this is Anna.")
     got_answer = threading.Event()
     while not got_answer.wait(0.05):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,37 @@ def test_only_sdk_py_reads_private_attributes_of_other_objects():
              if p != ROOT / "voicelab" / "sdk.py" and p != Path(__file__)]
     offenders = [hit for path in files for hit in private_reads(path)]
     assert not offenders, offenders
+
+
+def test_an_agent_turn_is_stamped_when_it_arrived_not_when_the_client_got_round_to_it(dataset, local_backend):
+    """A busy client (here: still handling the first message) must not charge its own delay to
+    the agent: the answer, due 0.1 s after the caller spoke, is handled 0.6 s later but stamped
+    at its arrival."""
+    server = local_backend(latency_s=0.1)
+    seen: list[tuple[float | None, float]] = []
+
+    async def call() -> float:
+        conversation: list = []
+
+        async def on_agent(_text: str) -> None:
+            seen.append((sdk.received_at(conversation[0]), time.monotonic()))
+            if len(seen) == 1:
+                await asyncio.sleep(0.6)  # the client is slow with the greeting
+
+        conversation.append(sdk.open_conversation(
+            sdk.client(server.base_url, None), "chargeback", initiation_data(dataset.request("anna-double-charge")),
+            audio=None, on_agent_response=on_agent, on_user_transcript=_nothing, on_disconnect=_nothing))
+        await conversation[0].start_session()
+        while not seen:
+            await asyncio.sleep(0.01)
+        sent = time.monotonic()
+        await conversation[0].send_user_message("Yes, this is Anna.")
+        while len(seen) < 2:
+            await asyncio.sleep(0.01)
+        await sdk.close(conversation[0])
+        return sent
+
+    sent = asyncio.run(call())
+    arrived, handled = seen[1]
+    assert handled - sent > 0.45  # the SDK only got to the answer after the slow greeting
+    assert arrived is not None and 0.09 < arrived - sent < 0.35  # but it came in ~0.1 s after

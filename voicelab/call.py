@@ -239,7 +239,8 @@ class Call:
         assert events is not None
 
         async def on_agent(text: str) -> None:
-            at = self.recorder.elapsed()
+            arrived = sdk.received_at(self._conversation) if self._conversation is not None else None
+            at = self.recorder.elapsed() if arrived is None else self.recorder.at(arrived)
             events.put_nowait(AgentSaid(text, at, voice.latency_to(at) if voice else None))
 
         async def on_heard(text: str) -> None:

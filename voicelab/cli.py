@@ -14,7 +14,7 @@ import logging
 import sys
 import textwrap
 
-from . import runners
+from . import heap, runners
 from .errors import UsageError, VoiceLabError
 
 EPILOG_PERSONAS = """example:
@@ -280,6 +280,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         url = await backend.astart()
+        heap.settle()  # everything loaded: full collections from now on scan only conversations
         print(f"voicelab local backend at {url} serving agents: {', '.join(sorted(backend.agents))}"
               + (" (private: key and signed URLs required)" if key else ""), flush=True)
         print(f"  use it with: ElevenLabs(base_url=\"{url}\")  (Ctrl+C stops)", flush=True)

@@ -11,8 +11,10 @@ silently (tests/test_sdk.py is the canary).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from typing import Any
@@ -33,7 +35,8 @@ PRIVATE = {
     "_get_wss_url": "connect to a signed URL fetched by voicelab (with visible retries)",
     "_conversation_id": "the conversation id, for the result and the platform's analysis",
     "_task": "the receive task, cancelled on hang-up instead of waiting up to 0.5 s",
-    "_ws": "know when the websocket is open, so a caller's first words are not sent into nothing",
+    "_ws": "know when the websocket is open, so a caller's first words are not sent into nothing, "
+           "and when its frames arrive (see `received_at`)",
 }
 #: How long to wait for the SDK to close its side after the call ended.
 CLOSE_GRACE_S = 2.0
@@ -94,6 +97,52 @@ async def until_connected(conversation: AsyncConversation, timeout_s: float = 10
             return False
         await asyncio.sleep(0.005)
     return True
+
+
+class _Stamped:
+    """Stands in for the websocket's message assembler (websockets' `Assembler`, which the
+    connection feeds from its read callback and `recv()` reads from) and notes when each message
+    came in, so the one `recv()` just returned can be dated."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        # messages already waiting when the stamp was installed: their arrival is unknown
+        waiting = sum(1 for frame in getattr(getattr(inner, "frames", None), "queue", ()) if frame.fin)
+        self.arrivals: collections.deque[float | None] = collections.deque([None] * waiting)
+        self.current: float | None = None
+
+    def put(self, frame: Any) -> None:
+        self.inner.put(frame)
+        if frame.fin:  # the last frame of a message: it has arrived
+            self.arrivals.append(time.monotonic())
+
+    async def get(self, decode: bool | None = None) -> Any:
+        data = await self.inner.get(decode)
+        self.current = self.arrivals.popleft() if self.arrivals else None
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def received_at(conversation: AsyncConversation) -> float | None:
+    """When (time.monotonic) the message the SDK is handling now reached this process, or None.
+
+    The SDK hands a message to voicelab only after its receive task gets a turn on the event
+    loop; with hundreds of calls on one loop that is tens of milliseconds after it arrived, and an
+    agent turn stamped then would charge the harness's own queueing to the agent's latency. The
+    stamp is taken in the transport's read callback, which runs first in every loop iteration.
+    The first call installs it and returns None (that message's arrival is unknown)."""
+    ws = conversation._ws
+    if ws is None:
+        return None
+    messages = getattr(ws, "recv_messages", None)
+    if isinstance(messages, _Stamped):
+        return messages.current
+    if messages is not None and hasattr(messages, "put") and hasattr(messages, "get"):
+        ws.recv_messages = _Stamped(messages)
+    # else a websockets without an assembler: turns are stamped when handled, as before
+    return None
 
 
 async def close(conversation: AsyncConversation) -> None:

@@ -59,9 +59,10 @@ class Run:
         except OSError:  # missing or empty
             return False
 
-    def append(self, result: CallResult) -> None:
-        """Write one finished call durably before anything else happens."""
-        line = result.model_dump_json() + "\n"
+    def append(self, result: CallResult | str) -> None:
+        """Write one finished call durably before anything else happens (`result` may come
+        already serialized: `model_dump_json()`)."""
+        line = (result if isinstance(result, str) else result.model_dump_json()) + "\n"
         with self._lock:
             if self._ends_torn():
                 line = "\n" + line  # never glue a good result onto a torn one

@@ -34,6 +34,10 @@ class TranscriptRecorder:
     def elapsed(self) -> float:
         return time.monotonic() - self._t0
 
+    def at(self, monotonic: float) -> float:
+        """A `time.monotonic()` reading on the call's clock."""
+        return monotonic - self._t0
+
     def add(self, speaker: Speaker, text: str, at: float | None = None,
             latency_ms: float | None = None) -> TranscriptEntry:
         """Record a turn (now, or at `at` s from the start, a time taken when it really happened);

@@ -5,6 +5,7 @@ against `Channel`; `TextChannel` sends text frames, `VoiceChannel` (voice.py) sp
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -47,6 +48,9 @@ class TextChannel:
         self.send = send
 
     async def speak(self, text: str, event_id: int, not_before: float) -> float:
+        wait = not_before - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
         await self.send({"type": "agent_chat_response_part",
                          "text_response_part": {"text": "", "type": "start", "event_id": event_id}})
         await self.send({"type": "agent_chat_response_part",

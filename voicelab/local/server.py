@@ -213,7 +213,10 @@ class LocalBackend:
 
     async def _conversation(self, request: web.Request) -> web.StreamResponse:
         # `convai`: the subprotocol ElevenLabs' JavaScript client offers (and needs selected)
-        ws = web.WebSocketResponse(autoping=True, max_msg_size=16 * 1024 * 1024, protocols=("convai",))
+        # no permessage-deflate: it is invisible to clients, and on loopback it only costs both
+        # sides CPU per frame (at 256 conversations, ~3 ms of the p95 turn latency)
+        ws = web.WebSocketResponse(autoping=True, max_msg_size=16 * 1024 * 1024, protocols=("convai",),
+                                   compress=False)
         if not ws.can_prepare(request).ok:
             return error_response(400, "websocket_required", "This endpoint speaks the websocket protocol: "
                                                               "connect with a websocket client")
@@ -222,12 +225,8 @@ class LocalBackend:
         if task is not None:
             self._sessions.add(task)
 
-        def abort() -> None:
-            if request.transport is not None:
-                request.transport.abort()
-
         try:
-            await Session(self.session_config(), request.query, ws, abort).run()
+            await Session(self.session_config(), request.query, ws, request.transport).run()
         except asyncio.CancelledError:
             await ws.close(code=1001, message=b"Server shutting down")
         except Exception:  # a bug here must still end the call the way production does

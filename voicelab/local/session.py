@@ -37,6 +37,10 @@ from .recording import Recording
 from .voice import VoiceChannel
 
 INIT_TIMEOUT_S = 10.0
+#: The first message never leaves with the metadata: on the platform it takes generating, and
+#: ElevenLabs' JavaScript client (1.25) drops a message that arrives in the same read as the
+#: metadata (it attaches its message listener only once the metadata has resolved).
+FIRST_MESSAGE_AFTER_S = 0.01
 END_CALL_REASON = "end_call tool was called."
 #: A send that cannot complete for this long means the client stopped reading: the conversation
 #: is closed instead of queueing the agent's words without limit.
@@ -66,11 +70,11 @@ class SessionConfig:
 
 class Session:
     def __init__(self, config: SessionConfig, query: Mapping[str, str], ws: web.WebSocketResponse,
-                 abort: Callable[[], None]) -> None:
+                 transport: asyncio.BaseTransport | None) -> None:
         self.config = config
         self.query = query
         self.ws = ws
-        self.abort = abort  # drop the TCP connection without a close frame
+        self.transport = transport
         self.event_id = 0
         self.agent_turns = 0
         self.fault: Fault | None = None
@@ -96,13 +100,31 @@ class Session:
         reading is dropped, not buffered for."""
         if self.ws.closed or payload["type"] not in self.events:
             return
+        data = json.dumps(payload)  # ASCII: as many bytes as characters
         try:
-            async with asyncio.timeout(SEND_STALL_S):  # no task per frame, unlike wait_for
-                await self.ws.send_str(json.dumps(payload))
+            if len(data) + 16 < self.room():  # the socket takes it without pausing: no timer needed
+                await self.ws.send_str(data)
+            else:
+                async with asyncio.timeout(SEND_STALL_S):  # no task per frame, unlike wait_for
+                    await self.ws.send_str(data)
         except TimeoutError:
             self.drop(f"Client stopped reading: nothing could be sent for {SEND_STALL_S:g} s")
         except ConnectionError:
             self.closed = True  # the client is gone; run() stores how it left
+
+    def room(self) -> int:
+        """Bytes the connection's write buffer takes before it pauses the sender (asyncio's flow
+        control): a frame that fits cannot stall, so only the others pay for a timeout, whose
+        timer would otherwise be made and cancelled for every frame of every conversation."""
+        transport = self.transport
+        if not isinstance(transport, asyncio.WriteTransport) or transport.is_closing():
+            return 0
+        return transport.get_write_buffer_limits()[1] - transport.get_write_buffer_size()
+
+    def abort(self) -> None:
+        """Drop the TCP connection without a close frame."""
+        if self.transport is not None:
+            self.transport.abort()
 
     def drop(self, reason: str) -> None:
         """End a conversation whose socket cannot carry a close frame (its send buffer is full)."""
@@ -199,7 +221,8 @@ class Session:
         pinger = asyncio.create_task(self.ping_loop())
         try:
             # the first message goes out while the session already listens (speaking takes time)
-            self.reply_task = asyncio.create_task(self.respond(self.engine.first_message()))
+            self.reply_task = asyncio.create_task(self.respond(
+                self.engine.first_message(), not_before=time.monotonic() + FIRST_MESSAGE_AFTER_S))
             await self.loop()
         finally:
             pinger.cancel()

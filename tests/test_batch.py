@@ -124,7 +124,7 @@ def test_crash_then_resume_has_every_call_exactly_once(tmp_path: Path):
     resume = subprocess.run([sys.executable, "-m", "voicelab.cli", "run", "--resume", "crash", "--runs",
                              str(tmp_path), "--no-report"], env=env, capture_output=True, text=True, timeout=120)
     assert resume.returncode == 0, resume.stderr
-    assert "skipping unreadable line" in resume.stderr and "torn write" in resume.stderr
+    assert "1 unreadable line" in resume.stderr and "torn write" in resume.stderr
     results = RunStore(tmp_path).open("crash").results()
     ids = [r.call_id for r in results]
     expected = {f"{p}#{r}" for p in ["anna-double-charge", "tomasz-merchant-refunded", "olga-credit-question",

@@ -12,11 +12,11 @@ import asyncio
 import threading
 from dataclasses import dataclass
 
-from . import __version__, heap, runners, sdk
+from . import __version__, heap, runners, sdk, signals
 from .backends import backend_url
 from .datasets import Dataset, load_dataset
 from .errors import UsageError
-from .models import CallRequest, CallResult, Persona, RunManifest, utc_now_iso
+from .models import CallRequest, CallResult, Persona, RunManifest, RunSession, utc_now_iso
 from .store import Run, RunStore, new_run_id
 
 
@@ -24,6 +24,8 @@ from .store import Run, RunStore, new_run_id
 class BatchOutcome:
     run: Run
     interrupted: bool
+    #: What interrupted it: "Ctrl+C", "SIGTERM", "SIGHUP", "cancel", or None.
+    stopped_by: str | None = None
 
     @property
     def results(self) -> list[CallResult]:
@@ -80,8 +82,11 @@ class _Progress:
         self.bar.close()
 
 
-def _run_in_thread(coro_factory, cancel_event: threading.Event) -> bool:  # noqa: ANN001
-    """Run the batch loop in a worker thread; return True if it was interrupted."""
+def _run_in_thread(coro_factory, cancel_event: threading.Event) -> str | None:  # noqa: ANN001
+    """Run the batch loop in a worker thread. Returns None when it completed, else what stopped
+    it: "Ctrl+C", "SIGTERM", "SIGHUP" (see signals.py) or "cancel" (`cancel_event`). The calls in
+    flight are cancelled and recorded before this returns; a second signal while they are being
+    recorded returns at once (they are placed again on resume)."""
     state: dict = {}
 
     def worker() -> None:
@@ -97,24 +102,46 @@ def _run_in_thread(coro_factory, cancel_event: threading.Event) -> bool:  # noqa
         except BaseException as exc:  # surfaced in the calling thread
             state["error"] = exc
         finally:
+            _finish_tasks(loop)
             loop.close()
+            finished.set()
 
-    ready = threading.Event()
+    # An Event, not Thread.join: a join interrupted by a signal can leave the thread's lock taken,
+    # and the next join then returns at once while the calls are still being recorded.
+    ready, finished = threading.Event(), threading.Event()
     thread = threading.Thread(target=worker, name="voicelab-batch", daemon=True)
     thread.start()
     ready.wait()
+    stopped_by = None
     try:
-        while thread.is_alive():
-            thread.join(0.05)  # a timed join stays interruptible by Ctrl+C
+        while not finished.wait(0.05):  # a timed wait stays interruptible by Ctrl+C and signals
             if cancel_event.is_set():
-                raise KeyboardInterrupt
-    except KeyboardInterrupt:
+                raise KeyboardInterrupt("cancel")
+    except KeyboardInterrupt as exc:
+        stopped_by = "cancel" if exc.args == ("cancel",) else signals.name(signals.exit_code(exc))
         state["loop"].call_soon_threadsafe(state["task"].cancel)
-        thread.join()
-        state["interrupted"] = True
+        try:
+            while not finished.wait(0.05):
+                pass
+        except KeyboardInterrupt:  # a second signal: stop now; unrecorded calls run again on resume
+            return stopped_by
     if "error" in state:
         raise state["error"]
-    return bool(state.get("interrupted"))
+    return stopped_by or ("cancel" if state.get("interrupted") else None)
+
+
+def _finish_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is still pending (SDK receive tasks, turns) and let it finish, so closing the
+    loop destroys no pending task (no "Task was destroyed but it is pending!")."""
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    # results of cancelled calls may still be being written by the executor: wait for them, so
+    # the session's record that follows counts them
+    loop.run_until_complete(loop.shutdown_default_executor())
 
 
 def run_batch(
@@ -159,7 +186,8 @@ def run_batch(
         caller=caller, mode=mode, repeats=repeats, concurrency=concurrency, max_duration_s=max_duration_s,
         latency_ms=latency_ms, personas_path=str(personas), agents_path=str(agents),
         voicelab_version=__version__, sdk_version=sdk.sdk_version())
-    run = RunStore(runs_root).create(manifest)
+    store = RunStore(runs_root)
+    run = store.create(manifest) if run_id else store.create_new(manifest)
     return _execute(run, dataset, progress=progress, cancel_event=cancel_event, local_url=local_url)
 
 
@@ -169,26 +197,42 @@ def resume_batch(run_id: str, *, runs_root: str = "runs", progress: bool = True,
     run = RunStore(runs_root).open(run_id)
     m = run.manifest
     dataset = load_dataset(m.personas_path or "datasets/personas", m.agents_path or "datasets/agents")
-    return _execute(run, dataset, progress=progress, cancel_event=cancel_event, local_url=local_url)
+    missing = sorted(set(m.personas) - set(dataset.personas))
+    if missing:
+        raise UsageError(f"run '{run_id}' calls persona '{missing[0]}', which {m.personas_path} no longer defines: "
+                         "restore it, or start a new run")
+    runners.preflight([dataset.request(pid, backend=m.backend, caller=m.caller, mode=m.mode) for pid in m.personas])
+    return _execute(run, dataset, progress=progress, cancel_event=cancel_event, local_url=local_url, resumed=True)
 
 
 def _execute(run: Run, dataset: Dataset, *, progress: bool, cancel_event: threading.Event | None,
-             local_url: str | None) -> BatchOutcome:
-    m = run.manifest
-    plan = plan_calls(run, dataset)
-    m.state, m.ended_at = "running", None
-    run.save_manifest()
-    sink = _Progress(run, len(plan), progress)
-    place = runners.runner(m.caller).run
-    interrupted = True  # until the batch returns normally (an exception also leaves it resumable)
-    try:
-        with backend_url(m.backend, dataset, latency_ms=m.latency_ms, local_url=local_url) as base_url:
-            with heap.frozen():  # loaded and started: collections now scan only the calls
-                interrupted = _run_in_thread(lambda: place(plan, base_url, m.concurrency, sink),
-                                             cancel_event or threading.Event())
-    finally:
-        sink.close()
-        m.state = "interrupted" if interrupted else "finished"
-        m.ended_at = utc_now_iso()
+             local_url: str | None, resumed: bool = False) -> BatchOutcome:
+    with run.placing():  # one writer per run: a second process is refused here, before anything
+        m = run.manifest
+        plan = plan_calls(run, dataset)
+        session = RunSession(resumed=resumed, calls_planned=len(plan))
+        m.sessions.append(session)
+        m.state, m.ended_at = "running", None
         run.save_manifest()
-    return BatchOutcome(run=run, interrupted=interrupted)
+        sink = _Progress(run, len(plan), progress)
+        place = runners.runner(m.caller).run
+        stopped_by: str | None = "error"  # until the batch returns (an exception also leaves it resumable)
+        try:
+            with backend_url(m.backend, dataset, latency_ms=m.latency_ms, local_url=local_url) as base_url:
+                with heap.frozen():  # loaded and started: collections now scan only the calls
+                    stopped_by = _run_in_thread(lambda: place(plan, base_url, m.concurrency, sink),
+                                                cancel_event or threading.Event())
+        except KeyboardInterrupt as exc:  # while the backend started or stopped
+            stopped_by = signals.name(signals.exit_code(exc))
+            raise
+        except BaseException as exc:
+            stopped_by = f"error: {exc}"
+            raise
+        finally:
+            sink.close()
+            m.state = session.state = "interrupted" if stopped_by else "finished"
+            session.stopped_by = stopped_by
+            session.calls_stored = run.appended
+            m.ended_at = session.ended_at = utc_now_iso()
+            run.save_manifest()
+    return BatchOutcome(run=run, interrupted=stopped_by is not None, stopped_by=stopped_by)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import sys
 import textwrap
 
-from . import heap, runners
+from . import heap, runners, signals
 from .errors import UsageError, VoiceLabError
 
 EPILOG_PERSONAS = """example:
@@ -33,6 +32,29 @@ EPILOG_REPORT = """example:
   voicelab report run-20261121-101500            # writes reports/run-20261121-101500.html"""
 EPILOG_SERVE = """example:
   voicelab serve --port 8765          # then: ElevenLabs(base_url="http://127.0.0.1:8765")"""
+
+
+EXIT_CODES_RUN = """exit status (for CI):
+  0    every call succeeded (or --fail-under was met)
+  1    calls failed their checks or could not be placed
+  2    bad input or settings: nothing was placed (checked first, a hosted API key included)
+  130  interrupted by Ctrl+C (143 SIGTERM, 129 SIGHUP): what finished is stored; --resume continues"""
+
+
+#: `run` options that define a run, so they cannot be given with --resume.
+RUN_SETTINGS = ("personas", "agents", "persona", "agent", "repeats", "concurrency", "mode", "caller", "backend",
+                "latency_ms", "max_duration", "run_id")
+
+
+def rate(text: str) -> float:
+    """--fail-under: a share, 0.9 or 90%."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate: give a share such as 0.9 or 90%") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is outside 0..1 (0%..100%)")
+    return value
 
 
 def _add_dataset_args(p: argparse.ArgumentParser) -> None:
@@ -99,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=fmt,
                        description="Call every chosen persona (x repeats) with bounded concurrency, store each "
                                    "result in runs/<run_id>/ as it finishes, print a summary and write the "
-                                   "HTML report. Ctrl+C stops cleanly; --resume continues.")
+                                   "HTML report. Ctrl+C, SIGTERM and SIGHUP stop cleanly; --resume continues.\n\n"
+                                   + EXIT_CODES_RUN)
     _add_dataset_args(p)
     p.add_argument("--persona", nargs="+", metavar="ID", help="only these personas (default: all)")
     p.add_argument("--agent", metavar="ID", help="only personas that call this agent")
@@ -120,14 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default="runs", metavar="DIR", help="where runs are stored (default: runs)")
     p.add_argument("--reports", default="reports", metavar="DIR", help="where reports go (default: reports)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument("--fail-under", type=rate, metavar="RATE",
+                   help="exit 0 when at least this share of the run's calls succeeded (0.9 or 90%%), "
+                        "instead of only when all did")
 
     p = sub.add_parser("report", help="write the HTML report of a stored run", epilog=EPILOG_REPORT,
                        formatter_class=fmt,
                        description="Execute notebooks/report.ipynb for a stored run with papermill and convert "
-                                   "it to a self-contained HTML file (no code, charts embedded).")
+                                   "it to a self-contained HTML file (no code, charts embedded).\n\n"
+                                   "exit status: 0 written; 1 written, but --strict and unreadable lines; "
+                                   "2 bad input (no such run); 130/143/129 interrupted")
     p.add_argument("run_id", metavar="RUN_ID", help="a run id under --runs (or a run folder)")
     p.add_argument("--runs", default="runs", metavar="DIR", help="where runs are stored (default: runs)")
     p.add_argument("--reports", default="reports", metavar="DIR", help="where reports go (default: reports)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when the run's calls.jsonl has unreadable lines (the report is still written)")
 
     sub.add_parser("devices", help="list audio devices for voice calls", formatter_class=fmt,
                    description="List the microphones and speakers PortAudio sees, with the index or name to pass "
@@ -286,8 +316,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"  use it with: ElevenLabs(base_url=\"{url}\")  (Ctrl+C stops)", flush=True)
         await asyncio.Event().wait()
 
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         asyncio.run(main())
+    except KeyboardInterrupt as exc:  # Ctrl+C, SIGTERM, SIGHUP: the backend was stopped cleanly
+        print(f"voicelab local backend stopped ({signals.name(signals.exit_code(exc))})", file=sys.stderr)
+        return signals.exit_code(exc)
     return 0
 
 
@@ -297,8 +330,10 @@ def summary_text(tables) -> str:  # noqa: ANN001 - voicelab.tables.Tables
     calls = tables.calls
     latency = (f"latency p50 {k['latency_p50_ms']:.0f} ms, p95 {k['latency_p95_ms']:.0f} ms"
                if k["latency_p50_ms"] == k["latency_p50_ms"] else "no latency measured")  # NaN: none
-    lines = [f"{k['calls']} calls, {k['success_rate']:.0%} succeeded, {k['failed_calls']} failed; "
-             f"median duration {k['median_duration_s']:.1f} s; {latency}", ""]
+    rate_text = f" ({k['success_rate']:.0%})" if k["calls"] else ""
+    lines = [f"{k['calls']} calls: {k['passed']} passed{rate_text}, {k['failed_checks']} failed their checks, "
+             f"{k['failed_calls']} could not be placed or completed; median duration "
+             f"{k['median_duration_s']:.1f} s; {latency}", ""]
     if len(calls):
         lines.append(f"  {'persona':32} {'passed':>7} {'median s':>9}  failed checks")
         for persona_id, group in calls.groupby("persona_id"):
@@ -314,6 +349,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .tables import load_runs
 
     if args.resume:
+        defaults = vars(build_parser().parse_args(["run"]))
+        given = [f"--{name.replace('_', '-')}" for name in RUN_SETTINGS if getattr(args, name) != defaults[name]]
+        if given:
+            raise UsageError(f"{given[0]} cannot change a run being resumed (it keeps its stored settings): "
+                             f"drop {', '.join(given)}, or start a new run")
         outcome = resume_batch(args.resume, runs_root=args.runs, local_url=args.local_url)
     else:
         outcome = run_batch(args.personas, args.agents, persona_ids=args.persona, agent=args.agent,
@@ -326,21 +366,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     tables = load_runs(run_id, root=args.runs)
     print(summary_text(tables))
     if outcome.interrupted:
-        print(f"\ninterrupted: what finished is stored; continue with `voicelab run --resume {run_id}`")
-        return 130
+        print(f"\ninterrupted ({outcome.stopped_by}): what finished is stored; "
+              f"continue with `voicelab run --resume {run_id}`")
+        return signals.exit_code()
     if not args.no_report:
         print("\nwriting the report ...", flush=True)
         path = build_report(run_id, runs_root=args.runs, reports_dir=args.reports)
         print(f"report: {path}")
-    return 0
+    return run_exit_code(tables.kpis(), args.fail_under)
+
+
+def run_exit_code(kpis: dict, fail_under: float | None) -> int:
+    """0 when every call succeeded, or at least `fail_under` of them; else 1."""
+    if not kpis["calls"]:
+        return 0
+    rate = kpis["success_rate"]
+    ok = rate >= fail_under if fail_under is not None else kpis["passed"] == kpis["calls"]
+    if fail_under is not None:
+        print(f"{rate:.0%} of calls succeeded: {'at least' if ok else 'under'} --fail-under {fail_under:.0%}")
+    return 0 if ok else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
+    from .store import RunStore
 
+    run = RunStore(args.runs).open(args.run_id)
+    run.results()  # warns on the terminal about lines it cannot read; the report's header says so too
     path = build_report(args.run_id, runs_root=args.runs, reports_dir=args.reports)
     print(f"report: {path}")
-    return 0
+    return 1 if args.strict and run.unreadable_lines else 0
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -363,14 +418,16 @@ COMMANDS = {"personas": cmd_personas, "devices": cmd_devices, "call": cmd_call, 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    signals.install()  # SIGTERM and SIGHUP are Ctrl+C
     try:
         return COMMANDS[args.command](args)
     except VoiceLabError as exc:
         print(f"voicelab: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("voicelab: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        code = signals.exit_code(exc)
+        print(f"voicelab: interrupted ({signals.name(code)})", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

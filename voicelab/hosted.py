@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from elevenlabs import ElevenLabs
 from elevenlabs.core.api_error import ApiError
 
-from .errors import BackendError
+from .errors import BackendError, ConfigError
 from .models import PlatformConversation
 
 T = TypeVar("T")
@@ -75,6 +75,17 @@ def with_retries(fn: Callable[[], T], *, what: str, log: list[dict] | None = Non
         except OSError as exc:
             raise BackendError(f"{what} failed: cannot reach the backend ({exc})") from None
     raise AssertionError("unreachable")
+
+
+def check_access(client: ElevenLabs, agent_id: str) -> None:
+    """One cheap authenticated request before a hosted run places anything: the key is accepted
+    and the agent exists (ConfigError otherwise), so a wrong key is one line and exit 2, not a
+    run of calls that each fail with 401."""
+    try:
+        with_retries(lambda: client.conversational_ai.agents.get(agent_id, request_options=NO_SDK_RETRIES),
+                     what=f"checking the API key and agent '{agent_id}' before placing calls")
+    except BackendError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def signed_ws_url(client: ElevenLabs, agent_id: str, log: list[dict]) -> str:

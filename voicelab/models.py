@@ -312,8 +312,21 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class RunSession(BaseModel):
+    """One sitting of a run: its first start or a resume, and how it ended."""
+
+    started_at: str = Field(default_factory=utc_now_iso)
+    ended_at: str | None = None
+    resumed: bool = False
+    state: Literal["running", "finished", "interrupted"] = "running"
+    #: What stopped an interrupted session: "Ctrl+C", "SIGTERM", "SIGHUP", or "error: ...".
+    stopped_by: str | None = None
+    calls_planned: int = 0
+    calls_stored: int = 0
+
+
 class RunManifest(BaseModel):
-    """What a run was asked to do (runs/<run_id>/run.json)."""
+    """What a run was asked to do (runs/<run_id>/run.json), and the sessions that did it."""
 
     run_id: str
     personas: list[str]
@@ -334,6 +347,7 @@ class RunManifest(BaseModel):
     started_at: str = Field(default_factory=utc_now_iso)
     ended_at: str | None = None
     state: Literal["running", "finished", "interrupted"] = "running"
+    sessions: list[RunSession] = Field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- a call while it runs

@@ -42,23 +42,39 @@ def _fmt(value: float, unit: str = "", digits: int = 0) -> str:
 
 
 def header_html(tables: Tables) -> str:
-    """Title, what was run, and the KPI summary."""
+    """Title, what was run (agent, backend, caller, mode, latency), its sessions, what could not
+    be read, and the KPI summary."""
     k = tables.kpis()
     runs = ", ".join(html.escape(r) for r in tables.manifests) or "no run"
-    m = next(iter(tables.manifests.values()), None)
-    what = (f"{len(m.personas)} personas x {m.repeats} repeats on the {m.backend} backend, "
-            f"{m.caller} caller, {m.mode} mode; started {m.started_at}, state: {m.state}") if m else ""
+    parts = [f"{STYLE}<h1>voicelab report: {runs}</h1>"]
+    for m in tables.manifests.values():
+        agents = m.agent or ", ".join(sorted({i.get("agent", "?") for i in m.persona_info.values()})) or "?"
+        latency = f", {m.latency_ms:g} ms injected latency" if m.backend == "local" else ""
+        parts.append(f'<p class="vl-what">{html.escape(m.run_id)}: agent {html.escape(agents)}; '
+                     f"{len(m.personas)} personas x {m.repeats} repeats on the {m.backend} backend{latency}, "
+                     f"{html.escape(m.caller)} caller, {m.mode} mode; state: <b>{m.state}</b></p>")
+        if len(m.sessions) > 1 or any(s.state == "interrupted" for s in m.sessions):
+            rows = "".join(
+                f"<tr><td>{'resumed' if s.resumed else 'started'}</td><td>{html.escape(s.started_at)}</td>"
+                f"<td>{html.escape(s.ended_at or '')}</td><td>{s.state}</td>"
+                f"<td>{html.escape(s.stopped_by or '')}</td><td>{s.calls_stored}/{s.calls_planned}</td></tr>"
+                for s in m.sessions)
+            parts.append('<table class="vl-table vl-sessions"><tr><th>session</th><th>started</th><th>ended</th>'
+                         f"<th>state</th><th>stopped by</th><th>calls stored / planned</th></tr>{rows}</table>")
+    for run_id, problem in tables.unreadable.items():
+        parts.append(f'<p class="vl-fail vl-unreadable">{html.escape(run_id)}: calls.jsonl has '
+                     f"{html.escape(problem)}. They are not in this report.</p>")
     cards = [
         ("calls", str(k["calls"])),
         ("success rate", _fmt(k["success_rate"] * 100, " %")),
-        ("failed calls", str(k["failed_calls"])),
+        ("failed their checks", str(k["failed_checks"])),
+        ("could not be placed or completed", str(k["failed_calls"])),
         ("median duration", _fmt(k["median_duration_s"], " s", 1)),
         ("latency p50", _fmt(k["latency_p50_ms"], " ms")),
         ("latency p95", _fmt(k["latency_p95_ms"], " ms")),
     ]
     kpis = "".join(f'<div class="vl-kpi"><b>{v}</b><span>{html.escape(n)}</span></div>' for n, v in cards)
-    return (f"{STYLE}<h1>voicelab report: {runs}</h1><p>{html.escape(what)}</p>"
-            f'<div class="vl-kpis" id="vl-kpis">{kpis}</div>')
+    return "".join(parts) + f'<div class="vl-kpis" id="vl-kpis">{kpis}</div>'
 
 
 def failures_html(tables: Tables) -> str:

@@ -8,11 +8,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from .errors import RunStoreError
 from .evaluate import percentile
 from .models import CallResult, PlatformConversation, PlatformTestRun, RunManifest
 from .store import DEFAULT_ROOT, RunStore
@@ -97,6 +99,11 @@ def kpis(calls: pd.DataFrame, turns: pd.DataFrame) -> dict[str, float]:
     return {
         "calls": len(calls),
         "success_rate": float(calls["success"].mean()) if len(calls) else float("nan"),
+        "passed": int(calls["success"].sum()) if len(calls) else 0,
+        #: completed calls whose checks failed
+        "failed_checks": int(((calls["status"] == "completed") & ~calls["success"].astype(bool)).sum())
+        if len(calls) else 0,
+        #: calls that could not be placed or completed (error, disconnect, cancel)
         "failed_calls": int((calls["status"] == "failed").sum()) if len(calls) else 0,
         "median_duration_s": float(calls["duration_s"].median()) if len(calls) else float("nan"),
         "latency_p50_ms": percentile(latencies, 50),
@@ -110,6 +117,8 @@ class Tables:
     manifests: dict[str, RunManifest]
     calls: pd.DataFrame
     turns: pd.DataFrame
+    #: run id -> what could not be read of its calls.jsonl (reports show it in their header)
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     def kpis(self) -> dict[str, float]:
         return kpis(self.calls, self.turns)
@@ -123,13 +132,21 @@ class Tables:
         return calls_path, turns_path
 
 
-def load_runs(*run_ids: str, root: str | Path = DEFAULT_ROOT) -> Tables:
-    """Tables for one or more stored runs (ids under `root`, or run folders)."""
+def load_runs(*run_ids: str | Iterable[str], root: str | Path = DEFAULT_ROOT) -> Tables:
+    """Tables for one or more stored runs (ids under `root`, or run folders): `load_runs("a")`,
+    `load_runs("a", "b")` or `load_runs(["a", "b"])`."""
+    ids = [i for item in run_ids for i in ([item] if isinstance(item, str | Path) else item)]
+    if not ids:
+        raise RunStoreError("load_runs needs at least one run id (see `ls runs/`)")
     store = RunStore(root)
     results: list[CallResult] = []
     manifests: dict[str, RunManifest] = {}
-    for run_id in run_ids:
-        run = store.open(run_id)
+    unreadable: dict[str, str] = {}
+    for run_id in ids:
+        run = store.open(str(run_id))
         manifests[run.run_id] = run.manifest
         results.extend(run.results())
-    return Tables(results, manifests, calls_table(results, manifests), turns_table(results, manifests))
+        if run.unreadable_lines:
+            unreadable[run.run_id] = run.unreadable_summary()
+    return Tables(results, manifests, calls_table(results, manifests), turns_table(results, manifests),
+                  unreadable)

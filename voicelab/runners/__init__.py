@@ -17,7 +17,9 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Protocol
 
 from ..callers.scripted import ScriptedCaller
+from ..connection import connect
 from ..errors import UsageError
+from ..hosted import check_access
 from .conversation import ConversationRunner
 from .phone import PhoneRunner
 from .platform import PlatformRunner
@@ -85,6 +87,13 @@ def preflight(requests: list[CallRequest]) -> None:
         if request.mode not in r.modes:
             raise UsageError(f"caller '{r.name}' cannot place {request.mode} calls (it plays: {', '.join(r.modes)})")
         r.preflight(request)
+    checked: set[tuple[int, str]] = set()
+    for request in requests:  # hosted: the key and agent, once each, by one authenticated request
+        if request.backend == "elevenlabs":
+            connection = connect(request)
+            if (id(connection.client), connection.agent_id) not in checked:
+                check_access(connection.client, connection.agent_id)
+                checked.add((id(connection.client), connection.agent_id))
 
 
 __all__ = ["RUNNERS", "Runner", "Sink", "names", "preflight", "runner", "turn_policy"]

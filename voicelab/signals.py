@@ -1,0 +1,53 @@
+"""SIGTERM and SIGHUP mean what Ctrl+C means.
+
+CI runners, `timeout` and `docker stop` send SIGTERM; a closed terminal sends SIGHUP. Both are
+turned into `Stopped`, a KeyboardInterrupt, so every path that already handles Ctrl+C (in-flight
+calls recorded as cancelled, the run marked interrupted, the summary and the resume hint) handles
+them too, and the exit status says which signal it was (128 + its number: 130, 143, 129).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+#: The signals treated as Ctrl+C besides SIGINT itself.
+HANDLED = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal arrived; `signum` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_received: list[int] = []
+
+
+def _raise(signum: int, _frame: FrameType | None) -> None:
+    _received.append(signum)
+    raise Stopped(signum)
+
+
+def install() -> None:
+    """Route SIGTERM and SIGHUP to `Stopped` (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in HANDLED:
+            signal.signal(signum, _raise)
+
+
+def exit_code(exc: BaseException | None = None) -> int:
+    """128 + the signal that stopped us: from `exc` if it is a `Stopped`, else the last one
+    received, else SIGINT (Ctrl+C)."""
+    if isinstance(exc, Stopped):
+        return 128 + exc.signum
+    return 128 + (_received[-1] if _received else signal.SIGINT)
+
+
+def name(code: int) -> str:
+    """'Ctrl+C' or 'SIGTERM' for an exit code made by `exit_code`."""
+    signum = code - 128
+    return "Ctrl+C" if signum == signal.SIGINT else signal.Signals(signum).name

@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import textwrap
+from typing import NoReturn
 
 from . import heap, runners, signals
 from .errors import UsageError, VoiceLabError
@@ -46,6 +47,39 @@ RUN_SETTINGS = ("personas", "agents", "persona", "agent", "repeats", "concurrenc
                 "latency_ms", "max_duration", "run_id")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a mistake reported as one line (not the usage block) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def number(kind: type, low: float | None = None, high: float | None = None, *, above: bool = False):  # noqa: ANN201
+    """An argparse type: an int or float within [low, high] (or above `low` when `above`)."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") \
+                from None
+        if value != value or (low is not None and (value <= low if above else value < low)) or \
+                (high is not None and value > high):
+            bound = (f"more than {low:g}" if above else f"at least {low:g}") if high is None else f"{low:g}..{high:g}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: use {bound}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def run_id(text: str) -> str:
+    from .store import RUN_ID
+
+    if not RUN_ID.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not usable as a folder name: use letters, digits, '.', '_' "
+                                         "and '-', starting with a letter or digit")
+    return text
+
+
 def rate(text: str) -> float:
     """--fail-under: a share, 0.9 or 90%."""
     try:
@@ -68,23 +102,23 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["local", "elevenlabs"], default="local",
                    help="local: the embedded offline backend (default); elevenlabs: the hosted platform, "
                         "needs ELEVENLABS_API_KEY in the environment or .env")
-    p.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",
+    p.add_argument("--latency-ms", type=number(float, 0), default=0.0, metavar="MS",
                    help="local backend only: the agent's response time, from the end of the caller's turn "
                         "to its answer (default: 0)")
-    p.add_argument("--max-duration", type=float, default=60.0, metavar="S",
+    p.add_argument("--max-duration", type=number(float, 0, above=True), default=60.0, metavar="S",
                    help="end a call with end_reason timeout after this many seconds, unless the persona "
                         "sets caller.timeout_s; never before the persona's expect.max_duration_s "
                         "(default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="voicelab",
         description="Test ElevenLabs voice agents with personas: single calls, batches and reports. "
                     "Runs offline against an embedded ElevenLabs-compatible backend by default.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     fmt = argparse.RawDescriptionHelpFormatter
 
     p = sub.add_parser("personas", help="list and validate personas", epilog=EPILOG_PERSONAS,
@@ -126,8 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset_args(p)
     p.add_argument("--persona", nargs="+", metavar="ID", help="only these personas (default: all)")
     p.add_argument("--agent", metavar="ID", help="only personas that call this agent")
-    p.add_argument("--repeats", type=int, default=1, metavar="N", help="calls per persona (default: 1)")
-    p.add_argument("--concurrency", type=int, default=8, metavar="N", help="calls at once (default: 8)")
+    p.add_argument("--repeats", type=number(int, 1, 10_000), default=1, metavar="N",
+                   help="calls per persona (default: 1)")
+    p.add_argument("--concurrency", type=number(int, 1, 1024), default=8, metavar="N",
+                   help="calls at once (default: 8)")
     p.add_argument("--mode", choices=["text", "voice"], default="text",
                    help="text messages, or voice: the persona speaks (espeak-ng) and the agent's audio is "
                         "recorded to runs/<id>/audio/ (default: text)")
@@ -138,8 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local-url", metavar="URL", default=None,
                    help="use an already running local backend (`voicelab serve`) instead of starting one; "
                         "--latency-ms then belongs to that server")
-    p.add_argument("--run-id", metavar="ID", help="name of the run (default: run-<UTC timestamp>)")
-    p.add_argument("--resume", metavar="RUN_ID", help="continue a stored run: place only missing calls")
+    p.add_argument("--run-id", type=run_id, metavar="ID", help="name of the run (default: run-<UTC timestamp>)")
+    p.add_argument("--resume", type=run_id, metavar="RUN_ID", help="continue a stored run: place only missing calls")
     p.add_argument("--runs", default="runs", metavar="DIR", help="where runs are stored (default: runs)")
     p.add_argument("--reports", default="reports", metavar="DIR", help="where reports go (default: reports)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
@@ -168,19 +204,20 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Serve the agent specs over the ElevenLabs REST and websocket API on "
                                    "one port, until Ctrl+C. Prints the base URL to give the SDK.")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
-    p.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default: %(default)s)")
+    p.add_argument("--port", type=number(int, 0, 65535), default=0,
+                   help="port; 0 picks a free one (default: %(default)s)")
     p.add_argument("--agents", default="datasets/agents", metavar="DIR",
                    help="folder of agent spec YAML files (default: %(default)s)")
-    p.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",
+    p.add_argument("--latency-ms", type=number(float, 0), default=0.0, metavar="MS",
                    help="the agent's response time, from the end of the caller's turn to its answer "
                         "(default: 0)")
     p.add_argument("--personas", default=None, metavar="PATH",
                    help="personas that pick up outbound phone calls, found by their phone_number "
                         "(default: datasets/personas, if they call the served agents)")
-    p.add_argument("--history-limit", type=int, default=1000, metavar="N",
+    p.add_argument("--history-limit", type=number(int, 1), default=1000, metavar="N",
                    help="conversations kept for GET/list/audio; older finished ones are dropped "
                         "(default: %(default)s)")
-    p.add_argument("--silence-ms", type=float, default=500, metavar="MS",
+    p.add_argument("--silence-ms", type=number(float, 0, above=True), default=500, metavar="MS",
                    help="voice calls: this much quiet after speech ends the caller's turn (default: %(default)s)")
     p.add_argument("--require-key", action="store_true",
                    help="make every agent private: REST needs xi-api-key = $ELEVENLABS_API_KEY, "

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .errors import DatasetError
-from .models import AgentSpec, CallRequest, LocalText, Persona
+from .models import AgentSpec, CallRequest, FlowStep, LocalText, Persona
 
 VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 DEFAULT_PERSONAS = Path("datasets/personas")
@@ -60,13 +60,100 @@ def agent_variables(agent: AgentSpec) -> set[str]:
 # --------------------------------------------------------------------------- YAML + pydantic
 
 
-def _read_yaml(path: Path) -> Any:
+#: Most values a YAML file may expand to through anchors and aliases (a "billion laughs" file
+#: expands to gigabytes from a few lines; a real persona file has a few hundred values).
+MAX_YAML_VALUES = 100_000
+
+
+class _YamlProblem(ValueError):
+    """A YAML file that parses but must be refused; the message says why, the mark says where."""
+
+    def __init__(self, problem: str, line: int | None = None) -> None:
+        super().__init__(problem)
+        self.line = line
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses duplicate keys (YAML itself lets the last one silently win)."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *defaults`: merged keys may be overridden, that is what merging is for
+        key = loader.construct_object(key_node)
+        try:
+            if key in seen:
+                raise _YamlProblem(f"duplicate key {key!r} (first at line {seen[key]}; YAML would keep only the "
+                                   "last)", key_node.start_mark.line + 1)
+            seen[key] = key_node.start_mark.line + 1
+        except TypeError:  # an unhashable key: the constructor below explains it
+            continue
+    return loader.construct_mapping(node)  # merges `<<`, refuses unhashable keys
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def _expanded_values(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """How many values `node` stands for once its aliases are expanded (each alias counted in full)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        raise _YamlProblem("an alias refers to a node that contains it (a recursive structure)",
+                           node.start_mark.line + 1)
+    open_nodes.add(key)
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_values(child, sizes, open_nodes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_values(k, sizes, open_nodes) + _expanded_values(v, sizes, open_nodes)
+                       for k, v in node.value)
+    else:
+        size = 1
+    open_nodes.discard(key)
+    if size > MAX_YAML_VALUES:
+        raise _YamlProblem(f"anchors and aliases expand to more than {MAX_YAML_VALUES:,} values",
+                           node.start_mark.line + 1)
+    sizes[key] = size
+    return size
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse one YAML document: safe types only, no duplicate keys, bounded alias expansion."""
+    loader = _StrictLoader(text)
     try:
-        text = path.read_text(encoding="utf-8")
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_values(node, {}, set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def read_text(path: Path) -> str:
+    """A file's text, or DatasetError naming the file (and the byte, if it is not UTF-8)."""
+    try:
+        data = path.read_bytes()
     except OSError as exc:
         raise DatasetError(f"cannot be read ({exc.strerror})", file=str(path)) from None
     try:
-        return yaml.safe_load(text)
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise DatasetError(f"is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line})",
+                           file=str(path), fix="save the file as UTF-8") from None
+
+
+def _read_yaml(path: Path) -> Any:
+    text = read_text(path)
+    try:
+        return parse_yaml(text)
+    except _YamlProblem as exc:
+        where = f" at line {exc.line}" if exc.line else ""
+        raise DatasetError(f"is refused{where}: {exc}", file=str(path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -74,6 +161,8 @@ def _read_yaml(path: Path) -> Any:
         raise DatasetError(
             f"is not valid YAML{where}: {problem}", file=str(path), fix="check indentation and quoting"
         ) from None
+    except RecursionError:
+        raise DatasetError("is nested too deeply to read", file=str(path)) from None
 
 
 def _loc(loc: Iterable[Any]) -> str:
@@ -113,6 +202,10 @@ def _build(model: type[BaseModel], raw: Any, **where: Any) -> Any:
 
 def load_agents(folder: str | Path = DEFAULT_AGENTS) -> dict[str, AgentSpec]:
     """Load every `*.yaml` agent spec in `folder`, keyed by id."""
+    return _load_agents(folder)[0]
+
+
+def _load_agents(folder: str | Path) -> tuple[dict[str, AgentSpec], dict[str, Path]]:
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError("agents folder not found", file=str(folder),
@@ -127,13 +220,14 @@ def load_agents(folder: str | Path = DEFAULT_AGENTS) -> dict[str, AgentSpec]:
         agent_id = raw.get("id") if isinstance(raw.get("id"), str) else None
         agent = _build(AgentSpec, raw, file=path, agent=agent_id)
         _check_flow(agent, path)
+        _check_placeholders(agent, path)
         if agent.id in agents:
             raise DatasetError(f"duplicate agent id, also defined in {sources[agent.id]}", file=str(path),
                                agent=agent.id, field="id", fix="give each agent a unique id")
         agents[agent.id], sources[agent.id] = agent, path
     if not agents:
         raise DatasetError("no agent files (*.yaml) found", file=str(folder))
-    return agents
+    return agents, sources
 
 
 def _check_flow(agent: AgentSpec, path: Path) -> None:
@@ -152,8 +246,67 @@ def _check_flow(agent: AgentSpec, path: Path) -> None:
             raise DatasetError("an intent needs `goto: <step>` or `repeat: true`", file=str(path),
                                agent=agent.id, field=field)
         if intent.goto is not None and intent.goto not in flow.steps:
-            raise DatasetError(f"goto names unknown step '{intent.goto}'", file=str(path),
-                               agent=agent.id, field=f"{field}.goto")
+            raise DatasetError(f"goto names unknown step '{intent.goto}' (steps: {', '.join(flow.steps)})",
+                               file=str(path), agent=agent.id, field=f"{field}.goto")
+    # the flow as a graph: every step reachable from start, and none a dead end
+    everywhere = [i.goto for i in flow.any if i.goto]
+
+    def exits(step: FlowStep) -> list[str]:
+        return [i.goto for i in step.intents if i.goto] + everywhere + ([step.on_no_match] if step.on_no_match else [])
+
+    reached, todo = {flow.start}, [flow.start]
+    while todo:
+        for target in exits(flow.steps[todo.pop()]):
+            if target not in reached:
+                reached.add(target)
+                todo.append(target)
+    for name, step in flow.steps.items():
+        if name not in reached:
+            raise DatasetError(f"step '{name}' is never reached from start step '{flow.start}'", file=str(path),
+                               agent=agent.id, field=f"flow.steps.{name}",
+                               fix="add an intent or on_no_match that goes to it, or remove it")
+        if not step.end_call and not exits(step):
+            raise DatasetError(f"step '{name}' has no way out: the call would stay in it until it times out",
+                               file=str(path), agent=agent.id, field=f"flow.steps.{name}",
+                               fix="give it an intent with goto, an on_no_match, or end_call: true")
+
+
+def agent_texts(agent: AgentSpec) -> list[tuple[str, str]]:
+    """Every text of the agent that may hold {{variables}}, with its field path."""
+    out: list[tuple[str, str]] = []
+
+    def add(field: str, text: LocalText | None) -> None:
+        if isinstance(text, str):
+            out.append((field, text))
+        elif isinstance(text, dict):
+            out.extend((f"{field}.{lang}", t) for lang, t in text.items())
+
+    add("first_message", agent.first_message)
+    add("prompt", agent.prompt)
+    add("context", agent.context)
+    add("flow.reprompt", agent.flow.reprompt)
+    add("flow.silence.say", agent.flow.silence.say)
+    add("flow.silence.goodbye", agent.flow.silence.goodbye)
+    for name, step in agent.flow.steps.items():
+        add(f"flow.steps.{name}.say", step.say)
+        add(f"flow.steps.{name}.reprompt", step.reprompt)
+    return out
+
+
+def _check_placeholders(agent: AgentSpec, path: Path) -> None:
+    """Every `{{` opens a well-formed {{name}}: an unclosed one would reach the caller as is."""
+    for field, text in agent_texts(agent):
+        for opening in re.finditer(r"\{\{", text):
+            if not VARIABLE.match(text, opening.start()):
+                snippet = text[opening.start():opening.start() + 24].split("\n")[0]
+                raise DatasetError(f"malformed placeholder '{snippet}': write {{{{name}}}} with letters, digits "
+                                   "and underscores, closed by }}", file=str(path), agent=agent.id, field=field)
+
+
+def agent_languages(agent: AgentSpec) -> set[str]:
+    """The languages the agent has words for: its own, and every variant of its first message."""
+    first = agent.first_message
+    return {agent.language} | (set(first) if isinstance(first, dict) else set())
 
 
 # --------------------------------------------------------------------------- personas
@@ -214,7 +367,7 @@ def persona_files(path: str | Path) -> list[Path]:
 
 def load_dataset(personas: str | Path = DEFAULT_PERSONAS, agents: str | Path = DEFAULT_AGENTS) -> Dataset:
     """Load and cross-check personas against the agents they call."""
-    agent_specs = load_agents(agents)
+    agent_specs, agent_files = _load_agents(agents)
     found: dict[str, Persona] = {}
     files: dict[str, Path] = {}
     for path in persona_files(personas):
@@ -237,6 +390,7 @@ def load_dataset(personas: str | Path = DEFAULT_PERSONAS, agents: str | Path = D
             persona = _build(Persona, item, file=path, persona=pid or f"#{index + 1}")
             _cross_check(persona, path, agent_specs, found, files)
             found[persona.id], files[persona.id] = persona, path
+    _check_variables(found, files, agent_specs, agent_files)
     return Dataset(personas=found, agents=agent_specs, persona_files=files)
 
 
@@ -249,11 +403,40 @@ def _cross_check(persona: Persona, path: Path, agents: dict[str, AgentSpec],
         raise DatasetError(f"unknown agent id '{persona.agent}' (known: {', '.join(sorted(agents))})",
                            file=str(path), persona=persona.id, field="agent",
                            fix="use the id of a file in the agents folder")
-    missing = sorted(required_variables(agents[persona.agent]) - set(persona.variables))
-    if missing:
-        raise DatasetError(
-            f"agent '{persona.agent}' uses {{{{{missing[0]}}}}} but the persona does not set it"
-            + (f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""),
-            file=str(path), persona=persona.id, field=f"variables.{missing[0]}",
-            fix=f"add `{missing[0]}: ...` under variables",
-        )
+    agent = agents[persona.agent]
+    if persona.language not in agent_languages(agent):
+        raise DatasetError(f"language '{persona.language}' is not one agent '{agent.id}' speaks "
+                           f"({', '.join(sorted(agent_languages(agent)))})", file=str(path), persona=persona.id,
+                           field="language", fix=f"give the agent a '{persona.language}' first_message variant, "
+                                                 "or use one of its languages")
+
+
+def _check_variables(personas: dict[str, Persona], files: dict[str, Path], agents: dict[str, AgentSpec],
+                     agent_files: dict[str, Path]) -> None:
+    """Every {{variable}} an agent uses is set by each persona that calls it. A name that none of
+    its callers sets is the agent file's mistake (a typo there), not every persona's."""
+    import difflib
+
+    known = {name for p in personas.values() for name in p.variables}
+    for agent_id, agent in agents.items():
+        callers = [p for p in personas.values() if p.agent == agent_id]
+        for name in sorted(required_variables(agent)):
+            lacking = [p for p in callers if name not in p.variables]
+            field = next(f for f, text in agent_texts(agent) if name in variables_in(text))
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+            # the agent's fault when nobody sets it and it looks like a typo of a name they do set,
+            # or when several personas call it and not one sets it
+            if name not in known and (close or len(callers) >= 2):
+                said = f"none of the {len(callers)} personas that call it sets it" if callers else \
+                    "no persona sets it"
+                raise DatasetError(
+                    f"uses {{{{{name}}}}} but {said}" + (f"; did you mean {{{{{close[0]}}}}}?" if close else ""),
+                    file=str(agent_files[agent_id]), agent=agent_id, field=field,
+                    fix=f"correct the name, or add `{name}` to the personas' variables "
+                        "(or to platform.placeholders with a default)")
+            if lacking:
+                persona = lacking[0]
+                raise DatasetError(
+                    f"agent '{agent_id}' uses {{{{{name}}}}} but the persona does not set it",
+                    file=str(files[persona.id]), persona=persona.id, field=f"variables.{name}",
+                    fix=f"add `{name}: ...` under variables")

@@ -21,8 +21,18 @@ Style = Literal["cooperative", "impatient", "confused", "silent", "interrupting"
 EndReason = Literal["agent_ended", "caller_ended", "timeout", "disconnected", "error", "cancelled"]
 STYLES: tuple[str, ...] = ("cooperative", "impatient", "confused", "silent", "interrupting")
 
+#: The languages an ElevenLabs agent speaks (ISO 639-1, and fil); a region may follow: pt-BR.
+LANGUAGES = {"en", "ja", "zh", "de", "hi", "fr", "ko", "pt", "it", "es", "id", "nl", "tr", "fil", "pl", "sv", "bg",
+             "ro", "ar", "cs", "el", "fi", "hr", "ms", "sk", "da", "ta", "uk", "ru", "hu", "no", "vi"}
 ID_PATTERN = re.compile(r"^[a-z0-9-]+$")
 E164_PATTERN = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+def known_language(value: str) -> str:
+    if value.split("-")[0].lower() not in LANGUAGES:
+        raise ValueError(f"unknown language {value!r}: use a code an ElevenLabs agent speaks "
+                         f"({', '.join(sorted(LANGUAGES))})")
+    return value
+
 
 def _id_shape(value: str) -> str:
     if not ID_PATTERN.match(value):
@@ -83,8 +93,8 @@ class CallerSpec(_Strict):
 class Expectations(_Strict):
     agent_says: list[str] = Field(default_factory=list)
     agent_never_says: list[str] = Field(default_factory=list)
-    max_duration_s: float | None = None
-    min_turns: int | None = None
+    max_duration_s: float | None = Field(default=None, gt=0)
+    min_turns: int | None = Field(default=None, ge=0)
     ended_by: Literal["agent", "caller", "any"] | None = None
 
 
@@ -102,9 +112,19 @@ class Persona(_Strict):
     @classmethod
     def _variables_as_strings(cls, v: object) -> object:
         # YAML turns 42 into an int and yes into True; dynamic variables are strings on the wire.
+        # A mapping or list is refused, never str()-ed (an alias bomb would expand in str()).
         if isinstance(v, dict):
+            for key, val in v.items():
+                if isinstance(val, dict | list):
+                    raise ValueError(f"variable {key!r} is a {'mapping' if isinstance(val, dict) else 'list'}; "
+                                     "dynamic variables are single values (text, a number, true/false)")
             return {str(k): ("" if val is None else str(val)) for k, val in v.items()}
         return v
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, v: str) -> str:
+        return known_language(v)
 
     @field_validator("variables")
     @classmethod
@@ -135,7 +155,7 @@ class FlowStep(_Strict):
     intents: list[Intent] = Field(default_factory=list)
     reprompt: LocalText | None = None
     #: After this many unmatched caller turns in this step, go to `on_no_match` (if set).
-    max_reprompts: int = 2
+    max_reprompts: int = Field(default=2, ge=0)
     on_no_match: str | None = None
     #: The agent ends the call (end_call) right after saying this step.
     end_call: bool = False
@@ -146,11 +166,11 @@ class FlowStep(_Strict):
 class Silence(_Strict):
     """What the agent does when the caller says nothing (the platform's turn timeout)."""
 
-    after_s: float = 4.0
+    after_s: float = Field(default=4.0, gt=0)
     say: LocalText = "Are you still there?"
     #: End the call after this many silent re-prompts in a row; None: keep asking until the
     #: call's own timeout.
-    end_after: int | None = None
+    end_after: int | None = Field(default=None, ge=1)
     goodbye: LocalText = "I will try again later. Goodbye."
 
 
@@ -195,7 +215,7 @@ class PlatformSettings(_Strict):
 class AgentSpec(_Strict):
     id: Id
     name: str
-    language: str = "en"
+    language: Annotated[str, AfterValidator(known_language)] = "en"
     first_message: LocalText
     prompt: str
     elevenlabs_agent_id: str | None = None

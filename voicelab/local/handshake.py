@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..datasets import SYSTEM_PREFIX, required_variables
-from ..models import AgentSpec
+from ..models import LANGUAGES, AgentSpec
 
 #: The one message a conversation must start with.
 INIT_TYPE = "conversation_initiation_client_data"
@@ -120,9 +120,6 @@ def _check_override(override: Mapping[str, Any]) -> str | None:
 
 
 #: The platform's agent languages; another code ends the session there, and here.
-LANGUAGES = {"en", "ja", "zh", "de", "hi", "fr", "ko", "pt", "it", "es", "id", "nl", "tr", "fil", "pl", "sv", "bg",
-             "ro", "ar", "cs", "el", "fi", "hr", "ms", "sk", "da", "ta", "uk", "ru", "hu", "no", "vi"}
-
 
 def handshake(init: Mapping[str, Any], query: Mapping[str, str], agents: Mapping[str, AgentSpec], *,
               signature_ok: bool | None = None) -> Accepted | Refused:

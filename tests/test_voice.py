@@ -138,3 +138,50 @@ def test_silence_ends_the_call_in_both_modes(dataset, local_backend, mode):
     agent_turns = [e.text for e in result.transcript if e.speaker == "agent"]
     assert result.end_reason == "agent_ended", (result.end_reason, agent_turns)
     assert len(agent_turns) == 3 and "still there" in agent_turns[1], agent_turns  # first, re-prompt, goodbye
+
+
+def test_recordings_never_overwrite_each_other(dataset, tmp_path: Path):
+    """Two single voice calls of one persona (no call id), and a call placed again on resume
+    (same call id): every recording keeps its own file."""
+    from types import SimpleNamespace
+
+    from voicelab.audio.wav import StereoRecorder
+    from voicelab.transcript import TranscriptRecorder
+    from voicelab.voice_call import VoiceSide
+
+    def record(call_id: str | None) -> str:
+        request = dataset.request("anna-double-charge", mode="voice", audio_dir=str(tmp_path), call_id=call_id)
+        side = VoiceSide(request, TranscriptRecorder(), SimpleNamespace())
+        assert isinstance(side.wav, StereoRecorder)
+        side.save(request)
+        assert side.audio_path is not None
+        return side.audio_path
+
+    single = [record(None), record(None)]
+    batch = [record("anna-double-charge#1"), record("anna-double-charge#1")]
+    assert len(set(single + batch)) == 4 and all(Path(p).exists() for p in single + batch)
+    assert Path(batch[0]).name == "anna-double-charge-1.wav" and Path(batch[1]).name == "anna-double-charge-1-2.wav"
+    assert all(Path(p).name.startswith("anna-double-charge-20") for p in single)
+
+
+def test_devices_lists_virtual_devices_or_says_what_to_do(tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PULSE")}
+    none = subprocess.run([sys.executable, "-m", "voicelab.cli", "devices"], env=clean, capture_output=True,
+                          text=True, timeout=60)
+    if none.returncode == 0:
+        pytest.skip("this machine has audio devices of its own")
+    assert none.returncode == 1 and "PortAudio finds no audio devices" in none.stderr
+    assert "pulseaudio" in none.stderr and "audio` group" in none.stderr and "Traceback" not in none.stderr
+
+    env = start_pulse(tmp_path / "pulse")
+    try:
+        found = subprocess.run([sys.executable, "-m", "voicelab.cli", "devices"], env={**clean, **env},
+                               capture_output=True, text=True, timeout=60)
+    finally:
+        stop_pulse(env)
+    assert found.returncode == 0, found.stderr
+    assert "pulse" in found.stdout and "(default input)" in found.stdout

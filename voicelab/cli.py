@@ -440,8 +440,22 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
     sd = load_sounddevice()
     default_in, default_out = sd.default.device
+    devices = list_devices()
+    if not any(d["inputs"] for d in devices) or not any(d["outputs"] for d in devices):
+        missing = "no audio devices" if not devices else \
+            f"no {'microphone' if not any(d['inputs'] for d in devices) else 'speaker'}"
+        print(f"PortAudio finds {missing}. Voice calls need a microphone and a speaker:\n"
+              "  - a desktop: start PulseAudio (`pulseaudio --start`) or PipeWire;\n"
+              "    check `pactl list short sources`;\n"
+              "  - ALSA only: check `arecord -l` / `aplay -l`, and that your user is in the `audio` group;\n"
+              "  - a headless machine or container: apt-get install pulseaudio libasound2-plugins\n"
+              "    (scripts/setup.sh), then virtual devices as the tests use (voicelab/audio/pulse.py);\n"
+              "  - or no devices at all: `voicelab call --mode voice` speaks with a synthetic caller voice.",
+              file=sys.stderr)
+    if not devices:
+        return 1
     print(f"{'index':>5}  {'in':>3} {'out':>3}  {'rate':>6}  name")
-    for d in list_devices():
+    for d in devices:
         mark = (" (default input)" if d["index"] == default_in else "") + (
             " (default output)" if d["index"] == default_out else "")
         print(f"{d['index']:>5}  {d['inputs']:>3} {d['outputs']:>3}  {d['default_rate']:>6}  {d['name']}{mark}")

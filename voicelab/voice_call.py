@@ -11,6 +11,7 @@ microphone and speaker), the recording on the call's clock, and the voice metric
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,13 @@ class VoiceSide:
                           input_level=getattr(audio, "level", 0.0), wer=wer, audio_path=self.audio_path)
 
     def save(self, request: CallRequest) -> None:
+        """Write the recording under a name no other call has: the call id (persona-repeat), or
+        for a single call the persona and the time; never over an existing file (a call placed
+        again on resume, or two `voicelab call`s in one second, keeps both)."""
         folder = Path(request.audio_dir or "recordings")
-        name = (request.call_id or request.persona.id).replace("#", "-")
-        self.audio_path = str(self.wav.write(folder / f"{name}.wav"))
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")[:-3]
+        base = (request.call_id or f"{request.persona.id}-{stamp}").replace("#", "-")
+        path, n = folder / f"{base}.wav", 2
+        while path.exists():
+            path, n = folder / f"{base}-{n}.wav", n + 1
+        self.audio_path = str(self.wav.write(path))

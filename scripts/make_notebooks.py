@@ -26,7 +26,9 @@ def params(source: str) -> nbf.NotebookNode:
 code, md = nbf.v4.new_code_cell, nbf.v4.new_markdown_cell
 
 report = notebook([
-    params('run_dir = "runs/example"  # the run folder to report on (papermill sets it)'),
+    params('run_dir = "runs/example"  # the run folder to report on (papermill sets it)\n'
+           'audio = "embed"  # voice recordings: embed (Ogg Opus in the page) | link | none\n'
+           'report_dir = "reports"  # where the HTML goes (links to recordings are relative to it)'),
     code("from IPython.display import HTML, display\n\n"
          "from voicelab import charts, report\n"
          "from voicelab.tables import load_runs\n\n"
@@ -35,12 +37,13 @@ report = notebook([
     md("## Failures\nCalls that did not succeed, and why."),
     code("display(HTML(report.failures_html(tables)))"),
     md("## Charts"),
-    code("for chart in charts.ALL:\n"
-         "    display(charts.png(chart(tables.turns if chart is charts.latency_distribution else tables.calls)))"),
+    code("for figure in charts.figures(tables.calls, tables.turns):\n"
+         "    display(charts.png(figure))"),
     md("## Calls"),
     code("display(HTML(report.calls_html(tables)))"),
-    md("## Transcripts\nOne section per persona; open it to read every call."),
-    code("display(HTML(report.transcripts_html(tables)))"),
+    md("## Transcripts\nOne section per persona; open it to read every call: each agent turn with its "
+       "latency, the call's checks beside it, and for voice calls the recording."),
+    code("display(HTML(report.transcripts_html(tables, audio=audio, report_dir=report_dir)))"),
 ])
 
 batch = notebook([
@@ -69,8 +72,8 @@ batch = notebook([
          "tables = load_runs(outcome.run.run_id, root=runs_root)\n"
          "display(HTML(report.header_html(tables)))"),
     code("tables.calls"),
-    code("for chart in charts.ALL:\n"
-         "    display(charts.png(chart(tables.turns if chart is charts.latency_distribution else tables.calls)))"),
+    code("for figure in charts.figures(tables.calls, tables.turns):\n"
+         "    display(charts.png(figure))"),
     code("display(HTML(report.failures_html(tables)))\n"
          "print('run folder:', outcome.run.path)"),
 ])

@@ -59,9 +59,43 @@ def test_synthetic_voice_batch_and_report(local_backend, tmp_path: Path):
 
     calls = load_runs("v", root=tmp_path).calls
     assert calls["wer"].notna().all() and calls["talk_ratio"].notna().all()
-    page = build_report("v", runs_root=tmp_path, reports_dir=tmp_path / "reports").read_text()
+    report = build_report("v", runs_root=tmp_path, reports_dir=tmp_path / "reports")
+    page = report.read_text()
     header = page.split('id="vl-calls"', 1)[1].split("</tr>", 1)[0]
     assert "wer" in header and "interruptions" in header and "talk_ratio" in header
+    assert page.count("data:audio/ogg;codecs=opus;base64,") == 2 and "Recordings of 2 voice calls" in page
+    assert "Voice: word error rate and talk ratio" in page
+    listen_offline(report, tmp_path)
+
+    linked = build_report("v", runs_root=tmp_path, reports_dir=tmp_path / "linked", audio="link").read_text()
+    assert 'src="../v/audio/anna-double-charge-1.wav"' in linked and "data:audio" not in linked
+
+
+def listen_offline(report: Path, tmp_path: Path) -> None:
+    """The report in headless Chromium with the network off: a recording plays (its duration is
+    read from the embedded data), and no table runs off the page."""
+    from playwright.sync_api import sync_playwright
+
+    from .test_reports import CHROMIUM
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required"])
+        page = browser.new_context(offline=True, viewport={"width": 1000, "height": 900}).new_page()
+        page.goto(report.as_uri())
+        page.click("details.vl-persona:has-text('anna-double-charge') > summary")
+        duration = page.eval_on_selector("#call-anna-double-charge\\#1 audio", """async el => {
+            if (el.readyState < 1) await new Promise(r => el.addEventListener('loadedmetadata', r, {once: true}));
+            await el.play(); await new Promise(r => setTimeout(r, 300)); el.pause();
+            return [el.duration, el.currentTime, el.error && el.error.code];
+        }""")
+        assert duration[0] > 3 and duration[1] > 0 and duration[2] is None, duration
+        width = page.evaluate("window.innerWidth")
+        overflow = page.evaluate("""() => [document.documentElement.scrollWidth,
+            ...[...document.querySelectorAll('.vl-scroll, .vl-call, .vl-kpis')].map(e => e.getBoundingClientRect().right)]""")
+        assert max(overflow) <= width, (overflow, width)
+        page.screenshot(path=str(tmp_path / "voice-report.png"), full_page=True)
+        browser.close()
 
 
 def test_silence_is_reprompted_in_voice_mode(dataset, local_backend):

@@ -80,11 +80,15 @@ def latency_distribution(turns: pd.DataFrame) -> Figure:
         return _empty(fig, title, "no agent turns that answered the caller")
     ax = fig.add_subplot()
     ax.hist(values, bins=min(40, max(5, len(values) // 5)), color="#90a4ae", edgecolor="white")
-    for q, style in ((50, "-"), (95, "--")):
+    # p50 labelled left of its line, p95 right of its line and lower: on a tight distribution the
+    # two lines are a few pixels apart and labels at one spot would print over each other
+    top = ax.get_ylim()[1]
+    for q, style, align, height in ((50, "-", "right", 0.95), (95, "--", "left", 0.80)):
         v = percentile(values, q)
         ax.axvline(v, color=NEUTRAL if q == 50 else FAIL, linestyle=style, linewidth=1.5)
-        ax.text(v, ax.get_ylim()[1] * 0.95, f" p{q} {v:.0f} ms", color=NEUTRAL if q == 50 else FAIL,
-                va="top", fontsize=9)
+        label = f"p{q} {v:.0f} ms "if align == "right" else f" p{q} {v:.0f} ms"
+        ax.text(v, top * height, label, color=NEUTRAL if q == 50 else FAIL, va="top", ha=align, fontsize=9,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
     ax.set_xlabel("response latency (ms): caller's turn to the agent's answer")
     ax.set_ylabel("agent turns")
     ax.set_title(title, loc="left", fontweight="bold")
@@ -108,6 +112,40 @@ def failed_checks(calls: pd.DataFrame, top: int = 12) -> Figure:
     ax.set_title(title, loc="left", fontweight="bold")
     ax.spines[["top", "right"]].set_visible(False)
     return fig
+
+
+def voice_quality(calls: pd.DataFrame) -> Figure:
+    """Voice calls: how well the agent heard the caller (word error rate) and who talked how much
+    (talk ratio: the caller's speaking time over the agent's), per persona, every call a dot."""
+    title = "Voice: word error rate and talk ratio by persona"
+    voice = calls[calls["mode"] == "voice"] if not calls.empty else calls
+    if voice.empty or (voice["wer"].isna().all() and voice["talk_ratio"].isna().all()):
+        return _empty(Figure(figsize=(8, 2.2)), title, "no voice calls")
+    order = sorted(voice["persona_id"].unique())
+    fig = Figure(figsize=(8, _height(len(order))), layout="constrained")
+    wer_ax, talk_ax = fig.subplots(1, 2, sharey=True)
+    for ax, column, label in ((wer_ax, "wer", "word error rate (what the agent heard)"),
+                              (talk_ax, "talk_ratio", "talk ratio: caller's speech / agent's")):
+        for i, persona in enumerate(order):
+            rows = voice[voice["persona_id"] == persona]
+            values = rows[column].dropna()
+            ax.scatter(values, [i] * len(values), s=24, alpha=0.8, zorder=3,
+                       c=[PASS if ok else FAIL for ok in rows.loc[values.index, "success"]])
+        ax.set_xlim(-0.03, max(1.03, float(voice[column].max()) * 1.08 if voice[column].notna().any() else 1.03))
+        ax.set_xlabel(label)
+        ax.grid(axis="x", color="#eee")
+        ax.spines[["top", "right"]].set_visible(False)
+    wer_ax.set_yticks(range(len(order)), order)
+    wer_ax.set_title(title, loc="left", fontweight="bold")
+    return fig
+
+
+def figures(calls: pd.DataFrame, turns: pd.DataFrame) -> list[Figure]:
+    """The report's charts for these tables: the four for every run, the voice one for voice runs."""
+    out = [chart(turns if chart is latency_distribution else calls) for chart in ALL]
+    if not calls.empty and (calls["mode"] == "voice").any():
+        out.append(voice_quality(calls))
+    return out
 
 
 def png(fig: Figure, dpi: int = 100):  # noqa: ANN201 - IPython.display.HTML

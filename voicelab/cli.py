@@ -194,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reports", default="reports", metavar="DIR", help="where reports go (default: reports)")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when the run's calls.jsonl has unreadable lines (the report is still written)")
+    p.add_argument("--audio", choices=["embed", "link", "none"], default="embed",
+                   help="voice calls' recordings: embed them in the page as Ogg Opus (one self-contained file), "
+                        "link to the WAV files in the run folder (small page; keep reports/ beside runs/), "
+                        "or leave them out (default: %(default)s)")
 
     sub.add_parser("devices", help="list audio devices for voice calls", formatter_class=fmt,
                    description="List the microphones and speakers PortAudio sees, with the index or name to pass "
@@ -430,8 +434,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     run = RunStore(args.runs).open(args.run_id)
     run.results()  # warns on the terminal about lines it cannot read; the report's header says so too
-    path = build_report(args.run_id, runs_root=args.runs, reports_dir=args.reports)
-    print(f"report: {path}")
+    path = build_report(args.run_id, runs_root=args.runs, reports_dir=args.reports, audio=args.audio)
+    print(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 1 if args.strict and run.unreadable_lines else 0
 
 

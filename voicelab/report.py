@@ -6,13 +6,16 @@ notebook stays thin and every piece is testable without a kernel.
 
 from __future__ import annotations
 
+import base64
 import html
 import logging
+import os
 import re
 from pathlib import Path
 
 import pandas as pd
 
+from .audio.wav import compressed
 from .errors import MissingDependency, ReportError
 from .models import CallResult
 from .store import DEFAULT_ROOT, RunStore
@@ -34,7 +37,15 @@ text-align:left;vertical-align:top}.vl-table th{background:#f0f0f0}
 details.vl-persona{margin:6px 0}details.vl-persona>summary{cursor:pointer;font-weight:bold}
 .vl-call{margin:6px 0 12px 16px}.vl-turn{margin:2px 0}.vl-agent{color:#0d47a1}.vl-user{color:#1b5e20}
 .vl-pass{color:#2e7d32;font-weight:bold}.vl-fail{color:#c62828;font-weight:bold}
+.vl-scroll{max-width:100%;overflow-x:auto}.vl-scroll table{margin:0}
+.vl-callbody{display:flex;flex-wrap:wrap;gap:8px 24px}.vl-callbody>.vl-turns{flex:3 1 420px;min-width:0}
+.vl-callbody>.vl-checks{flex:1 1 220px;min-width:0;font-size:13px}.vl-checks ul{margin:0;padding-left:18px}
+.vl-lat{color:#777;font-size:11px}.vl-call audio{width:100%;max-width:520px;display:block;margin:4px 0}
+.vl-turn{overflow-wrap:anywhere}
 </style>"""
+#: How a report carries voice recordings: embedded (Ogg Opus, self-contained), linked (relative
+#: to the report, the WAV files stay in the run folder), or left out.
+AUDIO_MODES = ("embed", "link", "none")
 
 
 def _fmt(value: float, unit: str = "", digits: int = 0) -> str:
@@ -92,54 +103,116 @@ def failures_html(tables: Tables) -> str:
             f"<th>failed checks</th><th>error</th></tr>{rows}</table>")
 
 
+#: The calls table's columns; the voice ones only when the run has voice calls.
+CALL_COLUMNS = ["call_id", "style", "language", "status", "end_reason", "success", "duration_s", "turns",
+                "latency_p50_ms", "latency_p95_ms", "checks_passed", "checks_total"]
+VOICE_COLUMNS = ["interruptions", "talk_ratio", "wer"]
+
+
 def calls_html(tables: Tables) -> str:
-    cols = ["call_id", "style", "language", "status", "end_reason", "success", "duration_s", "turns",
-            "latency_p50_ms", "latency_p95_ms", "checks_passed", "checks_total"]
-    if len(tables.calls) and tables.calls["platform_call_successful"].notna().any():
+    """One row per call, in a box that scrolls sideways instead of running off the page."""
+    calls = tables.calls
+    cols = list(CALL_COLUMNS)
+    if len(calls) and calls["platform_call_successful"].notna().any():
         cols += ["platform_call_successful", "agrees_with_platform"]  # the platform's own verdict beside ours
-    if len(tables.calls) and (tables.calls["mode"] == "voice").any():
-        cols += ["interruptions", "talk_ratio", "wer"]  # voice metrics
-    if len(tables.calls) and tables.calls["retries"].gt(0).any():
+    if len(calls) and (calls["mode"] == "voice").any():
+        cols += VOICE_COLUMNS
+    if len(calls) and calls["retries"].gt(0).any():
         cols.append("retries")
-    df = tables.calls[cols].copy() if len(tables.calls) else pd.DataFrame(columns=cols)
-    return df.to_html(index=False, classes="vl-table", table_id="vl-calls", float_format=lambda v: f"{v:.1f}",
-                      na_rep="")
+    df = calls[cols].copy() if len(calls) else pd.DataFrame(columns=cols)
+    table = df.to_html(index=False, classes="vl-table", table_id="vl-calls", float_format=lambda v: f"{v:.1f}",
+                       na_rep="")
+    return f'<div class="vl-scroll">{table}</div>'
 
 
-def _call_html(r: CallResult) -> str:
+def recording(r: CallResult, tables: Tables) -> Path | None:
+    """Where a call's WAV is now: under its run folder's audio/ (the stored path may be relative
+    to wherever the run was started)."""
+    if not r.audio_path:
+        return None
+    folder = tables.paths.get(r.run_id or "")
+    candidates = ([folder / "audio" / Path(r.audio_path).name] if folder else []) + [Path(r.audio_path)]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def audio_html(r: CallResult, tables: Tables, audio: str, report_dir: Path | None) -> tuple[str, int]:
+    """An <audio> element for a voice call's recording, and how many bytes it adds to the page."""
+    if audio == "none" or r.mode != "voice":
+        return "", 0
+    path = recording(r, tables)
+    if path is None:
+        return '<div class="vl-lat">recording not found</div>', 0
+    if audio == "link":
+        src = html.escape(Path(os.path.relpath(path, report_dir or Path.cwd())).as_posix())
+        return f'<audio controls preload="metadata" src="{src}"></audio>', 0
+    data = compressed(path)
+    size = f"{len(data) / 1024:.0f} KB Ogg Opus, from {path.stat().st_size / 1024:.0f} KB WAV"
+    src = "data:audio/ogg;codecs=opus;base64," + base64.b64encode(data).decode()
+    return (f'<audio controls preload="metadata" src="{src}"></audio><div class="vl-lat">{size}</div>',
+            len(src))
+
+
+def _call_html(r: CallResult, tables: Tables, audio: str, report_dir: Path | None) -> tuple[str, int]:
     verdict = '<span class="vl-pass">PASS</span>' if r.success else '<span class="vl-fail">FAIL</span>'
     turns = "".join(
-        f'<div class="vl-turn vl-{t.speaker}">{t.timestamp:6.2f}s <b>{t.speaker}</b>: {html.escape(t.text)}</div>'
+        f'<div class="vl-turn vl-{t.speaker}">{t.timestamp:6.2f}s <b>{t.speaker}</b>'
+        + (f' <span class="vl-lat">({t.latency_ms:.0f} ms)</span>' if t.latency_ms is not None else "")
+        + f": {html.escape(t.text)}</div>"
         for t in r.transcript)
+    failed = '<b class="vl-fail">FAIL</b>'
     checks = "".join(
-        f"<li>{'pass' if c.passed else '<b>FAIL</b>'} {html.escape(c.name)}: {html.escape(c.detail)}</li>"
+        f"<li>{'pass' if c.passed else failed} {html.escape(c.name)}: {html.escape(c.detail)}</li>"
         for c in r.checks)
     error = f"<div>error: {html.escape(r.error)}</div>" if r.error else ""
     verdict_of_platform, why, _ = platform_view(r)
     if verdict_of_platform:
         error += f"<div>platform verdict: {html.escape(verdict_of_platform)}. {html.escape(why or '')}</div>"
-    return (f'<div class="vl-call"><div>{verdict} {html.escape(str(r.call_id))}: {r.end_reason}, '
-            f"{r.duration_seconds:.1f} s</div>{error}{turns}<ul>{checks}</ul></div>")
+    player, size = audio_html(r, tables, audio, report_dir)
+    m = r.metrics
+    voice = (f", {m.interruptions} interruptions, talk ratio {m.talk_ratio}, WER "
+             f"{'n/a' if m.wer is None else f'{m.wer:.2f}'}") if r.mode == "voice" else ""
+    return (f'<div class="vl-call" id="call-{html.escape(str(r.call_id))}"><div>{verdict} '
+            f"{html.escape(str(r.call_id))}: {r.end_reason}, {r.duration_seconds:.1f} s{voice}</div>{error}{player}"
+            f'<div class="vl-callbody"><div class="vl-turns">{turns}</div>'
+            f'<div class="vl-checks"><b>checks</b><ul>{checks or "<li>none</li>"}</ul></div></div></div>', size)
 
 
-def transcripts_html(tables: Tables) -> str:
-    """Every transcript, collapsed per persona (HTML <details>, no script needed)."""
+def transcripts_html(tables: Tables, audio: str = "embed", report_dir: str | Path | None = None) -> str:
+    """Every call, grouped per persona (HTML <details>, no script needed): transcript with each
+    agent turn's latency, the call's checks beside it, and for voice calls the recording
+    (`audio`: embed | link | none; links are relative to `report_dir`, where the report goes)."""
+    if audio not in AUDIO_MODES:
+        raise ReportError(f"audio {audio!r}: use one of {', '.join(AUDIO_MODES)}")
+    folder = Path(report_dir).resolve() if report_dir else None
     by_persona: dict[str, list[CallResult]] = {}
     for r in tables.results:
         by_persona.setdefault(r.persona_id, []).append(r)
-    parts = []
+    parts, embedded, players = [], 0, 0
     for persona_id in sorted(by_persona):
         calls = by_persona[persona_id]
         passed = sum(r.success for r in calls)
-        body = "".join(_call_html(r) for r in calls)
+        bodies = []
+        for r in calls:
+            body, size = _call_html(r, tables, audio, folder)
+            bodies.append(body)
+            embedded += size
+            players += "<audio" in body
         parts.append(f'<details class="vl-persona"><summary>{html.escape(persona_id)}: '
-                     f"{passed}/{len(calls)} passed</summary>{body}</details>")
-    return f'<div id="vl-transcripts">{"".join(parts)}</div>'
+                     f"{passed}/{len(calls)} passed</summary>{''.join(bodies)}</details>")
+    note = ""
+    if players:
+        how = {"embed": f"embedded as Ogg Opus, {embedded / 1e6:.1f} MB of this page",
+               "link": "linked to the WAV files in the run folder (keep the report beside runs/)"}[audio]
+        note = f'<p id="vl-recordings">Recordings of {players} voice calls, {how}.</p>'
+    return f'{note}<div id="vl-transcripts">{"".join(parts)}</div>'
 
 
 def build_report(run_id: str, *, runs_root: str | Path = DEFAULT_ROOT,
-                 reports_dir: str | Path = DEFAULT_REPORTS, log_output: bool = False) -> Path:
-    """Execute the report notebook for a stored run and write reports/<run_id>.html."""
+                 reports_dir: str | Path = DEFAULT_REPORTS, log_output: bool = False, audio: str = "embed") -> Path:
+    """Execute the report notebook for a stored run and write reports/<run_id>.html; voice
+    recordings are embedded, linked or left out (`audio`, see AUDIO_MODES)."""
+    if audio not in AUDIO_MODES:
+        raise ReportError(f"audio {audio!r}: use one of {', '.join(AUDIO_MODES)}")
     try:
         import papermill
         from nbconvert import HTMLExporter
@@ -153,7 +226,9 @@ def build_report(run_id: str, *, runs_root: str | Path = DEFAULT_ROOT,
     logging.getLogger("papermill").setLevel(logging.WARNING)
     try:
         papermill.execute_notebook(
-            str(REPORT_NOTEBOOK), str(executed), parameters={"run_dir": str(run.path.resolve())},
+            str(REPORT_NOTEBOOK), str(executed),
+            parameters={"run_dir": str(run.path.resolve()), "audio": audio,
+                        "report_dir": str(Path(reports_dir).resolve())},
             kernel_name="python3", progress_bar=False, log_output=log_output, cwd=str(run.path.resolve()),
             extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no kernel chatter in the user's terminal
     except papermill.PapermillExecutionError as exc:

@@ -119,6 +119,8 @@ class Tables:
     turns: pd.DataFrame
     #: run id -> what could not be read of its calls.jsonl (reports show it in their header)
     unreadable: dict[str, str] = field(default_factory=dict)
+    #: run id -> its folder (where its recordings are)
+    paths: dict[str, Path] = field(default_factory=dict)
 
     def kpis(self) -> dict[str, float]:
         return kpis(self.calls, self.turns)
@@ -142,11 +144,13 @@ def load_runs(*run_ids: str | Iterable[str], root: str | Path = DEFAULT_ROOT) ->
     results: list[CallResult] = []
     manifests: dict[str, RunManifest] = {}
     unreadable: dict[str, str] = {}
+    paths: dict[str, Path] = {}
     for run_id in ids:
         run = store.open(str(run_id))
         manifests[run.run_id] = run.manifest
+        paths[run.run_id] = run.path.resolve()
         results.extend(run.results())
         if run.unreadable_lines:
             unreadable[run.run_id] = run.unreadable_summary()
     return Tables(results, manifests, calls_table(results, manifests), turns_table(results, manifests),
-                  unreadable)
+                  unreadable, paths)

@@ -194,3 +194,32 @@ def test_load_runs_takes_ids_several_or_a_list(tmp_path: Path):
     assert len(load_runs("a", root=tmp_path).calls) == 1
     assert len(load_runs("a", "b", root=tmp_path).calls) == 2
     assert len(load_runs(["a", "b"], root=tmp_path).calls) == 2
+
+
+def kernels() -> int:
+    out = subprocess.run(["pgrep", "-fc", "ipykernel_launcher"], capture_output=True, text=True).stdout.strip()
+    return int(out or 0)
+
+
+def test_serve_and_report_stop_cleanly_on_sigterm(tmp_path: Path):
+    serve = subprocess.Popen([*VOICELAB, "serve", "--agents", str(AGENTS)], env=ENV, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert "local backend at http://127.0.0.1:" in serve.stdout.readline()
+    serve.send_signal(signal.SIGTERM)
+    _, err = serve.communicate(timeout=20)
+    assert serve.returncode == 143 and err.strip() == "voicelab local backend stopped (SIGTERM)", err
+
+    runs = tmp_path / "runs"
+    assert voicelab("run", "--personas", str(PERSONAS), "--agents", str(AGENTS), "--persona", "anna-double-charge",
+                    "--run-id", "r", "--runs", str(runs), "--no-report").returncode == 0
+    before = kernels()
+    report = subprocess.Popen([*VOICELAB, "report", "r", "--runs", str(runs), "--reports", str(tmp_path / "out")],
+                              env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # the report's kernel is running its cells
+    report.send_signal(signal.SIGTERM)
+    _, err = report.communicate(timeout=60)
+    assert report.returncode == 143 and err.strip() == "voicelab: interrupted (SIGTERM)", err
+    deadline = time.time() + 10
+    while kernels() > before and time.time() < deadline:
+        time.sleep(0.2)
+    assert kernels() <= before, "the report's kernel was left running"

@@ -92,7 +92,8 @@ def listen_offline(report: Path, tmp_path: Path) -> None:
         assert duration[0] > 3 and duration[1] > 0 and duration[2] is None, duration
         width = page.evaluate("window.innerWidth")
         overflow = page.evaluate("""() => [document.documentElement.scrollWidth,
-            ...[...document.querySelectorAll('.vl-scroll, .vl-call, .vl-kpis')].map(e => e.getBoundingClientRect().right)]""")
+            ...[...document.querySelectorAll('.vl-scroll, .vl-call, .vl-kpis')]
+                .map(e => e.getBoundingClientRect().right)]""")
         assert max(overflow) <= width, (overflow, width)
         page.screenshot(path=str(tmp_path / "voice-report.png"), full_page=True)
         browser.close()

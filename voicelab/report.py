@@ -230,7 +230,9 @@ def build_report(run_id: str, *, runs_root: str | Path = DEFAULT_ROOT,
             parameters={"run_dir": str(run.path.resolve()), "audio": audio,
                         "report_dir": str(Path(reports_dir).resolve())},
             kernel_name="python3", progress_bar=False, log_output=log_output, cwd=str(run.path.resolve()),
-            extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no kernel chatter in the user's terminal
+            # no kernel chatter in the terminal, not even its complaint when a stop signal closes its
+            # sockets mid-cell (the notebook's own errors still come back through papermill)
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     except papermill.PapermillExecutionError as exc:
         raise ReportError(f"the report notebook failed ({exc.ename}: {exc.evalue}); the partly executed "
                             f"notebook with the full error is {executed}") from None

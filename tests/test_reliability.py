@@ -223,3 +223,20 @@ def test_serve_and_report_stop_cleanly_on_sigterm(tmp_path: Path):
     while kernels() > before and time.time() < deadline:
         time.sleep(0.2)
     assert kernels() <= before, "the report's kernel was left running"
+
+
+def test_a_second_signal_stops_at_once_and_the_run_stays_consistent(tmp_path: Path):
+    proc = start_run(tmp_path, "twice")
+    wait_for_lines(tmp_path / "twice" / "calls.jsonl", 2)
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)  # impatient: do not wait for the calls in flight
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and "Traceback" not in err, err
+    run = RunStore(tmp_path).open("twice")
+    assert run.manifest.state == "interrupted" and run.manifest.sessions[0].stopped_by == "SIGTERM"
+    assert run.results() and not run.unreadable_lines
+
+    resumed = voicelab("run", "--resume", "twice", "--runs", str(tmp_path), "--no-report")
+    assert resumed.returncode == 0, resumed.stderr
+    finished = [r for r in RunStore(tmp_path).open("twice").results() if r.end_reason != "cancelled"]
+    assert sorted(r.call_id for r in finished) == sorted(f"{p}#{n}" for p in BRISK for n in (1, 2, 3))

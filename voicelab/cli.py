@@ -483,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
         code = signals.exit_code(exc)
         print(f"voicelab: interrupted ({signals.name(code)})", file=sys.stderr)
         return code
+    finally:
+        signals.exiting()
 
 
 if __name__ == "__main__":

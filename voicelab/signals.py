@@ -51,3 +51,12 @@ def name(code: int) -> str:
     """'Ctrl+C' or 'SIGTERM' for an exit code made by `exit_code`."""
     signum = code - 128
     return "Ctrl+C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
+def exiting() -> None:
+    """The command is done and about to exit: another stop signal changes nothing now (and would
+    otherwise, arriving while Python shuts down, kill the process with its default action and
+    lose the exit status)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (*HANDLED, signal.SIGINT):
+            signal.signal(signum, signal.SIG_IGN)

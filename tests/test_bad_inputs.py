@@ -25,6 +25,8 @@ import pytest
 
 from .conftest import ROOT
 
+pytestmark = pytest.mark.slow  # ~130 voicelab processes (about a minute on 2 cores)
+
 CASES = ROOT / "tests" / "bad_inputs"
 NAMES = sorted(p.name for p in CASES.iterdir() if p.suffix in (".yaml", ".args"))
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("ELEVENLABS_")} | {"NO_PROXY": "127.0.0.1,localhost"}

@@ -20,6 +20,8 @@ from voicelab.tables import load_runs
 
 from .conftest import AGENTS, PERSONAS
 
+pytestmark = pytest.mark.slow  # real voicelab processes, stopped and raced
+
 ENV = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
 VOICELAB = [sys.executable, "-m", "voicelab.cli"]
 

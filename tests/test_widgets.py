@@ -42,7 +42,9 @@ def test_no_audio_device_is_reported(tmp_path: Path, monkeypatch):
     assert "--input-device" in status(console) or "PortAudio" in status(console)
 
 
-def test_unreachable_backend_ends_as_a_failed_call_with_its_reason(tmp_path: Path, monkeypatch):
+def test_unreachable_backend_is_reported_before_a_call_is_placed(tmp_path: Path, monkeypatch):
+    """The hosted key and agent are checked with one request before a call starts (as for a
+    batch): an unreachable platform is an error in the console, and no call is stored."""
     monkeypatch.setenv("ELEVENLABS_API_KEY", "sk_fake")
     monkeypatch.setenv("ELEVENLABS_AGENT_ID", "chargeback")
     monkeypatch.setenv("ELEVENLABS_BASE_URL", "http://127.0.0.1:9")
@@ -50,10 +52,10 @@ def test_unreachable_backend_ends_as_a_failed_call_with_its_reason(tmp_path: Pat
     console.persona_picker.value = "anna-double-charge"
     console.backend_picker.value = "elevenlabs"
     console.start()
-    assert wait_until(lambda: console.result is not None)
-    assert console.result.status == "failed"
-    assert "FAIL" in console.verdict.value and "error:" in console.verdict.value
-    assert "Traceback" not in console.verdict.value + status(console)
+    assert console.call is None and console.result is None
+    assert "Error:" in status(console) and "cannot reach the backend" in status(console)
+    assert "sk_fake" not in status(console) and "Traceback" not in status(console)
+    assert not (tmp_path / "runs").exists()
 
 
 def wait_until(condition, seconds: float = 20) -> bool:  # noqa: ANN001

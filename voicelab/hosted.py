@@ -13,6 +13,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import httpx
 from elevenlabs import ElevenLabs
 from elevenlabs.core.api_error import ApiError
 
@@ -72,8 +73,9 @@ def with_retries(fn: Callable[[], T], *, what: str, log: list[dict] | None = Non
                 sleep(wait)
                 continue
             raise BackendError(api_error_text(exc, what)) from None
-        except OSError as exc:
-            raise BackendError(f"{what} failed: cannot reach the backend ({exc})") from None
+        except (OSError, httpx.TransportError) as exc:  # the SDK's transport is httpx
+            raise BackendError(f"{what} failed: cannot reach the backend ({exc}): check the network and "
+                               "ELEVENLABS_BASE_URL") from None
     raise AssertionError("unreachable")
 
 

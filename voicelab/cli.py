@@ -124,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("personas", help="list and validate personas", epilog=EPILOG_PERSONAS,
                        formatter_class=fmt,
                        description="Load every persona and agent file, check them against each other, "
-                                   "and list the personas. Exits 2 with the file, persona and field "
-                                   "of the first problem.")
+                                   "and list the personas.\n\nexit status: 0 all valid; 2 the first problem, "
+                                   "one line naming the file, persona or agent, field and fix")
     _add_dataset_args(p)
 
     p = sub.add_parser("call", help="place one call and print its transcript and verdict", epilog=EPILOG_CALL,
@@ -201,12 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("devices", help="list audio devices for voice calls", formatter_class=fmt,
                    description="List the microphones and speakers PortAudio sees, with the index or name to pass "
-                               "as --input-device / --output-device.")
+                               "as --input-device / --output-device.\n\nexit status: 0 devices listed; 1 none "
+                               "found (what to do is printed); 2 PortAudio missing")
 
     p = sub.add_parser("serve", help="run the local ElevenLabs-compatible backend", epilog=EPILOG_SERVE,
                        formatter_class=fmt,
                        description="Serve the agent specs over the ElevenLabs REST and websocket API on "
-                                   "one port, until Ctrl+C. Prints the base URL to give the SDK.")
+                                   "one port, until Ctrl+C. Prints the base URL to give the SDK.\n\n"
+                                   "exit status: 2 bad agents or options; 130/143/129 stopped by Ctrl+C, "
+                                   "SIGTERM or SIGHUP (conversations are closed cleanly)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
     p.add_argument("--port", type=number(int, 0, 65535), default=0,
                    help="port; 0 picks a free one (default: %(default)s)")

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from elevenlabs.conversational_ai.conversation import AsyncConversation, DisconnectionDetails
@@ -38,12 +38,18 @@ from .models import (
     Disconnected,
     EndReason,
     HangUp,
+    ToolCallRecord,
+    ToolMock,
     TranscriptEntry,
     VoiceStats,
     utc_now_iso,
 )
 from .transcript import TranscriptRecorder
 from .voice_call import VoiceSide, audio_source
+
+
+class ToolFailed(Exception):
+    """A mocked client tool's error: the SDK sends its text back with is_error."""
 
 #: How long the sync API waits for `send` to reach the socket.
 SEND_TIMEOUT_S = 10.0
@@ -110,6 +116,7 @@ class Call:
         self._conversation: AsyncConversation | None = None
         self._turns: list[asyncio.Task] = []
         self._retries: list[dict] = []
+        self._tool_calls: list[ToolCallRecord] = []
         self._started_at = utc_now_iso()
         self._thread: threading.Thread | None = None
         self._connected = threading.Event()
@@ -229,6 +236,7 @@ class Call:
             self.request, self.recorder.entries(), end_reason=dialogue.end_reason or "error", duration_s=duration,
             started_at=self._started_at, error=dialogue.error, conversation_id=conversation_id,
             interruptions=self.recorder.interruptions, analysis=analysis, retries=self._retries,
+            tool_calls=self._tool_calls,
             voice=self._voice.stats() if self._voice is not None else None)
         self._finished.set()
         return self._result
@@ -263,7 +271,7 @@ class Call:
             self._conversation = sdk.open_conversation(
                 connection.client, connection.agent_id, initiation_data(self.request), audio=self._audio,
                 on_agent_response=on_agent, on_user_transcript=on_heard, on_disconnect=on_disconnect,
-                signed_url=signed)
+                signed_url=signed, tools=self._tool_handlers())
             await self._conversation.start_session()
         except BackendError as exc:  # e.g. a private agent's signed URL was refused
             dialogue.finish("error", str(exc))
@@ -294,6 +302,32 @@ class Call:
                     break
             if hang_up:
                 dialogue.finish("caller_ended")
+
+    def _tool_handlers(self) -> dict[str, Callable[[dict], Awaitable[Any]]]:
+        """A handler per client tool of the agent: the persona's mock, else the agent spec's
+        default, else the SDK's own "not registered" error; each call is recorded either way."""
+        request = self.request
+
+        def handler(name: str, mock: ToolMock | None) -> Callable[[dict], Awaitable[Any]]:
+            async def answer(parameters: dict) -> Any:
+                started = time.monotonic()
+                args = {k: v for k, v in parameters.items() if k != "tool_call_id"}
+                # recorded when asked, so a call that ends before the answer still shows it
+                index = len(self._tool_calls)
+                self._tool_calls.append(ToolCallRecord(tool=name, args=args, at=round(self.recorder.elapsed(), 3)))
+                if mock is not None and mock.delay_ms:
+                    await asyncio.sleep(mock.delay_ms / 1000)
+                error = f"Tool '{name}' is not registered" if mock is None else mock.error
+                self._tool_calls[index] = self._tool_calls[index].model_copy(update={
+                    "result": error if error is not None else mock.result if mock else None,
+                    "is_error": error is not None, "latency_ms": round((time.monotonic() - started) * 1000, 1)})
+                if error is not None:
+                    raise ToolFailed(error)  # the SDK answers is_error with this text
+                return mock.result if mock is not None else None
+            return answer
+
+        return {tool.name: handler(tool.name, request.persona.tools.get(tool.name) or tool.default_mock)
+                for tool in request.agent.tools if tool.type == "client"}
 
     async def _say(self, text: str) -> None:
         """One typed caller turn: stamped just before it is sent (the backend does not echo it)."""

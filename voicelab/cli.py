@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import textwrap
 from typing import NoReturn
@@ -486,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
         code = signals.exit_code(exc)
         print(f"voicelab: interrupted ({signals.name(code)})", file=sys.stderr)
         return code
+    except BrokenPipeError:  # `voicelab personas | head`: the reader is gone, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     finally:
         signals.exiting()
 

@@ -54,6 +54,8 @@ def agent_variables(agent: AgentSpec) -> set[str]:
     names |= variables_in(flow.reprompt) | variables_in(flow.silence.say) | variables_in(flow.silence.goodbye)
     for step in flow.steps.values():
         names |= variables_in(step.say) | variables_in(step.reprompt)
+        for value in (step.call.args.values() if step.call else ()):
+            names |= variables_in(value)
     return names
 
 
@@ -241,6 +243,18 @@ def _check_flow(agent: AgentSpec, path: Path) -> None:
         if step.on_no_match and step.on_no_match not in flow.steps:
             raise DatasetError(f"on_no_match names unknown step '{step.on_no_match}'", file=str(path),
                                agent=agent.id, field=f"flow.steps.{name}.on_no_match")
+        if step.call is not None:
+            tool = agent.tool(step.call.tool)
+            if tool is None or tool.type != "client":
+                known = ", ".join(t.name for t in agent.tools if t.type == "client") or "none declared"
+                raise DatasetError(f"calls '{step.call.tool}', which is not a client tool of this agent "
+                                   f"(client tools: {known})", file=str(path), agent=agent.id,
+                                   field=f"flow.steps.{name}.call.tool", fix="declare it under tools:")
+            for key in ("on_success", "on_error"):
+                target = getattr(step.call, key)
+                if target is not None and target not in flow.steps:
+                    raise DatasetError(f"{key} names unknown step '{target}'", file=str(path), agent=agent.id,
+                                       field=f"flow.steps.{name}.call.{key}")
     for field, intent in intents:
         if intent.goto is None and not intent.repeat:
             raise DatasetError("an intent needs `goto: <step>` or `repeat: true`", file=str(path),
@@ -252,7 +266,9 @@ def _check_flow(agent: AgentSpec, path: Path) -> None:
     everywhere = [i.goto for i in flow.any if i.goto]
 
     def exits(step: FlowStep) -> list[str]:
-        return [i.goto for i in step.intents if i.goto] + everywhere + ([step.on_no_match] if step.on_no_match else [])
+        called = [t for t in (step.call.on_success, step.call.on_error) if t] if step.call else []
+        return ([i.goto for i in step.intents if i.goto] + everywhere + called
+                + ([step.on_no_match] if step.on_no_match else []))
 
     reached, todo = {flow.start}, [flow.start]
     while todo:
@@ -290,6 +306,9 @@ def agent_texts(agent: AgentSpec) -> list[tuple[str, str]]:
     for name, step in agent.flow.steps.items():
         add(f"flow.steps.{name}.say", step.say)
         add(f"flow.steps.{name}.reprompt", step.reprompt)
+        if step.call is not None:
+            for key, value in step.call.args.items():
+                add(f"flow.steps.{name}.call.args.{key}", value)
     return out
 
 
@@ -404,11 +423,42 @@ def _cross_check(persona: Persona, path: Path, agents: dict[str, AgentSpec],
                            file=str(path), persona=persona.id, field="agent",
                            fix="use the id of a file in the agents folder")
     agent = agents[persona.agent]
+    _check_persona_tools(persona, path, agent)
     if persona.language not in agent_languages(agent):
         raise DatasetError(f"language '{persona.language}' is not one agent '{agent.id}' speaks "
                            f"({', '.join(sorted(agent_languages(agent)))})", file=str(path), persona=persona.id,
                            field="language", fix=f"give the agent a '{persona.language}' first_message variant, "
                                                  "or use one of its languages")
+
+
+#: System tools a persona may expect the agent never to call, declared or not.
+SYSTEM_TOOLS = ("end_call", "transfer_to_number", "transfer_to_agent", "language_detection", "skip_turn")
+
+
+def _check_persona_tools(persona: Persona, path: Path, agent: AgentSpec) -> None:
+    """Mocks and expected calls name tools the agent has, with arguments the tool takes."""
+    client = {t.name: t for t in agent.tools if t.type == "client"}
+    for name in persona.tools:
+        if name not in client:
+            raise DatasetError(f"mocks '{name}', which is not a client tool of agent '{agent.id}' "
+                               f"(client tools: {', '.join(client) or 'none'})", file=str(path),
+                               persona=persona.id, field=f"tools.{name}")
+    for index, call in enumerate(persona.expect.agent_calls):
+        tool = agent.tool(call.tool)
+        if tool is None:
+            raise DatasetError(f"expects a call of '{call.tool}', which agent '{agent.id}' does not have "
+                               f"(tools: {', '.join(t.name for t in agent.tools) or 'none'})", file=str(path),
+                               persona=persona.id, field=f"expect.agent_calls[{index}].tool")
+        unknown = sorted(set(call.args) - set(tool.parameters))
+        if unknown and tool.parameters:
+            raise DatasetError(f"'{call.tool}' has no parameter '{unknown[0]}' (parameters: "
+                               f"{', '.join(tool.parameters)})", file=str(path), persona=persona.id,
+                               field=f"expect.agent_calls[{index}].args.{unknown[0]}")
+    for index, name in enumerate(persona.expect.agent_never_calls):
+        if agent.tool(name) is None and name not in SYSTEM_TOOLS:
+            raise DatasetError(f"'{name}' is neither a tool of agent '{agent.id}' nor a system tool "
+                               f"({', '.join(SYSTEM_TOOLS)})", file=str(path), persona=persona.id,
+                               field=f"expect.agent_never_calls[{index}]")
 
 
 def _check_variables(personas: dict[str, Persona], files: dict[str, Path], agents: dict[str, AgentSpec],

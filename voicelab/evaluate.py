@@ -7,6 +7,7 @@ a broken call.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from .models import (
     Analysis,
@@ -16,6 +17,7 @@ from .models import (
     EndReason,
     Expectations,
     Metrics,
+    ToolCallRecord,
     TranscriptEntry,
     VoiceStats,
 )
@@ -56,8 +58,41 @@ def metrics(transcript: list[TranscriptEntry], interruptions: int = 0) -> Metric
     )
 
 
+def _matches(expected: Any, got: Any) -> bool:
+    """Expected argument values: strings compared case-insensitively, others equal."""
+    if isinstance(expected, str) and isinstance(got, str):
+        return expected.strip().lower() == got.strip().lower()
+    return expected == got
+
+
+def tool_checks(expect: Expectations, calls: list[ToolCallRecord]) -> list[Check]:
+    out: list[Check] = []
+    for wanted in expect.agent_calls:
+        args = ", ".join(f"{k}={v}" for k, v in wanted.args.items())
+        name = f"agent_calls: {wanted.tool}" + (f"({args})" if args else "")
+        same_tool = [c for c in calls if c.tool == wanted.tool]
+        hits = [c for c in same_tool if all(k in c.args and _matches(v, c.args[k]) for k, v in wanted.args.items())]
+        if hits:
+            first = hits[0]
+            got = ", ".join(f"{k}={v}" for k, v in first.args.items())
+            detail = (f"{wanted.tool} called {'once' if len(hits) == 1 else f'{len(hits)} times'} with {got} "
+                      f"at {first.at:.1f} s")
+        elif same_tool:
+            detail = f"{wanted.tool} called, but with " + "; ".join(
+                ", ".join(f"{k}={v}" for k, v in c.args.items()) or "no arguments" for c in same_tool)
+        else:
+            called = ", ".join(sorted({c.tool for c in calls})) or "none"
+            detail = f"{wanted.tool} never called (tools called: {called})"
+        out.append(Check(name=name, passed=bool(hits), detail=detail))
+    for tool in expect.agent_never_calls:
+        hits = [c for c in calls if c.tool == tool]
+        out.append(Check(name=f"agent_never_calls: {tool}", passed=not hits,
+                         detail="never called" if not hits else f"called at {hits[0].at:.1f} s"))
+    return out
+
+
 def checks(expect: Expectations, transcript: list[TranscriptEntry], *, duration_s: float,
-           end_reason: EndReason) -> list[Check]:
+           end_reason: EndReason, tool_calls: list[ToolCallRecord] | None = None) -> list[Check]:
     agent_text = [t.text for t in transcript if t.speaker == "agent"]
     out: list[Check] = []
     for phrase in expect.agent_says:
@@ -79,7 +114,7 @@ def checks(expect: Expectations, transcript: list[TranscriptEntry], *, duration_
         passed = end_reason in ENDED_BY[expect.ended_by]
         out.append(Check(name=f"ended_by: {expect.ended_by}", passed=passed,
                          detail=f"end reason: {end_reason}"))
-    return out
+    return out + tool_checks(expect, tool_calls or [])
 
 
 def success(status: str, results: list[Check]) -> bool:
@@ -89,12 +124,14 @@ def success(status: str, results: list[Check]) -> bool:
 def finished_result(request: CallRequest, transcript: list[TranscriptEntry], *, end_reason: EndReason,
                     duration_s: float, started_at: str, error: str | None = None,
                     conversation_id: str | None = None, interruptions: int = 0, analysis: Analysis | None = None,
-                    retries: list[dict] | None = None, voice: VoiceStats | None = None) -> CallResult:
+                    retries: list[dict] | None = None, voice: VoiceStats | None = None,
+                    tool_calls: list[ToolCallRecord] | None = None) -> CallResult:
     """The one way every runner (conversation, platform, phone) turns a finished call into a
     CallResult: status from the end reason, checks from the persona's expectations."""
     status = "failed" if end_reason in ("error", "disconnected", "cancelled") else "completed"
     duration = round(duration_s, 3)
-    results = checks(request.persona.expect, transcript, duration_s=duration, end_reason=end_reason)
+    results = checks(request.persona.expect, transcript, duration_s=duration, end_reason=end_reason,
+                     tool_calls=tool_calls)
     measured = metrics(transcript, voice.interruptions if voice else interruptions)
     if voice is not None:
         measured = measured.model_copy(update={"talk_ratio": voice.talk_ratio, "wer": voice.wer})
@@ -104,5 +141,5 @@ def finished_result(request: CallRequest, transcript: list[TranscriptEntry], *, 
         backend=request.backend, caller=request.caller, mode=request.mode, started_at=started_at,
         end_reason=end_reason, error=error, checks=results, metrics=measured,
         success=success(status, results), analysis=analysis, retries=retries or [],
-        audio_path=voice.audio_path if voice else None,
+        audio_path=voice.audio_path if voice else None, tool_calls=tool_calls or [],
     )

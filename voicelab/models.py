@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Speaker = Literal["agent", "user"]
 Backend = Literal["local", "elevenlabs"]
@@ -90,9 +90,45 @@ class CallerSpec(_Strict):
     timeout_s: float | None = Field(default=None, gt=0)
 
 
+#: Tool names: what the agent calls them and the SDK registers them by.
+TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _tool_name(value: str) -> str:
+    if not TOOL_NAME.match(value):
+        raise ValueError("a tool name is letters, digits and underscores, not starting with a digit")
+    return value
+
+
+ToolName = Annotated[str, AfterValidator(_tool_name)]
+
+
+class ToolMock(_Strict):
+    """What a tool answers in a test: a result (any JSON value), or an error; after `delay_ms`."""
+
+    result: Any = None
+    error: str | None = None
+    delay_ms: float = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_answer(self) -> ToolMock:
+        if self.result is not None and self.error is not None:
+            raise ValueError("a tool mock answers with a result or an error, not both")
+        return self
+
+
+class ExpectedCall(_Strict):
+    """The agent calls `tool`, with at least these arguments (strings compared case-insensitively)."""
+
+    tool: ToolName
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
 class Expectations(_Strict):
     agent_says: list[str] = Field(default_factory=list)
     agent_never_says: list[str] = Field(default_factory=list)
+    agent_calls: list[ExpectedCall] = Field(default_factory=list)
+    agent_never_calls: list[ToolName] = Field(default_factory=list)
     max_duration_s: float | None = Field(default=None, gt=0)
     min_turns: int | None = Field(default=None, ge=0)
     ended_by: Literal["agent", "caller", "any"] | None = None
@@ -107,6 +143,9 @@ class Persona(_Strict):
     variables: dict[str, str] = Field(default_factory=dict)
     caller: CallerSpec = Field(default_factory=CallerSpec)
     expect: Expectations = Field(default_factory=Expectations)
+    #: What the persona's world answers when the agent calls a client tool (wins over the
+    #: agent spec's default mock).
+    tools: dict[ToolName, ToolMock] = Field(default_factory=dict)
 
     @field_validator("variables", mode="before")
     @classmethod
@@ -150,8 +189,19 @@ class Intent(_Strict):
     repeat: bool = False
 
 
+class StepCall(_Strict):
+    """A step that calls a tool after saying its text, then moves on by the outcome."""
+
+    tool: ToolName
+    #: Arguments: texts that may use {{variables}}.
+    args: dict[str, str] = Field(default_factory=dict)
+    on_success: str | None = None
+    on_error: str | None = None
+
+
 class FlowStep(_Strict):
     say: LocalText = ""
+    call: StepCall | None = None
     intents: list[Intent] = Field(default_factory=list)
     reprompt: LocalText | None = None
     #: After this many unmatched caller turns in this step, go to `on_no_match` (if set).
@@ -212,6 +262,29 @@ class PlatformSettings(_Strict):
     client_events: list[ClientEvent] = Field(default_factory=lambda: list(DEFAULT_CLIENT_EVENTS))
 
 
+class ToolParameter(_Strict):
+    type: Literal["string", "number", "integer", "boolean"] = "string"
+    description: str = ""
+    enum: list[str] | None = None
+
+
+class Tool(_Strict):
+    """A tool the agent can call. Client tools run in the calling app (the SDK's ClientTools).
+    Webhook and system tools are not declared here yet (end_call is the flow's `end_call: true`)."""
+
+    name: ToolName
+    type: Literal["client"] = "client"
+    description: str = ""
+    parameters: dict[str, ToolParameter] = Field(default_factory=dict)
+    required: list[str] = Field(default_factory=list)
+    #: Client tools: wait for the client's result (else the agent carries on at once).
+    expects_response: bool = True
+    #: Client tools: how long the agent waits for a result before it carries on as for an error.
+    response_timeout_s: float = Field(default=10.0, gt=0)
+    #: Client tools: what voicelab answers when the persona does not mock the tool.
+    default_mock: ToolMock | None = None
+
+
 class AgentSpec(_Strict):
     id: Id
     name: str
@@ -223,6 +296,10 @@ class AgentSpec(_Strict):
     context: str | None = None
     flow: Flow
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
+    tools: list[Tool] = Field(default_factory=list)
+
+    def tool(self, name: str) -> Tool | None:
+        return next((t for t in self.tools if t.name == name), None)
 
 
 # --------------------------------------------------------------------------- calls
@@ -248,6 +325,19 @@ class TranscriptEntry(BaseModel):
     text: str
     timestamp: float  # seconds from call start
     #: For agent turns that answer a user turn: ms from that user turn to this one.
+    latency_ms: float | None = None
+
+
+class ToolCallRecord(BaseModel):
+    """One tool call the agent made in a call, as the calling side saw it."""
+
+    tool: str
+    type: str = "client"
+    args: dict[str, Any] = Field(default_factory=dict)
+    result: Any = None
+    is_error: bool = False
+    #: Seconds into the call when the agent asked for it, and how long the answer took.
+    at: float = 0.0
     latency_ms: float | None = None
 
 
@@ -326,6 +416,8 @@ class CallResult(BaseModel):
     audio_path: str | None = None
     #: REST retries made for this call (429 / 5xx), so a flaky platform shows in the results.
     retries: list[dict] = Field(default_factory=list)
+    #: Tool calls the agent made, in order.
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
 
 
 def utc_now_iso() -> str:

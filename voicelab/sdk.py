@@ -68,12 +68,16 @@ def open_conversation(
     on_user_transcript: Callable[[str], Awaitable[None]],
     on_disconnect: Callable[[DisconnectionDetails], Awaitable[None]],
     signed_url: str | None = None,
+    tools: dict[str, Callable[[dict], Awaitable[Any]]] | None = None,
 ) -> AsyncConversation:
     """An AsyncConversation on the running loop (one ClientTools on that loop, not a thread per
-    call), connecting to `signed_url` when given."""
+    call), connecting to `signed_url` when given; `tools` are registered as client tools."""
+    client_tools = ClientTools(loop=asyncio.get_running_loop())
+    for name, handler in (tools or {}).items():
+        client_tools.register(name, handler, is_async=True)
     conversation = AsyncConversation(
         client, agent_id, requires_auth=False, config=initiation,
-        client_tools=ClientTools(loop=asyncio.get_running_loop()), audio_interface=audio,
+        client_tools=client_tools, audio_interface=audio,
         callback_agent_response=on_agent_response, callback_user_transcript=on_user_transcript,
         callback_disconnect=on_disconnect)
     check(conversation)

@@ -6,7 +6,7 @@ so the server decides timing (injected latency, silence timeouts) and tests can 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..datasets import render
 from ..models import AgentSpec, Intent, LocalText, pick_language
@@ -16,6 +16,10 @@ from ..models import AgentSpec, Intent, LocalText, pick_language
 class Reply:
     text: str
     end_call: bool = False
+    #: A client tool to call once the text is said, with its arguments (variables filled in);
+    #: the session reports the outcome through `FlowEngine.on_tool_result`.
+    tool: str | None = None
+    args: dict[str, str] = field(default_factory=dict)
 
 
 class FlowEngine:
@@ -42,7 +46,7 @@ class FlowEngine:
         step = self.flow.steps[self.step_name]
         if step.say:
             text = f"{text} {self._say(step.say)}".strip()
-        return self._speak(text, step.end_call)
+        return self._with_call(self._speak(text, step.end_call), self.step_name)
 
     def _speak(self, text: str, end_call: bool = False) -> Reply:
         self.last_said = text
@@ -55,7 +59,21 @@ class FlowEngine:
         step = self.flow.steps[name]
         if step.outcome:
             self.outcome = step.outcome
-        return self._speak(self._say(step.say), step.end_call)
+        return self._with_call(self._speak(self._say(step.say), step.end_call), name)
+
+    def _with_call(self, reply: Reply, step_name: str) -> Reply:
+        call = self.flow.steps[step_name].call
+        if call is not None:
+            reply.tool = call.tool
+            reply.args = {key: render(value, self.variables) for key, value in call.args.items()}
+        return reply
+
+    def on_tool_result(self, ok: bool) -> Reply | None:
+        """The tool of the current step answered (ok), or failed or timed out: move on, or stay
+        (None) when the step names no step for that outcome."""
+        call = self.flow.steps[self.step_name].call
+        target = (call.on_success if ok else call.on_error) if call is not None else None
+        return self._goto(target) if target else None
 
     def _match(self, intents: list[Intent], text: str) -> Intent | None:
         lowered = text.lower()

@@ -25,7 +25,7 @@ from elevenlabs.types import GetAgentResponseModel, GetAgentsPageResponseModel
 
 from ..datasets import DEFAULT_AGENTS, load_agents
 from ..errors import BackendError
-from ..models import AgentSpec, Persona, pick_language
+from ..models import AgentSpec, Persona, Tool, pick_language
 from ..speech import TranscriberPool
 from .faults import Faults
 from .history import History, dump
@@ -36,6 +36,18 @@ from .rest import Unprocessable, error_response, json_errors, query_int, read_js
 from .session import ALWAYS_SENT, Session, SessionConfig
 
 log = logging.getLogger(__name__)
+
+
+def tool_body(tool: Tool) -> dict[str, Any]:
+    """A tool of the spec in the platform's shape (`prompt.tools[]`, validated by GET agent's model)."""
+    body: dict[str, Any] = {"type": tool.type, "name": tool.name, "description": tool.description or tool.name}
+    if tool.parameters:
+        body["parameters"] = {"type": "object", "required": list(tool.required), "properties": {
+            name: {"type": p.type, "description": p.description, **({"enum": p.enum} if p.enum else {})}
+            for name, p in tool.parameters.items()}}
+    if tool.type == "client":
+        body |= {"expects_response": tool.expects_response, "response_timeout_secs": int(tool.response_timeout_s)}
+    return body
 
 
 class LocalBackend:
@@ -262,7 +274,8 @@ class LocalBackend:
             "name": agent.name,
             "conversation_config": {
                 "agent": {"first_message": pick_language(agent.first_message, agent.language),
-                          "language": agent.language, "prompt": {"prompt": agent.prompt},
+                          "language": agent.language,
+                          "prompt": {"prompt": agent.prompt, "tools": [tool_body(t) for t in agent.tools]},
                           "dynamic_variables": {"dynamic_variable_placeholders": dict(platform.placeholders)}},
                 "tts": {"agent_output_audio_format": "pcm_16000"},
                 "asr": {"user_input_audio_format": "pcm_16000"},

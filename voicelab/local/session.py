@@ -48,7 +48,7 @@ SEND_STALL_S = 10.0
 #: Most text a conversation keeps from its client (messages, updates) before it is closed.
 MAX_CONVERSATION_TEXT = 4 * 1024 * 1024
 #: Server events every conversation carries, whatever the agent's client_events say.
-ALWAYS_SENT = ("conversation_initiation_metadata", "ping", "error")
+ALWAYS_SENT = ("conversation_initiation_metadata", "ping", "error", "client_tool_call")  # a client tool needs its call
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,7 @@ class Session:
         self.events = set(ALWAYS_SENT)  # until the agent is known: its client_events join in begin()
         self.thinking = False  # the agent is preparing an answer: new input restarts it
         self.text_kept = 0
+        self.tool_waiters: dict[str, asyncio.Future] = {}  # client tool calls awaiting their result
 
     # ------------------------------------------------------------------ sending
 
@@ -158,6 +159,35 @@ class Session:
         if reply.end_call:
             await self.channel.wait_until_heard()
             await self.end_call()
+            return
+        if reply.tool is not None:
+            ok = await self.call_client_tool(reply.tool, reply.args)
+            following = self.engine.on_tool_result(ok)
+            if following is not None:
+                await self.say(following)
+
+    async def call_client_tool(self, name: str, args: dict[str, str]) -> bool:
+        """`client_tool_call` to the client, then its `client_tool_result` (matched by id, in any
+        order): True for a result, False for an error or no answer within the tool's timeout,
+        after which the agent carries on, as on the platform."""
+        assert self.engine is not None
+        tool = self.engine.agent.tool(name)
+        call_id = "toolu_" + secrets.token_hex(12)
+        waiter: asyncio.Future = asyncio.get_running_loop().create_future()
+        if tool is None or tool.expects_response:
+            self.tool_waiters[call_id] = waiter
+        await self.send({"type": "client_tool_call", "client_tool_call": {
+            "tool_name": name, "tool_call_id": call_id, "parameters": args, "event_id": self.event_id}})
+        if tool is not None and not tool.expects_response:
+            return True
+        try:
+            async with asyncio.timeout(tool.response_timeout_s if tool else 10.0):
+                result = await waiter
+        except TimeoutError:
+            return False
+        finally:
+            self.tool_waiters.pop(call_id, None)
+        return not result["is_error"]
 
     async def end_call(self) -> None:
         """As the platform: the end_call tool's response goes out (the JS client ends its session
@@ -350,6 +380,10 @@ class Session:
             self.record.contextual_updates.append(message.text)
         elif kind == "feedback":
             self.record.feedback(message.score, message.event_id)
+        elif kind == "client_tool_result":
+            waiter = self.tool_waiters.get(message.fields["tool_call_id"])
+            if waiter is not None and not waiter.done():  # an unknown or late id is ignored
+                waiter.set_result(message.fields)
         elif kind == "pong":
             sent = self.ping_sent.pop(message.event_id, None) if message.event_id is not None else None
             if sent is not None:

@@ -109,3 +109,15 @@ def test_scripted_caller_styles(dataset):
     caller = ScriptedCaller(dataset.persona("anna-double-charge"))
     assert caller.on_agent_turn("Thank you. Goodbye.").say == [], "nobody answers a goodbye"
     assert first_sentence("Yes. Make it quick.") == "Yes."
+
+
+def test_the_cli_called_in_process_leaves_the_callers_signal_handlers():
+    """A notebook or script may call voicelab.cli.main(); its own Ctrl+C / SIGTERM handling must
+    survive (the command's SIGTERM-as-Ctrl+C, and ignoring signals on exit, are the process's)."""
+    import signal
+
+    from voicelab import cli
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    assert cli.main(["personas"]) == 0
+    assert {s: signal.getsignal(s) for s in before} == before

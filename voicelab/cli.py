@@ -477,7 +477,7 @@ COMMANDS = {"personas": cmd_personas, "devices": cmd_devices, "call": cmd_call, 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    signals.install()  # SIGTERM and SIGHUP are Ctrl+C
+    previous = signals.install()  # SIGTERM and SIGHUP are Ctrl+C while the command runs
     try:
         return COMMANDS[args.command](args)
     except VoiceLabError as exc:
@@ -491,8 +491,18 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     finally:
-        signals.exiting()
+        signals.restore(previous)
+
+
+def entry() -> NoReturn:
+    """The `voicelab` command: `main()`, then exit with its status. Stop signals stay handled to
+    the end and are then ignored, so one arriving while Python shuts down cannot replace the
+    status (only the process does this: `main()` called in-process leaves the caller's handlers)."""
+    signals.install()
+    code = main()
+    signals.exiting()
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

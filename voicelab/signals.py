@@ -32,11 +32,19 @@ def _raise(signum: int, _frame: FrameType | None) -> None:
     raise Stopped(signum)
 
 
-def install() -> None:
-    """Route SIGTERM and SIGHUP to `Stopped` (main thread only; elsewhere a no-op)."""
-    if threading.current_thread() is threading.main_thread():
-        for signum in HANDLED:
-            signal.signal(signum, _raise)
+def install() -> dict[int, object]:
+    """Route SIGTERM and SIGHUP to `Stopped` (main thread only; elsewhere a no-op). Returns the
+    handlers it replaced, for `restore`."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, _raise) for signum in HANDLED}
+
+
+def restore(previous: dict[int, object]) -> None:
+    """Put back the handlers `install` replaced (a notebook or test that called the CLI in-process
+    keeps its own)."""
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
 def exit_code(exc: BaseException | None = None) -> int:

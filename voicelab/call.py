@@ -23,7 +23,7 @@ from typing import Any
 
 from elevenlabs.conversational_ai.conversation import AsyncConversation, DisconnectionDetails
 
-from . import hosted, sdk
+from . import hosted, sdk, tool_calls
 from .callers import Caller
 from .connection import Connection, connect, describe_disconnect, initiation_data
 from .datasets import render
@@ -229,14 +229,14 @@ class Call:
             conversation_id = sdk.conversation_id(self._conversation)
         if self._voice is not None:
             self._voice.save(self.request)
-        analysis = await asyncio.get_running_loop().run_in_executor(
-            None, self._platform_analysis, connection, conversation_id)
+        analysis, calls = await asyncio.get_running_loop().run_in_executor(
+            None, self._after_call, connection, conversation_id)
         duration = dialogue.ended_at if dialogue.ended_at is not None else self.recorder.elapsed()
         self._result = finished_result(
             self.request, self.recorder.entries(), end_reason=dialogue.end_reason or "error", duration_s=duration,
             started_at=self._started_at, error=dialogue.error, conversation_id=conversation_id,
             interruptions=self.recorder.interruptions, analysis=analysis, retries=self._retries,
-            tool_calls=self._tool_calls,
+            tool_calls=calls,
             voice=self._voice.stats() if self._voice is not None else None)
         self._finished.set()
         return self._result
@@ -271,7 +271,7 @@ class Call:
             self._conversation = sdk.open_conversation(
                 connection.client, connection.agent_id, initiation_data(self.request), audio=self._audio,
                 on_agent_response=on_agent, on_user_transcript=on_heard, on_disconnect=on_disconnect,
-                signed_url=signed, tools=self._tool_handlers())
+                signed_url=signed, tools=self._tool_handlers(), on_tool_event=self._on_tool_event)
             await self._conversation.start_session()
         except BackendError as exc:  # e.g. a private agent's signed URL was refused
             dialogue.finish("error", str(exc))
@@ -314,7 +314,8 @@ class Call:
                 args = {k: v for k, v in parameters.items() if k != "tool_call_id"}
                 # recorded when asked, so a call that ends before the answer still shows it
                 index = len(self._tool_calls)
-                self._tool_calls.append(ToolCallRecord(tool=name, args=args, at=round(self.recorder.elapsed(), 3)))
+                self._tool_calls.append(ToolCallRecord(tool=name, args=args, id=parameters.get("tool_call_id"),
+                                                       at=round(self.recorder.elapsed(), 3)))
                 if mock is not None and mock.delay_ms:
                     await asyncio.sleep(mock.delay_ms / 1000)
                 error = f"Tool '{name}' is not registered" if mock is None else mock.error
@@ -337,17 +338,44 @@ class Call:
         await self._conversation.send_user_message(text)
         self.recorder.add("user", text, at=at)
 
-    def _platform_analysis(self, connection: Connection, conversation_id: str | None) -> Any:
-        """On the hosted platform, its own verdict and transcript next to ours."""
-        if self.request.backend != "elevenlabs" or not conversation_id:
-            return None
+    def _on_tool_event(self, kind: str, event: dict) -> None:
+        """A webhook or system tool call, seen through its agent_tool_request / _response events
+        (a client tool's call is recorded by its handler, with its arguments)."""
+        if event.get("tool_type") == "client" or not isinstance(event.get("tool_name"), str):
+            return
+        call_id = str(event.get("tool_call_id") or "")
+        record = next((r for r in self._tool_calls if r.id == call_id), None) if call_id else None
+        now = round(self.recorder.elapsed(), 3)
+        if record is None:
+            record = ToolCallRecord(tool=event["tool_name"], type=str(event.get("tool_type") or "system"),
+                                    id=call_id or None, at=now)
+            self._tool_calls.append(record)
+        if kind == "agent_tool_response":
+            index = self._tool_calls.index(record)
+            self._tool_calls[index] = record.model_copy(update={
+                "is_error": bool(event.get("is_error")), "latency_ms": round((now - record.at) * 1000, 1)})
+
+    def _after_call(self, connection: Connection, conversation_id: str | None) -> tuple[Any, list[ToolCallRecord]]:
+        """The platform's record of the call, where it is needed: on the hosted platform always
+        (its verdict, transcript and tool calls next to ours), on any backend when the call made
+        webhook or system tool calls whose arguments only the history has. Same code for both."""
+        from .models import PlatformConversation
+
+        live = self._tool_calls
+        on_platform = self.request.backend == "elevenlabs"
+        if not conversation_id or not (on_platform or tool_calls.needs_history(live)):
+            return None, live
         try:
             got = hosted.wait_for_conversation(connection.client, conversation_id, self._retries)
-            return hosted.analysis_of(got)
         except BackendError as exc:
-            from .models import PlatformConversation
-
-            return PlatformConversation(error=str(exc))
+            return (PlatformConversation(error=str(exc)) if on_platform else None), live
+        history = tool_calls.from_history(got.transcript or [])
+        merged = tool_calls.merge(live, history)
+        if not on_platform:
+            return None, merged
+        analysis = hosted.analysis_of(got).model_copy(update={
+            "tool_calls": history, "tool_calls_differ": tool_calls.differences(live, history)})
+        return analysis, merged
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

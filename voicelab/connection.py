@@ -4,6 +4,7 @@ what a disconnect means. Pure decisions (plus the settings they read), shared by
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ from elevenlabs.conversational_ai.conversation import ConversationInitiationData
 from . import sdk, settings
 from .datasets import render
 from .errors import ConfigError
-from .models import CallRequest, EndReason, pick_language
+from .models import TOOL_MOCKS_VARIABLE, CallRequest, EndReason, pick_language
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,15 @@ def initiation_data(request: CallRequest) -> ConversationInitiationData:
     if "prompt" in agent.overrides:
         agent_part["prompt"] = {"prompt": render(agent.prompt, variables)}
     if "first_message" in agent.overrides:
-        agent_part["first_message"] = render(pick_language(agent.first_message, persona.language), variables)
+        agent_part["first_message"] = render(pick_language(agent.first_message, persona.call_language), variables)
     if "language" in agent.overrides:
-        agent_part["language"] = persona.language
+        agent_part["language"] = persona.call_language
     if agent_part:
         override["agent"] = agent_part
+    webhook_mocks = {name: mock.model_dump(exclude_defaults=True) for name, mock in persona.tools.items()
+                     if (tool := agent.tool(name)) is not None and tool.type == "webhook"}
+    if webhook_mocks and request.backend == "local":  # the platform applies them only in agent-testing
+        variables[TOOL_MOCKS_VARIABLE] = json.dumps(webhook_mocks)
     return ConversationInitiationData(dynamic_variables=variables, conversation_config_override=override)
 
 

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .errors import DatasetError
-from .models import AgentSpec, CallRequest, FlowStep, LocalText, Persona
+from .models import SYSTEM_TOOLS, AgentSpec, CallRequest, FlowStep, LocalText, Persona, ToolParameter
 
 VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 DEFAULT_PERSONAS = Path("datasets/personas")
@@ -42,9 +42,20 @@ SYSTEM_PREFIX = "system__"
 
 def required_variables(agent: AgentSpec) -> set[str]:
     """What a caller must provide: the variables the agent uses, less the ones the platform fills
-    (`system__*`) and the ones with a placeholder default."""
-    return {name for name in agent_variables(agent)
+    (`system__*`), the ones with a placeholder default and the ones the flow sets itself."""
+    return {name for name in agent_variables(agent) - flow_variables(agent)
             if not name.startswith(SYSTEM_PREFIX) and name not in agent.platform.placeholders}
+
+
+def flow_variables(agent: AgentSpec) -> set[str]:
+    """Variables the local flow sets during a call: from the caller's answers (an intent's `set`)
+    and from tool results (a call's `save`)."""
+    flow = agent.flow
+    names = {key for intent in flow.any for key in intent.set}
+    for step in flow.steps.values():
+        names |= {key for intent in step.intents for key in intent.set}
+        names |= set(step.call.save) if step.call else set()
+    return names
 
 
 def agent_variables(agent: AgentSpec) -> set[str]:
@@ -56,6 +67,11 @@ def agent_variables(agent: AgentSpec) -> set[str]:
         names |= variables_in(step.say) | variables_in(step.reprompt)
         for value in (step.call.args.values() if step.call else ()):
             names |= variables_in(value)
+    for tool in agent.tools:
+        if tool.webhook is not None:
+            names |= variables_in(tool.webhook.url)
+            for value in tool.webhook.headers.values():
+                names |= variables_in(value)
     return names
 
 
@@ -244,17 +260,7 @@ def _check_flow(agent: AgentSpec, path: Path) -> None:
             raise DatasetError(f"on_no_match names unknown step '{step.on_no_match}'", file=str(path),
                                agent=agent.id, field=f"flow.steps.{name}.on_no_match")
         if step.call is not None:
-            tool = agent.tool(step.call.tool)
-            if tool is None or tool.type != "client":
-                known = ", ".join(t.name for t in agent.tools if t.type == "client") or "none declared"
-                raise DatasetError(f"calls '{step.call.tool}', which is not a client tool of this agent "
-                                   f"(client tools: {known})", file=str(path), agent=agent.id,
-                                   field=f"flow.steps.{name}.call.tool", fix="declare it under tools:")
-            for key in ("on_success", "on_error"):
-                target = getattr(step.call, key)
-                if target is not None and target not in flow.steps:
-                    raise DatasetError(f"{key} names unknown step '{target}'", file=str(path), agent=agent.id,
-                                       field=f"flow.steps.{name}.call.{key}")
+            _check_step_call(agent, path, name, step)
     for field, intent in intents:
         if intent.goto is None and not intent.repeat:
             raise DatasetError("an intent needs `goto: <step>` or `repeat: true`", file=str(path),
@@ -266,7 +272,8 @@ def _check_flow(agent: AgentSpec, path: Path) -> None:
     everywhere = [i.goto for i in flow.any if i.goto]
 
     def exits(step: FlowStep) -> list[str]:
-        called = [t for t in (step.call.on_success, step.call.on_error) if t] if step.call else []
+        called = ([t for t in (step.call.on_success, step.call.on_error) if t]
+                  + [b.goto for b in step.call.branches]) if step.call else []
         return ([i.goto for i in step.intents if i.goto] + everywhere + called
                 + ([step.on_no_match] if step.on_no_match else []))
 
@@ -285,6 +292,49 @@ def _check_flow(agent: AgentSpec, path: Path) -> None:
             raise DatasetError(f"step '{name}' has no way out: the call would stay in it until it times out",
                                file=str(path), agent=agent.id, field=f"flow.steps.{name}",
                                fix="give it an intent with goto, an on_no_match, or end_call: true")
+
+
+#: System tools a local flow step can call (end_call is a step's `end_call: true`).
+STEP_SYSTEM_TOOLS = ("transfer_to_number", "language_detection", "skip_turn")
+
+
+def _check_step_call(agent: AgentSpec, path: Path, name: str, step: FlowStep) -> None:
+    """A step's tool call names a declared tool the local backend can run, with the arguments it
+    takes, and moves on to steps that exist."""
+    assert step.call is not None
+    call, field = step.call, f"flow.steps.{name}.call"
+    tool = agent.tool(call.tool)
+    if tool is None:
+        known = ", ".join(t.name for t in agent.tools) or "none declared"
+        raise DatasetError(f"calls '{call.tool}', which is not a tool of this agent (tools: {known})",
+                           file=str(path), agent=agent.id, field=f"{field}.tool", fix="declare it under tools:")
+    if tool.type == "system" and tool.name not in STEP_SYSTEM_TOOLS:
+        fix = "end the step with `end_call: true`" if tool.name == "end_call" else \
+            f"call one of {', '.join(STEP_SYSTEM_TOOLS)}, or a client or webhook tool"
+        raise DatasetError(f"the local backend's flows do not call the system tool '{tool.name}'", file=str(path),
+                           agent=agent.id, field=f"{field}.tool", fix=fix)
+    if tool.name == "language_detection":
+        language = call.args.get("language")
+        if language not in agent_languages(agent):
+            raise DatasetError(f"language_detection needs `language:` set to one of the agent's languages "
+                               f"({', '.join(sorted(agent_languages(agent)))})", file=str(path), agent=agent.id,
+                               field=f"{field}.args.language")
+    elif tool.parameters:
+        unknown = sorted(set(call.args) - set(tool.parameters))
+        if unknown:
+            raise DatasetError(f"'{tool.name}' has no parameter '{unknown[0]}' (parameters: "
+                               f"{', '.join(tool.parameters)})", file=str(path), agent=agent.id,
+                               field=f"{field}.args.{unknown[0]}")
+    missing = [key for key in tool.required if key not in call.args]
+    if missing:
+        raise DatasetError(f"'{tool.name}' requires '{missing[0]}' but the step does not pass it", file=str(path),
+                           agent=agent.id, field=f"{field}.args", fix=f"add `{missing[0]}: ...` under args")
+    targets = [("on_success", call.on_success), ("on_error", call.on_error)]
+    targets += [(f"branches[{i}].goto", b.goto) for i, b in enumerate(call.branches)]
+    for key, target in targets:
+        if target is not None and target not in agent.flow.steps:
+            raise DatasetError(f"{key.split('.')[0]} names unknown step '{target}'", file=str(path), agent=agent.id,
+                               field=f"{field}.{key}")
 
 
 def agent_texts(agent: AgentSpec) -> list[tuple[str, str]]:
@@ -309,6 +359,11 @@ def agent_texts(agent: AgentSpec) -> list[tuple[str, str]]:
         if step.call is not None:
             for key, value in step.call.args.items():
                 add(f"flow.steps.{name}.call.args.{key}", value)
+    for index, tool in enumerate(agent.tools):
+        if tool.webhook is not None:
+            add(f"tools[{index}].webhook.url", tool.webhook.url)
+            for key, value in tool.webhook.headers.items():
+                add(f"tools[{index}].webhook.headers.{key}", value)
     return out
 
 
@@ -424,6 +479,10 @@ def _cross_check(persona: Persona, path: Path, agents: dict[str, AgentSpec],
                            fix="use the id of a file in the agents folder")
     agent = agents[persona.agent]
     _check_persona_tools(persona, path, agent)
+    if persona.start_language is not None and persona.start_language not in agent_languages(agent):
+        raise DatasetError(f"start_language '{persona.start_language}' is not one agent '{agent.id}' speaks "
+                           f"({', '.join(sorted(agent_languages(agent)))})", file=str(path), persona=persona.id,
+                           field="start_language")
     if persona.language not in agent_languages(agent):
         raise DatasetError(f"language '{persona.language}' is not one agent '{agent.id}' speaks "
                            f"({', '.join(sorted(agent_languages(agent)))})", file=str(path), persona=persona.id,
@@ -431,17 +490,15 @@ def _cross_check(persona: Persona, path: Path, agents: dict[str, AgentSpec],
                                                  "or use one of its languages")
 
 
-#: System tools a persona may expect the agent never to call, declared or not.
-SYSTEM_TOOLS = ("end_call", "transfer_to_number", "transfer_to_agent", "language_detection", "skip_turn")
-
-
 def _check_persona_tools(persona: Persona, path: Path, agent: AgentSpec) -> None:
     """Mocks and expected calls name tools the agent has, with arguments the tool takes."""
-    client = {t.name: t for t in agent.tools if t.type == "client"}
+    mockable = {t.name: t for t in agent.tools if t.type in ("client", "webhook")}
     for name in persona.tools:
-        if name not in client:
-            raise DatasetError(f"mocks '{name}', which is not a client tool of agent '{agent.id}' "
-                               f"(client tools: {', '.join(client) or 'none'})", file=str(path),
+        if name not in mockable:
+            what = "a system tool, run by the platform itself" if name in SYSTEM_TOOLS else \
+                f"not a tool of agent '{agent.id}'"
+            raise DatasetError(f"mocks '{name}', which is {what} (tools it can mock: "
+                               f"{', '.join(mockable) or 'none'})", file=str(path),
                                persona=persona.id, field=f"tools.{name}")
     for index, call in enumerate(persona.expect.agent_calls):
         tool = agent.tool(call.tool)
@@ -454,11 +511,30 @@ def _check_persona_tools(persona: Persona, path: Path, agent: AgentSpec) -> None
             raise DatasetError(f"'{call.tool}' has no parameter '{unknown[0]}' (parameters: "
                                f"{', '.join(tool.parameters)})", file=str(path), persona=persona.id,
                                field=f"expect.agent_calls[{index}].args.{unknown[0]}")
+        for key, value in call.args.items():
+            problem = _misfit(tool.parameters[key], value) if key in tool.parameters else None
+            if problem:
+                raise DatasetError(f"'{call.tool}' {key}: {problem}", file=str(path), persona=persona.id,
+                                   field=f"expect.agent_calls[{index}].args.{key}")
     for index, name in enumerate(persona.expect.agent_never_calls):
         if agent.tool(name) is None and name not in SYSTEM_TOOLS:
             raise DatasetError(f"'{name}' is neither a tool of agent '{agent.id}' nor a system tool "
                                f"({', '.join(SYSTEM_TOOLS)})", file=str(path), persona=persona.id,
                                field=f"expect.agent_never_calls[{index}]")
+
+
+def _misfit(parameter: ToolParameter, value: object) -> str | None:
+    """Why an expected argument can never match the parameter (None: it can)."""
+    if parameter.enum and str(value).lower() not in {e.lower() for e in parameter.enum}:
+        return f"{value!r} is not one of its values ({', '.join(parameter.enum)})"
+    if parameter.type in ("number", "integer") and (isinstance(value, bool) or not isinstance(value, int | float)):
+        try:
+            float(str(value))
+        except ValueError:
+            return f"{value!r} is not a number"
+    if parameter.type == "boolean" and not isinstance(value, bool):
+        return f"{value!r} is not true or false"
+    return None
 
 
 def _check_variables(personas: dict[str, Persona], files: dict[str, Path], agents: dict[str, AgentSpec],

@@ -138,13 +138,17 @@ class Persona(_Strict):
     id: Id
     name: str
     summary: str
+    #: The language the caller speaks.
     language: str = "en"
+    #: The language the call starts in (sent as the `language` override where the agent allows
+    #: it); default: `language`. A German caller reached by an English call: `start_language: en`.
+    start_language: str | None = None
     agent: str
     variables: dict[str, str] = Field(default_factory=dict)
     caller: CallerSpec = Field(default_factory=CallerSpec)
     expect: Expectations = Field(default_factory=Expectations)
-    #: What the persona's world answers when the agent calls a client tool (wins over the
-    #: agent spec's default mock).
+    #: What the persona's world answers when the agent calls a client or webhook tool (wins over
+    #: the agent spec's default mock).
     tools: dict[ToolName, ToolMock] = Field(default_factory=dict)
 
     @field_validator("variables", mode="before")
@@ -160,10 +164,15 @@ class Persona(_Strict):
             return {str(k): ("" if val is None else str(val)) for k, val in v.items()}
         return v
 
-    @field_validator("language")
+    @field_validator("language", "start_language")
     @classmethod
-    def _known_language(cls, v: str) -> str:
-        return known_language(v)
+    def _known_language(cls, v: str | None) -> str | None:
+        return known_language(v) if v is not None else None
+
+    @property
+    def call_language(self) -> str:
+        """The language the call starts in."""
+        return self.start_language or self.language
 
     @field_validator("variables")
     @classmethod
@@ -187,14 +196,29 @@ class Intent(_Strict):
     goto: str | None = None
     #: Say the current step again instead of moving (for "what do you mean?").
     repeat: bool = False
+    #: Variables this answer sets (what the caller chose: `decision: keep`), for later texts and
+    #: tool arguments.
+    set: dict[str, str] = Field(default_factory=dict)
+
+
+class ResultBranch(_Strict):
+    """Go to `goto` when the tool's result has `field` (a dotted path) equal to `equals`."""
+
+    field: str = Field(min_length=1)
+    equals: str | int | float | bool | None
+    goto: str
 
 
 class StepCall(_Strict):
-    """A step that calls a tool after saying its text, then moves on by the outcome."""
+    """A step that calls a tool after saying its text, then moves on by the outcome: the first
+    matching `branches` entry, else `on_success` / `on_error` (a timeout is an error)."""
 
     tool: ToolName
     #: Arguments: texts that may use {{variables}}.
     args: dict[str, str] = Field(default_factory=dict)
+    #: Variables taken from the result: {variable: dotted field of the result}.
+    save: dict[str, str] = Field(default_factory=dict)
+    branches: list[ResultBranch] = Field(default_factory=list)
     on_success: str | None = None
     on_error: str | None = None
 
@@ -237,7 +261,7 @@ class Flow(_Strict):
 
 OverrideField = Literal["prompt", "first_message", "language", "llm", "voice_id", "text_only"]
 ClientEvent = Literal["audio", "agent_response", "agent_response_correction", "agent_chat_response_part",
-                      "user_transcript", "interruption", "agent_tool_response"]
+                      "user_transcript", "interruption", "agent_tool_request", "agent_tool_response"]
 #: The platform's default client events (agent_chat_response_part is opt-in there too).
 DEFAULT_CLIENT_EVENTS: list[ClientEvent] = ["audio", "agent_response", "agent_response_correction",
                                             "user_transcript", "interruption", "agent_tool_response"]
@@ -268,21 +292,75 @@ class ToolParameter(_Strict):
     enum: list[str] | None = None
 
 
+#: The platform's system tools (run by the platform itself, no code of yours).
+SYSTEM_TOOLS = ("end_call", "transfer_to_number", "transfer_to_agent", "language_detection", "skip_turn",
+                "play_keypad_touch_tone", "voicemail_detection")
+#: The dynamic variable through which voicelab hands a persona's webhook-tool mocks to the local
+#: backend (a JSON object {tool: {result|error, delay_ms}}); the backend takes it out before the
+#: conversation sees its variables, and the hosted platform is never sent it.
+TOOL_MOCKS_VARIABLE = "voicelab__tool_mocks"
+
+
+class Webhook(_Strict):
+    """Where a server (webhook) tool sends its request. `url` and header values may use
+    {{dynamic variables}} (headers also `secret__` ones); the arguments go as a JSON body (POST, PUT,
+    PATCH) or as query parameters (GET, DELETE)."""
+
+    url: str = Field(pattern=r"^https?://")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class Transfer(_Strict):
+    """A number `transfer_to_number` may transfer to, and when (the platform's `transfers`)."""
+
+    phone_number: Annotated[str, Field(pattern=E164_PATTERN.pattern)]
+    condition: str = Field(min_length=1)
+
+
 class Tool(_Strict):
-    """A tool the agent can call. Client tools run in the calling app (the SDK's ClientTools).
-    Webhook and system tools are not declared here yet (end_call is the flow's `end_call: true`)."""
+    """A tool the agent can call. Client tools run in the calling app (the SDK's ClientTools);
+    webhook tools are HTTP requests the backend makes; system tools are the platform's own
+    (`name` says which). `end_call` is what a flow step's `end_call: true` calls."""
 
     name: ToolName
-    type: Literal["client"] = "client"
+    type: Literal["client", "webhook", "system"] = "client"
     description: str = ""
     parameters: dict[str, ToolParameter] = Field(default_factory=dict)
     required: list[str] = Field(default_factory=list)
     #: Client tools: wait for the client's result (else the agent carries on at once).
     expects_response: bool = True
-    #: Client tools: how long the agent waits for a result before it carries on as for an error.
+    #: Client and webhook tools: how long the agent waits for a result before it carries on as
+    #: for an error.
     response_timeout_s: float = Field(default=10.0, gt=0)
-    #: Client tools: what voicelab answers when the persona does not mock the tool.
+    #: Client and webhook tools: the answer when the persona does not mock the tool (client tools:
+    #: voicelab answers with it; webhook tools: the local backend does, instead of the request).
     default_mock: ToolMock | None = None
+    #: Webhook tools: the request.
+    webhook: Webhook | None = None
+    #: transfer_to_number: the numbers it may transfer to.
+    transfers: list[Transfer] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _fits_its_type(self) -> Tool:
+        if self.type == "webhook" and self.webhook is None:
+            raise ValueError(f"webhook tool '{self.name}' needs `webhook: {{url: ...}}`")
+        if self.type != "webhook" and self.webhook is not None:
+            raise ValueError(f"only a webhook tool has `webhook:` ('{self.name}' is a {self.type} tool)")
+        if self.type == "system":
+            if self.name not in SYSTEM_TOOLS:
+                raise ValueError(f"'{self.name}' is not a system tool: use one of {', '.join(SYSTEM_TOOLS)}, or "
+                                 "type: client or webhook for your own tool")
+            if self.default_mock is not None:
+                raise ValueError(f"system tool '{self.name}' is run by the platform and cannot be mocked")
+            if self.name == "transfer_to_number" and not self.transfers:
+                raise ValueError("transfer_to_number needs `transfers:` (phone_number and condition)")
+        if self.transfers and self.name != "transfer_to_number":
+            raise ValueError(f"only transfer_to_number has `transfers:` (not '{self.name}')")
+        unknown = sorted(set(self.required) - set(self.parameters))
+        if unknown:
+            raise ValueError(f"required names '{unknown[0]}', which is not one of its parameters")
+        return self
 
 
 class AgentSpec(_Strict):
@@ -329,10 +407,14 @@ class TranscriptEntry(BaseModel):
 
 
 class ToolCallRecord(BaseModel):
-    """One tool call the agent made in a call, as the calling side saw it."""
+    """One tool call the agent made in a call, as the calling side saw it (client tools: their
+    handler; webhook and system tools: the `agent_tool_request` / `agent_tool_response` events,
+    their arguments and results from the conversation's history when it was fetched)."""
 
     tool: str
     type: str = "client"
+    #: The platform's id of the call (client_tool_call.tool_call_id / the history's request_id).
+    id: str | None = None
     args: dict[str, Any] = Field(default_factory=dict)
     result: Any = None
     is_error: bool = False
@@ -372,6 +454,10 @@ class PlatformConversation(BaseModel):
     cost: float | None = None
     termination_reason: str | None = None
     transcript: list[dict[str, Any]] = Field(default_factory=list)
+    #: The tool calls in the platform's history (tool, type, args, result, is_error), and where
+    #: they differ from what voicelab saw during the call (empty: they agree).
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    tool_calls_differ: list[str] = Field(default_factory=list)
     #: Set when the platform's record could not be fetched; the fields above are then empty.
     error: str | None = None
 

@@ -37,7 +37,11 @@ PRIVATE = {
     "_task": "the receive task, cancelled on hang-up instead of waiting up to 0.5 s",
     "_ws": "know when the websocket is open, so a caller's first words are not sent into nothing, "
            "and when its frames arrive (see `received_at`)",
+    "_handle_message": "see the agent_tool_request / agent_tool_response events the SDK ignores (webhook "
+                       "and system tool calls: transfers, language switches)",
 }
+#: Server events the SDK drops that voicelab wants to see.
+TOOL_EVENTS = ("agent_tool_request", "agent_tool_response")
 #: How long to wait for the SDK to close its side after the call ended.
 CLOSE_GRACE_S = 2.0
 
@@ -69,9 +73,11 @@ def open_conversation(
     on_disconnect: Callable[[DisconnectionDetails], Awaitable[None]],
     signed_url: str | None = None,
     tools: dict[str, Callable[[dict], Awaitable[Any]]] | None = None,
+    on_tool_event: Callable[[str, dict], None] | None = None,
 ) -> AsyncConversation:
     """An AsyncConversation on the running loop (one ClientTools on that loop, not a thread per
-    call), connecting to `signed_url` when given; `tools` are registered as client tools."""
+    call), connecting to `signed_url` when given; `tools` are registered as client tools;
+    `on_tool_event(type, event)` sees each agent_tool_request / agent_tool_response."""
     client_tools = ClientTools(loop=asyncio.get_running_loop())
     for name, handler in (tools or {}).items():
         client_tools.register(name, handler, is_async=True)
@@ -83,6 +89,17 @@ def open_conversation(
     check(conversation)
     if signed_url is not None:
         conversation._get_wss_url = lambda: signed_url  # the SDK then connects to it as given
+    if on_tool_event is not None:
+        handle = conversation._handle_message
+
+        async def handle_message(message: Any, ws: Any) -> None:
+            kind = message.get("type") if isinstance(message, dict) else None
+            if kind in TOOL_EVENTS and isinstance(message.get(kind), dict):
+                with contextlib.suppress(Exception):  # a watcher's bug must not break the call
+                    on_tool_event(kind, message[kind])
+            await handle(message, ws)
+
+        conversation._handle_message = handle_message  # type: ignore[method-assign]
     return conversation
 
 

@@ -6,10 +6,39 @@ so the server decides timing (injected latency, silence timeouts) and tests can 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..datasets import render
 from ..models import AgentSpec, Intent, LocalText, pick_language
+
+
+def result_field(result: Any, path: str) -> Any:
+    """The value at a dotted `path` of a tool's result (a JSON text is parsed first); None when
+    the result has no such field."""
+    if isinstance(result, str):
+        try:
+            result = json.loads(result)
+        except ValueError:
+            return None
+    for key in path.split("."):
+        if isinstance(result, dict) and key in result:
+            result = result[key]
+        elif isinstance(result, list) and key.isdigit() and int(key) < len(result):
+            result = result[int(key)]
+        else:
+            return None
+    return result
+
+
+def as_text(value: Any) -> str:
+    """A result value as a dynamic variable (JSON for mappings and lists, true/false for booleans)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return "" if value is None else str(value)
 
 
 @dataclass
@@ -68,11 +97,22 @@ class FlowEngine:
             reply.args = {key: render(value, self.variables) for key, value in call.args.items()}
         return reply
 
-    def on_tool_result(self, ok: bool) -> Reply | None:
-        """The tool of the current step answered (ok), or failed or timed out: move on, or stay
-        (None) when the step names no step for that outcome."""
+    def on_tool_result(self, ok: bool, result: Any = None) -> Reply | None:
+        """The tool of the current step answered (ok, with `result`), or failed or timed out: keep
+        what the step saves, then move on by its branches and outcomes, or stay (None) when the
+        step names no step for that outcome."""
         call = self.flow.steps[self.step_name].call
-        target = (call.on_success if ok else call.on_error) if call is not None else None
+        if call is None:
+            return None
+        target = call.on_error
+        if ok:
+            for variable, path in call.save.items():
+                value = result_field(result, path)
+                if value is not None:
+                    self.variables[variable] = as_text(value)
+            target = next((b.goto for b in call.branches
+                           if as_text(result_field(result, b.field)).lower() == as_text(b.equals).lower()),
+                          call.on_success)
         return self._goto(target) if target else None
 
     def _match(self, intents: list[Intent], text: str) -> Intent | None:
@@ -87,6 +127,8 @@ class FlowEngine:
         self.silences = 0
         step = self.flow.steps[self.step_name]
         intent = self._match(step.intents, text) or self._match(self.flow.any, text)
+        if intent is not None:
+            self.variables.update({key: render(value, self.variables) for key, value in intent.set.items()})
         if intent is not None and intent.repeat:
             return self._speak(self.last_said)
         if intent is not None and intent.goto:

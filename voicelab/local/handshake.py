@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..datasets import SYSTEM_PREFIX, required_variables
-from ..models import LANGUAGES, AgentSpec
+from ..models import LANGUAGES, TOOL_MOCKS_VARIABLE, AgentSpec, ToolMock
 
 #: The one message a conversation must start with.
 INIT_TYPE = "conversation_initiation_client_data"
@@ -38,6 +38,25 @@ class Accepted:
     client_data: dict[str, Any] = field(default_factory=dict)
     #: Set when the client overrode a field the agent does not allow: sent after the metadata.
     refusal: str | None = None
+    #: Webhook-tool mocks the client sent (the local backend's extension, see TOOL_MOCKS).
+    tool_mocks: dict[str, ToolMock] = field(default_factory=dict)
+
+TOOL_MOCKS = TOOL_MOCKS_VARIABLE
+
+
+def take_tool_mocks(variables: dict[str, str]) -> dict[str, ToolMock] | Refused:
+    """Remove TOOL_MOCKS from `variables` and parse it."""
+    raw = variables.pop(TOOL_MOCKS, None)
+    if raw is None:
+        return {}
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        return {str(name): ToolMock.model_validate(mock) for name, mock in data.items()}
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        return Refused(1008, f"invalid_message: dynamic variable {TOOL_MOCKS} must be a JSON object of tool mocks "
+                             f"({str(exc).splitlines()[0]})")
 
 
 def parse_first_message(raw: Any) -> dict[str, Any] | Refused:
@@ -139,6 +158,11 @@ def handshake(init: Mapping[str, Any], query: Mapping[str, str], agents: Mapping
     variables = client_variables(init.get("dynamic_variables") or {})
     if isinstance(variables, Refused):
         return variables
+    mocks = take_tool_mocks(variables)
+    if isinstance(mocks, Refused):
+        return mocks
+    if isinstance(init.get("dynamic_variables"), Mapping) and TOOL_MOCKS in init["dynamic_variables"]:
+        init = {**init, "dynamic_variables": {k: v for k, v in init["dynamic_variables"].items() if k != TOOL_MOCKS}}
     variables = {**agent.platform.placeholders, **variables}
     missing = sorted(required_variables(agent) - set(variables))
     if missing:
@@ -154,4 +178,4 @@ def handshake(init: Mapping[str, Any], query: Mapping[str, str], agents: Mapping
     return Accepted(agent=agent, variables=variables, language=language,
                     first_message=str(first) if first else None,
                     text_only=agent.platform.text_only or text_only(override),
-                    client_data={**init, "language": language}, refusal=refused_reason)
+                    client_data={**init, "language": language}, refusal=refused_reason, tool_mocks=mocks)

@@ -92,6 +92,22 @@ class ConversationRecord:
             self.turn_of_event[event_id] = len(self.transcript)
         self.transcript.append(item)
 
+    def tool_call(self, request_id: str, tool: str, kind: str, args: Mapping[str, Any]) -> None:
+        """The agent calls a tool: an agent item without words, as the platform stores it."""
+        self.transcript.append({"role": "agent", "message": None, "time_in_call_secs": int(time.time() - self.started),
+                                "tool_calls": [{"type": kind, "request_id": request_id, "tool_name": tool,
+                                                "params_as_json": json.dumps(dict(args)),
+                                                "tool_has_been_called": True}]})
+
+    def tool_result(self, request_id: str, tool: str, kind: str, result: Any, is_error: bool,
+                    latency_s: float) -> None:
+        self.transcript.append({"role": "agent", "message": None, "time_in_call_secs": int(time.time() - self.started),
+                                "tool_results": [{"type": kind, "request_id": request_id, "tool_name": tool,
+                                                  "result_value": result if isinstance(result, str)
+                                                  else json.dumps(result),
+                                                  "is_error": is_error, "tool_has_been_called": True,
+                                                  "tool_latency_secs": round(latency_s, 3)}]})
+
     def feedback(self, score: str | None, event_id: int | None = None) -> None:
         """A like or dislike: of one agent turn (the client's `feedback` message), or of the whole
         conversation (the REST route, event_id None). None withdraws it."""
@@ -137,8 +153,8 @@ class ConversationRecord:
         return {"success": "success", "failure": "failure"}.get(self.outcome or "", "unknown")
 
     def analysis(self) -> dict[str, Any]:
-        agent_turns = sum(1 for t in self.transcript if t["role"] == "agent")
-        user_turns = len(self.transcript) - agent_turns
+        agent_turns = sum(1 for t in self.transcript if t["role"] == "agent" and t["message"] is not None)
+        user_turns = sum(1 for t in self.transcript if t["role"] == "user")
         summary = (f"Local {self.agent_name} call: {agent_turns} agent and {user_turns} caller turns; "
                    f"ended: {self.termination_reason or 'in progress'}.")
         return {"call_successful": self.call_successful(), "transcript_summary": summary}
@@ -175,7 +191,7 @@ class ConversationRecord:
                 "source_info": self.client_data.get("source_info") or {},
             },
             "user_message_count": sum(1 for t in self.transcript if t["role"] == "user"),
-            "agent_message_count": sum(1 for t in self.transcript if t["role"] == "agent"),
+            "agent_message_count": sum(1 for t in self.transcript if t["role"] == "agent" and t["message"] is not None),
         }
         return dump(GetConversationResponseModel.model_validate(body))
 
@@ -187,7 +203,7 @@ class ConversationRecord:
             "conversation_id": self.conversation_id,
             "start_time_unix_secs": int(self.started),
             "call_duration_secs": self.duration,
-            "message_count": len(self.transcript),
+            "message_count": sum(1 for t in self.transcript if t["message"] is not None),
             "status": self.status,
             "call_successful": analysis["call_successful"],
             "termination_reason": self.termination_reason,

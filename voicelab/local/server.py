@@ -41,12 +41,30 @@ log = logging.getLogger(__name__)
 def tool_body(tool: Tool) -> dict[str, Any]:
     """A tool of the spec in the platform's shape (`prompt.tools[]`, validated by GET agent's model)."""
     body: dict[str, Any] = {"type": tool.type, "name": tool.name, "description": tool.description or tool.name}
-    if tool.parameters:
-        body["parameters"] = {"type": "object", "required": list(tool.required), "properties": {
-            name: {"type": p.type, "description": p.description, **({"enum": p.enum} if p.enum else {})}
-            for name, p in tool.parameters.items()}}
+    schema = {"type": "object", "required": list(tool.required), "properties": {
+        name: {"type": p.type, "description": p.description, **({"enum": p.enum} if p.enum else {})}
+        for name, p in tool.parameters.items()}}
     if tool.type == "client":
         body |= {"expects_response": tool.expects_response, "response_timeout_secs": int(tool.response_timeout_s)}
+        if tool.parameters:
+            body["parameters"] = schema
+    elif tool.type == "webhook":
+        assert tool.webhook is not None
+        hook = tool.webhook
+        api: dict[str, Any] = {"url": hook.url, "method": hook.method, "request_headers": dict(hook.headers)}
+        if tool.parameters:
+            if hook.method in ("POST", "PUT", "PATCH"):
+                api["request_body_schema"] = schema
+            else:
+                api["query_params_schema"] = {"properties": schema["properties"], "required": schema["required"]}
+        body |= {"response_timeout_secs": int(tool.response_timeout_s), "api_schema": api}
+    else:
+        params: dict[str, Any] = {"system_tool_type": tool.name}
+        if tool.name == "transfer_to_number":
+            params["transfers"] = [{"transfer_destination": {"type": "phone", "phone_number": t.phone_number},
+                                    "phone_number": t.phone_number, "condition": t.condition}
+                                   for t in tool.transfers]
+        body["params"] = params
     return body
 
 

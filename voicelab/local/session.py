@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from ..models import AgentSpec
+from ..models import AgentSpec, Tool, ToolMock
 from ..speech import TranscriberPool
 from .channels import Channel, TextChannel
 from .faults import Fault, Faults
@@ -35,6 +35,7 @@ from .history import ConversationRecord, History, new_conversation_id, system_va
 from .messages import Invalid, Message, parse
 from .recording import Recording
 from .voice import VoiceChannel
+from .webhooks import call_webhook
 
 INIT_TIMEOUT_S = 10.0
 #: The first message never leaves with the metadata: on the platform it takes generating, and
@@ -42,6 +43,8 @@ INIT_TIMEOUT_S = 10.0
 #: metadata (it attaches its message listener only once the metadata has resolved).
 FIRST_MESSAGE_AFTER_S = 0.01
 END_CALL_REASON = "end_call tool was called."
+#: Assumed by analogy with the observed end_call reason (elevenlabs-protocol.md lists no other).
+TRANSFER_REASON = "transfer_to_number tool was called."
 #: A send that cannot complete for this long means the client stopped reading: the conversation
 #: is closed instead of queueing the agent's words without limit.
 SEND_STALL_S = 10.0
@@ -93,6 +96,8 @@ class Session:
         self.thinking = False  # the agent is preparing an answer: new input restarts it
         self.text_kept = 0
         self.tool_waiters: dict[str, asyncio.Future] = {}  # client tool calls awaiting their result
+        self.tool_mocks: dict[str, ToolMock] = {}  # webhook mocks the client sent (handshake.TOOL_MOCKS)
+        self.secrets: dict[str, str] = {}  # secret__ variables: for webhook headers only
 
     # ------------------------------------------------------------------ sending
 
@@ -139,68 +144,133 @@ class Session:
         return self.event_id
 
     async def say(self, reply: Reply, not_before: float = 0.0) -> None:
-        """One agent turn through the channel; then injected faults and end_call."""
+        """One agent turn through the channel (none for a step with nothing to say); then injected
+        faults, end_call, and the step's tool call."""
         assert self.record is not None and self.engine is not None
         if self.closed:
             return
-        event_id = self.next_id()
-        self.record.add("agent", reply.text, event_id=event_id)
-        try:
-            self.last_activity = await self.channel.speak(reply.text, event_id, not_before)
-        except asyncio.CancelledError:
-            if reply.end_call:  # cut off while saying goodbye: the agent still hangs up, as it decided
-                self.last_activity = time.monotonic()
-                await self.end_call()
-            raise
-        self.agent_turns += 1
-        if self.fault and self.agent_turns == self.fault.after_agent_turns:
-            await self.fire(self.fault)
-            return
+        if reply.text:
+            event_id = self.next_id()
+            self.record.add("agent", reply.text, event_id=event_id)
+            try:
+                self.last_activity = await self.channel.speak(reply.text, event_id, not_before)
+            except asyncio.CancelledError:
+                if reply.end_call:  # cut off while saying goodbye: the agent still hangs up, as it decided
+                    self.last_activity = time.monotonic()
+                    await self.end_call()
+                raise
+            self.agent_turns += 1
+            if self.fault and self.agent_turns == self.fault.after_agent_turns:
+                await self.fire(self.fault)
+                return
         if reply.end_call:
             await self.channel.wait_until_heard()
             await self.end_call()
             return
         if reply.tool is not None:
-            ok = await self.call_client_tool(reply.tool, reply.args)
-            following = self.engine.on_tool_result(ok)
+            ok, result = await self.call_tool(reply.tool, reply.args)
+            if self.closed:
+                return
+            following = self.engine.on_tool_result(ok, result)
             if following is not None:
                 await self.say(following)
 
-    async def call_client_tool(self, name: str, args: dict[str, str]) -> bool:
+    async def call_tool(self, name: str, args: dict[str, str]) -> tuple[bool, Any]:
+        """The agent calls a tool of its spec, as the platform does: `agent_tool_request`, the
+        call itself (client, webhook or system), `agent_tool_response`, both kept in the history.
+        Returns (succeeded, result); a timeout is a failure after which the agent carries on."""
+        assert self.engine is not None and self.record is not None
+        tool = self.engine.agent.tool(name)
+        kind = tool.type if tool is not None else "client"
+        call_id = "toolu_" + secrets.token_hex(12)
+        started = time.monotonic()
+        await self.send({"type": "agent_tool_request", "agent_tool_request": {
+            "tool_name": name, "tool_call_id": call_id, "tool_type": kind, "event_id": self.event_id}})
+        self.record.tool_call(call_id, name, kind, args)
+        if kind == "client":
+            ok, result = await self.client_tool(name, call_id, args)
+        elif kind == "webhook":
+            assert tool is not None
+            ok, result = await self.webhook_tool(tool, args)
+        else:
+            ok, result = self.system_tool(name, args)
+        self.record.tool_result(call_id, name, kind, result, not ok, time.monotonic() - started)
+        await self.send({"type": "agent_tool_response", "agent_tool_response": {
+            "tool_name": name, "tool_call_id": call_id, "tool_type": kind, "is_error": not ok, "is_called": True,
+            "event_id": self.event_id}})
+        if name == "transfer_to_number" and ok:
+            await self.channel.wait_until_heard()
+            await self.close(1000, TRANSFER_REASON)
+        return ok, result
+
+    async def client_tool(self, name: str, call_id: str, args: dict[str, str]) -> tuple[bool, Any]:
         """`client_tool_call` to the client, then its `client_tool_result` (matched by id, in any
-        order): True for a result, False for an error or no answer within the tool's timeout,
-        after which the agent carries on, as on the platform."""
+        order); no answer within the tool's timeout is an error."""
         assert self.engine is not None
         tool = self.engine.agent.tool(name)
-        call_id = "toolu_" + secrets.token_hex(12)
         waiter: asyncio.Future = asyncio.get_running_loop().create_future()
         if tool is None or tool.expects_response:
             self.tool_waiters[call_id] = waiter
         await self.send({"type": "client_tool_call", "client_tool_call": {
             "tool_name": name, "tool_call_id": call_id, "parameters": args, "event_id": self.event_id}})
         if tool is not None and not tool.expects_response:
-            return True
+            return True, None
+        timeout = tool.response_timeout_s if tool else 10.0
         try:
-            async with asyncio.timeout(tool.response_timeout_s if tool else 10.0):
-                result = await waiter
+            async with asyncio.timeout(timeout):
+                answer = await waiter
         except TimeoutError:
-            return False
+            return False, f"No result from the client within {timeout:g} s"
         finally:
             self.tool_waiters.pop(call_id, None)
-        return not result["is_error"]
+        return not answer["is_error"], answer.get("result")
+
+    async def webhook_tool(self, tool: Tool, args: dict[str, str]) -> tuple[bool, Any]:
+        """The persona's mock (sent by voicelab), else the spec's default mock, else a real HTTP
+        request to the tool's URL with the conversation's variables filled in."""
+        assert self.engine is not None and tool.webhook is not None
+        mock = self.tool_mocks.get(tool.name) or tool.default_mock
+        if mock is not None:
+            await asyncio.sleep(mock.delay_ms / 1000)
+            return (False, mock.error) if mock.error is not None else (True, mock.result)
+        return await call_webhook(tool, args, self.engine.variables, self.secrets)
+
+    def system_tool(self, name: str, args: dict[str, str]) -> tuple[bool, Any]:
+        """What the platform's own tools do to the conversation (datasets.STEP_SYSTEM_TOOLS)."""
+        assert self.engine is not None
+        if name == "language_detection":
+            language = args.get("language") or self.engine.language
+            self.engine.language = language
+            if isinstance(self.channel, VoiceChannel):
+                self.channel.set_language(language)
+            if self.record is not None:
+                self.record.client_data["language"] = language
+            return True, {"status": "success", "language": language, "reason": "The caller speaks another language."}
+        if name == "transfer_to_number":
+            tool = self.engine.agent.tool(name)
+            number = args.get("transfer_number") or (tool.transfers[0].phone_number if tool and tool.transfers else "")
+            return True, {"status": "success", "transfer_number": number, "reason": args.get("reason"),
+                          "agent_message": "Transferring the call.", "conference_name": "local-" + number}
+        return True, {"status": "success"}  # skip_turn: nothing to do
 
     async def end_call(self) -> None:
-        """As the platform: the end_call tool's response goes out (the JS client ends its session
-        on it), then the server closes 1000."""
+        """As the platform: the end_call tool is called (request and response go out; the JS client
+        ends its session on the response), then the server closes 1000."""
         if self.closed:
             return
+        call_id = "toolu_" + secrets.token_hex(12)
+        event_id = self.next_id()
+        await self.send({"type": "agent_tool_request", "agent_tool_request": {
+            "tool_name": "end_call", "tool_call_id": call_id, "tool_type": "system", "event_id": event_id}})
         if self.record is not None:
             if self.engine:
                 self.record.outcome = self.engine.outcome
+            self.record.tool_call(call_id, "end_call", "system", {})
+            self.record.tool_result(call_id, "end_call", "system", {"status": "success"}, False, 0.0)
             self.record.finish(END_CALL_REASON)
         await self.send({"type": "agent_tool_response", "agent_tool_response": {
-            "tool_name": "end_call", "tool_call_id": "toolu_" + secrets.token_hex(12), "tool_type": "system",
-            "is_error": False, "is_called": True, "event_id": self.next_id()}})
+            "tool_name": "end_call", "tool_call_id": call_id, "tool_type": "system",
+            "is_error": False, "is_called": True, "event_id": event_id}})
         await self.close(1000, END_CALL_REASON)
 
     async def close(self, code: int, reason: str, *, failed: bool = False) -> None:
@@ -284,7 +354,10 @@ class Session:
         """The conversation exists: its record, its flow, its channel, its fault."""
         agent, config = accepted.agent, self.config
         conversation_id = new_conversation_id()
-        variables = {**accepted.variables, **system_variables(conversation_id, agent.id)}
+        self.tool_mocks = accepted.tool_mocks
+        self.secrets = {k: v for k, v in accepted.variables.items() if k.startswith("secret__")}
+        variables = {k: v for k, v in accepted.variables.items() if not k.startswith("secret__")}
+        variables |= system_variables(conversation_id, agent.id)
         self.engine = FlowEngine(agent, variables, language=accepted.language,
                                  first_message=accepted.first_message)
         self.deadline = time.monotonic() + agent.platform.max_duration_s
@@ -426,7 +499,7 @@ class Session:
         await self.send({"type": "agent_response_correction", "agent_response_correction_event": {
             "original_agent_response": original, "corrected_agent_response": truncated, "event_id": cut_id}})
         for item in reversed(self.record.transcript):
-            if item["role"] == "agent":
+            if item["role"] == "agent" and item["message"] is not None:
                 item.update(interrupted=True, message=truncated, original_message=original)
                 break
 

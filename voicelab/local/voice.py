@@ -48,6 +48,10 @@ class VoiceChannel:
         #: Called with every agent chunk and the time it starts playing (the conversation's recording).
         self.recorder = recorder
 
+    def set_language(self, language: str) -> None:
+        """language_detection switched the conversation: the agent speaks with that language's voice."""
+        self.voice = voice_for("agent", language, agent=True)
+
     # ------------------------------------------------------------------ hearing
 
     def on_chunk(self, pcm: bytes, now: float) -> bool:

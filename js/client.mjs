@@ -4,7 +4,9 @@
 //   node js/client.mjs '<scenario JSON>'
 //
 // Scenario: {mode: "text"|"voice", origin: "ws://127.0.0.1:PORT", agentId | signedUrl,
-//            dynamicVariables?, overrides?, timeoutMs?, steps: [...]}
+//            dynamicVariables?, overrides?, timeoutMs?, tools?, steps: [...]}
+// tools (text mode): {name: {result?, error?, delayMs?}} registered as the client's clientTools;
+// each call is printed as {event: "client_tool", name, parameters}.
 // Steps, run in order:
 //   {wait: "agent", count: n}   until n agent messages have arrived in total
 //   {wait: "user", count: n}    until n user transcripts have arrived (voice)
@@ -61,13 +63,28 @@ function onDisconnect(details) {
   notify();
 }
 
+function clientTools() {
+  const tools = {};
+  for (const [name, answer] of Object.entries(scenario.tools ?? {})) {
+    tools[name] = async parameters => {
+      emit("client_tool", { name, parameters });
+      if (answer.delayMs) await sleep(answer.delayMs);
+      if (answer.error) throw new Error(answer.error);
+      return answer.result;
+    };
+  }
+  return tools;
+}
+
 async function textSession() {
   const conversation = await Conversation.startSession({
-    ...common, textOnly: true,
+    ...common, textOnly: true, clientTools: clientTools(),
+    onAgentToolRequest: r => emit("agent_tool_request", { tool_name: r.tool_name, tool_type: r.tool_type }),
     onConnect: ({ conversationId }) => emit("connect", { conversationId }),
     onMessage, onDisconnect,
     onError: (message, context) => emit("onError", { message, context: context ?? null }),
-    onAgentToolResponse: r => emit("agent_tool_response", { tool_name: r.tool_name, tool_type: r.tool_type }),
+    onAgentToolResponse: r => emit("agent_tool_response", { tool_name: r.tool_name, tool_type: r.tool_type,
+                                                            is_error: r.is_error }),
     onAgentChatResponsePart: p => emit("chat_part", { type: p.type, text: p.text }),
     onPing: p => emit("ping", { event_id: p.event_id }),
   });

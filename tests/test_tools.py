@@ -5,17 +5,19 @@ checks say what was called with what."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 from elevenlabs import ElevenLabs
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from voicelab.call import Call
 from voicelab.datasets import load_dataset
-from voicelab.errors import DatasetError
+from voicelab.errors import ConfigError, DatasetError
 
 from .conftest import AGENTS
 
@@ -181,3 +183,238 @@ def test_a_result_for_an_unknown_call_id_is_ignored_and_the_real_one_counts(worl
 def test_mocks_and_expected_calls_are_validated(world, extra, words):
     with pytest.raises(DatasetError, match=words):
         world(ann=extra)
+
+
+# --------------------------------------------------------------------------- webhook and system tools
+
+CASES_AGENT = """
+id: cases
+name: Case desk
+first_message: "Hello {{first_name}}. Shall I open a case, or put you through to a person?"
+prompt: Open a case in the CRM, or transfer the caller to a person.
+platform:
+  client_events: [audio, agent_response, user_transcript, interruption, agent_tool_request, agent_tool_response]
+tools:
+  - name: open_case
+    type: webhook
+    description: Open a case in the CRM.
+    parameters:
+      reason: {type: string, enum: [fraud, duplicate]}
+    required: [reason]
+    response_timeout_s: 1
+    webhook:
+      url: "{{crm_url}}/cases/{{phone_number}}"
+      headers: {X-Caller: "{{first_name}}", Authorization: "Bearer {{secret__crm_token}}"}
+  - name: end_call
+    type: system
+  - name: transfer_to_number
+    type: system
+    transfers: [{phone_number: "+48223334444", condition: "The caller asks for a person."}]
+flow:
+  start: ask
+  steps:
+    ask:
+      intents:
+        - when: ["fraud"]
+          set: {reason: fraud}
+          goto: open
+        - when: ["twice", "duplicate"]
+          set: {reason: duplicate}
+          goto: open
+        - when: ["person", "human"]
+          goto: transfer
+    open:
+      say: "One moment, I'm opening a case."
+      call:
+        tool: open_case
+        args: {reason: "{{reason}}"}
+        save: {case_number: case.number}
+        branches:
+          - {field: case.status, equals: duplicate, goto: already}
+        on_success: opened
+        on_error: failed
+    opened:
+      say: "Your case number is {{case_number}}. Goodbye."
+      end_call: true
+      outcome: success
+    already:
+      say: "You already have case {{case_number}} open for this. Goodbye."
+      end_call: true
+      outcome: success
+    failed:
+      say: "Our case system is not answering; we'll write to you. Goodbye."
+      end_call: true
+      outcome: failure
+    transfer:
+      say: "I'm putting you through to a colleague now."
+      call:
+        tool: transfer_to_number
+        args: {transfer_number: "+48223334444", reason: "caller asked for a person"}
+"""
+
+CALLER = """
+  - id: {id}
+    name: Cas Roe
+    agent: cases
+    summary: a cardholder who calls about {says}
+    variables: {{first_name: Cas, phone_number: "+48512345678", crm_url: "{url}"}}
+    caller:
+      replies:
+        - when: ["open a case"]
+          say: "{says}"
+{extra}"""
+
+
+class CRM:
+    """A real webhook endpoint: answers by path, remembers every request it got."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.requests: list[dict] = []
+        crm = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                length = int(self.headers.get("Content-Length") or 0)
+                crm.requests.append({"path": self.path, "headers": dict(self.headers),
+                                     "body": json.loads(self.rfile.read(length) or b"null")})
+                if self.path.startswith("/down/"):
+                    self.send_response(500)
+                    self.end_headers()
+                    self.wfile.write(b"internal error")
+                    return
+                if self.path.startswith("/hang/"):
+                    import time
+
+                    time.sleep(3)
+                body = json.dumps({"case": {"number": "C-1042", "status": "open"}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture()
+def crm():
+    server = CRM()
+    yield server
+    server.close()
+
+
+@pytest.fixture()
+def cases(tmp_path: Path, crm, monkeypatch):
+    """The case desk agent, callers built per test, the CRM token in the environment."""
+    monkeypatch.setenv("SECRET__CRM_TOKEN", "tok-123")
+    agents = tmp_path / "agents"
+    shutil.copytree(AGENTS, agents)
+    (agents / "cases.yaml").write_text(CASES_AGENT, encoding="utf-8")
+
+    def build(**callers: tuple[str, str, str]):
+        path = tmp_path / "personas.yaml"
+        path.write_text("personas:" + "".join(
+            CALLER.format(id=pid, says=says, url=crm.url + route, extra=extra)
+            for pid, (says, route, extra) in callers.items()), encoding="utf-8")
+        return load_dataset(path, agents)
+    return build
+
+
+def test_a_webhook_tool_is_a_real_request_with_variables_and_its_result_feeds_the_flow(cases, crm, local_backend):
+    dataset = cases(fraud=("Someone used my card, it's fraud.", "", """    expect:
+      agent_says: ["case number is C-1042"]
+      agent_calls: [{tool: open_case, args: {reason: fraud}}]
+      agent_never_calls: [transfer_to_number]
+"""))
+    result = place(dataset, "fraud", local_backend(agents=dataset.agents))
+    assert result.success, (result.checks, result.transcript)
+    (request,) = crm.requests
+    assert request["path"] == "/cases/+48512345678" and request["body"] == {"reason": "fraud"}
+    assert request["headers"]["X-Caller"] == "Cas" and request["headers"]["Authorization"] == "Bearer tok-123"
+    webhook, end = result.tool_calls
+    assert (webhook.tool, webhook.type, webhook.args, webhook.is_error) == ("open_case", "webhook",
+                                                                            {"reason": "fraud"}, False)
+    assert webhook.result == {"case": {"number": "C-1042", "status": "open"}} and webhook.latency_ms is not None
+    assert (end.tool, end.type) == ("end_call", "system")
+    assert "tok-123" not in result.model_dump_json()  # the secret went to the webhook, and nowhere else
+
+
+def test_a_webhook_that_answers_500_or_hangs_takes_the_error_branch(cases, crm, local_backend):
+    dataset = cases(down=("It's fraud.", "/down", ""), hang=("It's fraud.", "/hang", ""))
+    server = local_backend(agents=dataset.agents)
+    for persona_id, error in (("down", "HTTP 500 from open_case: internal error"),
+                              ("hang", "open_case did not answer within 1 s")):
+        result = place(dataset, persona_id, server)
+        assert "case system is not answering" in result.transcript[-1].text, result.transcript
+        webhook = next(c for c in result.tool_calls if c.tool == "open_case")
+        assert webhook.is_error and webhook.result == error, webhook
+    assert len(crm.requests) == 2
+
+
+def test_a_persona_mocks_a_webhook_and_the_backend_branches_on_the_result(cases, crm, local_backend):
+    dataset = cases(dup=("I was charged twice.", "", """    tools:
+      open_case: {result: {case: {number: C-7, status: duplicate}}}
+    expect:
+      agent_says: ["already have case C-7"]
+      agent_calls: [{tool: open_case, args: {reason: duplicate}}]
+"""))
+    result = place(dataset, "dup", local_backend(agents=dataset.agents))
+    assert result.success, (result.checks, result.transcript)
+    assert crm.requests == []  # the mock answered; no request left the backend
+
+
+def test_transfer_to_number_ends_the_call_with_the_platforms_reason(cases, local_backend):
+    dataset = cases(human=("Can I talk to a person, please?", "", """    expect:
+      agent_calls: [{tool: transfer_to_number}]
+      agent_never_calls: [open_case]
+"""))
+    server = local_backend(agents=dataset.agents)
+    result = place(dataset, "human", server)
+    assert result.success, (result.checks, result.transcript)
+    assert result.end_reason == "agent_ended"
+    (transfer,) = result.tool_calls
+    assert transfer.tool == "transfer_to_number" and transfer.type == "system"
+    assert transfer.args == {"transfer_number": "+48223334444", "reason": "caller asked for a person"}
+    client = ElevenLabs(base_url=server.base_url, api_key="local")
+    history = client.conversational_ai.conversations.get(result.conversation_id)
+    assert history.metadata.termination_reason == "transfer_to_number tool was called."
+    (call,) = [c for item in history.transcript for c in (item.tool_calls or [])]
+    assert call.tool_name == "transfer_to_number" and json.loads(call.params_as_json)["transfer_number"] == \
+        "+48223334444"
+
+
+def test_tool_events_go_out_only_when_the_agents_client_events_allow(cases, local_backend):
+    dataset = cases(human=("A person, please.", "", ""))
+    quiet = dataset.agents["cases"].model_copy(deep=True)
+    quiet.platform.client_events = ["audio", "agent_response", "user_transcript"]
+    for agent, expected in ((dataset.agents["cases"], ["agent_tool_request", "agent_tool_response"]), (quiet, [])):
+        server = local_backend(agents={"cases": agent})
+        ws_url = server.base_url.replace("http", "ws") + "/v1/convai/conversation?agent_id=cases"
+        with connect(ws_url) as ws:
+            ws.send(json.dumps({"type": "conversation_initiation_client_data", "dynamic_variables": {
+                "first_name": "Cas", "phone_number": "+48512345678", "crm_url": "http://127.0.0.1:9",
+                "secret__crm_token": "t"}}))
+            ws.send(json.dumps({"type": "user_message", "text": "A person, please."}))
+            kinds = []
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    kinds.append(json.loads(ws.recv(timeout=5))["type"])
+        assert [k for k in kinds if k.startswith("agent_tool")] == expected, kinds
+
+
+def test_a_missing_secret_is_one_clear_line(cases, monkeypatch):
+    monkeypatch.delenv("SECRET__CRM_TOKEN")
+    dataset = cases(fraud=("fraud", "", ""))
+    with pytest.raises(ConfigError, match="SECRET__CRM_TOKEN is not set"):
+        Call(dataset.request("fraud"), base_url="http://127.0.0.1:9").run()

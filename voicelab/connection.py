@@ -12,7 +12,7 @@ from elevenlabs import ElevenLabs
 from elevenlabs.conversational_ai.conversation import ConversationInitiationData
 
 from . import sdk, settings
-from .datasets import render
+from .datasets import render, secret_variables
 from .errors import ConfigError
 from .models import TOOL_MOCKS_VARIABLE, CallRequest, EndReason, pick_language
 
@@ -28,6 +28,8 @@ class Connection:
 
 def connect(request: CallRequest, base_url: str | None = None) -> Connection:
     """The SDK client for the request's backend. Raises ConfigError before anything is sent."""
+    for name in secret_variables(request.agent):
+        settings.secret_variable(name)  # a missing secret is a setting to fix, not a failed call
     if request.backend == "local":
         url = base_url or settings.get("VOICELAB_LOCAL_URL")
         if not url:
@@ -57,6 +59,8 @@ def initiation_data(request: CallRequest) -> ConversationInitiationData:
         agent_part["language"] = persona.call_language
     if agent_part:
         override["agent"] = agent_part
+    for name in secret_variables(agent):  # from the environment, never from the persona
+        variables[name] = settings.secret_variable(name)
     webhook_mocks = {name: mock.model_dump(exclude_defaults=True) for name, mock in persona.tools.items()
                      if (tool := agent.tool(name)) is not None and tool.type == "webhook"}
     if webhook_mocks and request.backend == "local":  # the platform applies them only in agent-testing

@@ -38,13 +38,22 @@ def variables_in(text: LocalText | None) -> set[str]:
 
 
 SYSTEM_PREFIX = "system__"
+#: Variables only webhook headers may use; voicelab takes them from the environment.
+SECRET_PREFIX = "secret__"
 
 
 def required_variables(agent: AgentSpec) -> set[str]:
     """What a caller must provide: the variables the agent uses, less the ones the platform fills
     (`system__*`), the ones with a placeholder default and the ones the flow sets itself."""
     return {name for name in agent_variables(agent) - flow_variables(agent)
-            if not name.startswith(SYSTEM_PREFIX) and name not in agent.platform.placeholders}
+            if not name.startswith((SYSTEM_PREFIX, SECRET_PREFIX)) and name not in agent.platform.placeholders}
+
+
+def secret_variables(agent: AgentSpec) -> set[str]:
+    """The `secret__*` variables the agent's webhook headers use."""
+    return {name for tool in agent.tools if tool.webhook is not None
+            for value in tool.webhook.headers.values() for name in variables_in(value)
+            if name.startswith(SECRET_PREFIX)}
 
 
 def flow_variables(agent: AgentSpec) -> set[str]:
@@ -288,10 +297,12 @@ def _check_flow(agent: AgentSpec, path: Path) -> None:
             raise DatasetError(f"step '{name}' is never reached from start step '{flow.start}'", file=str(path),
                                agent=agent.id, field=f"flow.steps.{name}",
                                fix="add an intent or on_no_match that goes to it, or remove it")
-        if not step.end_call and not exits(step):
+        transfers = step.call is not None and step.call.tool == "transfer_to_number"  # ends the call
+        if not step.end_call and not transfers and not exits(step):
             raise DatasetError(f"step '{name}' has no way out: the call would stay in it until it times out",
                                file=str(path), agent=agent.id, field=f"flow.steps.{name}",
-                               fix="give it an intent with goto, an on_no_match, or end_call: true")
+                               fix="give it an intent with goto, an on_no_match, end_call: true, or a call of "
+                                   "transfer_to_number")
 
 
 #: System tools a local flow step can call (end_call is a step's `end_call: true`).

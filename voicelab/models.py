@@ -196,9 +196,11 @@ class Intent(_Strict):
     goto: str | None = None
     #: Say the current step again instead of moving (for "what do you mean?").
     repeat: bool = False
-    #: Variables this answer sets (what the caller chose: `decision: keep`), for later texts and
-    #: tool arguments.
+    #: Variables this answer sets (what the caller chose: `slot: Tuesday 10:00`), for later texts
+    #: and tool arguments.
     set: dict[str, str] = Field(default_factory=dict)
+    #: Only while the conversation is in this language (e.g. German words heard in an English call).
+    language: str | None = None
 
 
 class ResultBranch(_Strict):
@@ -306,7 +308,7 @@ class Webhook(_Strict):
     {{dynamic variables}} (headers also `secret__` ones); the arguments go as a JSON body (POST, PUT,
     PATCH) or as query parameters (GET, DELETE)."""
 
-    url: str = Field(pattern=r"^https?://")
+    url: str = Field(pattern=r"^(https?://|\{\{)")
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
 

@@ -78,7 +78,8 @@ class FlowEngine:
         return self._with_call(self._speak(text, step.end_call), self.step_name)
 
     def _speak(self, text: str, end_call: bool = False) -> Reply:
-        self.last_said = text
+        if text:  # a step that only calls a tool says nothing: "say that again" repeats the last words
+            self.last_said = text
         if end_call:
             self.ended = True
         return Reply(text=text, end_call=end_call)
@@ -118,6 +119,8 @@ class FlowEngine:
     def _match(self, intents: list[Intent], text: str) -> Intent | None:
         lowered = text.lower()
         for intent in intents:
+            if intent.language is not None and intent.language != self.language:
+                continue
             if any(phrase.lower() in lowered for phrase in intent.when):
                 return intent
         return None

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..datasets import SYSTEM_PREFIX, required_variables
+from ..datasets import SYSTEM_PREFIX, required_variables, secret_variables
 from ..models import LANGUAGES, TOOL_MOCKS_VARIABLE, AgentSpec, ToolMock
 
 #: The one message a conversation must start with.
@@ -167,6 +167,9 @@ def handshake(init: Mapping[str, Any], query: Mapping[str, str], agents: Mapping
     missing = sorted(required_variables(agent) - set(variables))
     if missing:
         return Refused(1008, "Missing required dynamic variables: " + ", ".join(missing))
+    missing = sorted(secret_variables(agent) - set(variables))
+    if missing:  # production's words for variables a tool needs
+        return Refused(1008, "Missing required dynamic variables in tools: {" + ", ".join(missing) + "}")
     agent_override = _section(override, "agent")
     refused = [f for f in overridden_fields(override) if f not in agent.platform.allowed_overrides]
     language = str(agent_override.get("language") or agent.language)

@@ -73,6 +73,7 @@ def base_url(request, backend) -> str:
 
 def test_text_conversation_that_the_agent_ends(base_url):
     events = run_js({"mode": "text", "origin": ws_origin(base_url), "agentId": "chargeback", "dynamicVariables": ANN,
+                     "tools": {"lookup_dispute": {"result": {"status": "open"}}},
                      "steps": [{"wait": "agent", "count": 1}, {"say": "Yes, this is me."},
                                {"wait": "agent", "count": 2}, {"context": "The caller is driving."},
                                {"activity": True}, {"feedback": True}, {"say": "Sorry, I have to go, goodbye."},
@@ -92,12 +93,41 @@ def test_text_conversation_that_the_agent_ends(base_url):
     stored = client.conversational_ai.conversations.get(conversation_id)
     assert stored.status == "done" and stored.metadata.termination_reason == "end_call tool was called."
     assert stored.metadata.conversation_initiation_source == "js_sdk"
-    assert [t.role for t in stored.transcript] == ["agent", "user", "agent", "user", "agent"]
+    assert [t.role for t in stored.transcript if t.message is not None] == ["agent", "user", "agent", "user", "agent"]
     liked = [t for t in stored.transcript if t.feedback is not None]  # sendFeedback names the last agent turn
     assert len(liked) == 1 and liked[0].feedback.score == "like" and liked[0].role == "agent"
     assert "Noise-cancelling" in liked[0].message
     assert stored.metadata.feedback.likes == 1
     assert stored.conversation_initiation_client_data.dynamic_variables["system__conversation_id"] == conversation_id
+
+
+def test_client_tools_answer_through_the_js_client_and_the_flow_follows_their_results(backend):
+    """clientTools: a result (which the JS client sends as a JSON string) the flow branches on, and
+    a tool that throws, which the client reports as is_error."""
+    client = ElevenLabs(base_url=backend.base_url, api_key="local")
+    closed = run_js({"mode": "text", "origin": ws_origin(backend.base_url), "agentId": "chargeback",
+                     "dynamicVariables": ANN, "tools": {"lookup_dispute": {"result": {"status": "closed"}}},
+                     "steps": [{"wait": "agent", "count": 1}, {"say": "Yes, this is me."}, {"wait": "disconnect"}]})
+    (asked,) = [e for e in closed if e["event"] == "client_tool"]
+    assert asked["name"] == "lookup_dispute" and asked["parameters"]["phone_number"] == ANN["phone_number"]
+    assert "already closed" in [e for e in closed if e["event"] == "message"][-1]["message"]
+    stored = client.conversational_ai.conversations.get(first(closed, "connect")["conversationId"])
+    (result,) = [r for t in stored.transcript for r in (t.tool_results or []) if r.tool_name == "lookup_dispute"]
+    assert json.loads(result.result_value) == {"status": "closed"} and not result.is_error
+
+    failing = run_js({"mode": "text", "origin": ws_origin(backend.base_url), "agentId": "chargeback",
+                      "dynamicVariables": ANN, "tools": {"lookup_dispute": {"error": "core banking down"}},
+                      "steps": [{"wait": "agent", "count": 1}, {"say": "Yes, this is me."}, {"wait": "disconnect"}]})
+    assert len([e for e in failing if e["event"] == "client_tool"]) == 2  # looked up twice, then transferred
+    assert [e["tool_name"] for e in failing if e["event"] == "agent_tool_response"] == [
+        "lookup_dispute", "lookup_dispute", "transfer_to_number"]
+    assert all(e["is_error"] for e in failing if e["event"] == "agent_tool_response"
+               and e["tool_name"] == "lookup_dispute")
+    assert first(failing, "disconnect")["reason"] == "agent"
+    stored = client.conversational_ai.conversations.get(first(failing, "connect")["conversationId"])
+    assert stored.metadata.termination_reason == "transfer_to_number tool was called."
+    errors = [r.result_value for t in stored.transcript for r in (t.tool_results or []) if r.is_error]
+    assert errors == ["Client tool execution failed: core banking down"] * 2
 
 
 def test_the_caller_ends_the_session(backend):

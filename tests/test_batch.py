@@ -43,7 +43,7 @@ def test_batch_records_every_call_and_builds_tables(tmp_path: Path):
     assert set(calls["style"]) == {"cooperative", "impatient"} and set(calls["language"]) == {"en", "de"}
     assert (calls["latency_p50_ms"] >= 0).all()
     assert len(turns) == calls["turns"].sum() and set(turns["speaker"]) == {"agent", "user"}
-    calls_path, _ = tables.to_parquet(tmp_path / "export")
+    calls_path, _, _ = tables.to_parquet(tmp_path / "export")
     assert len(pd.read_parquet(calls_path)) == 8
 
     for chart in charts.ALL:

@@ -16,7 +16,7 @@ from . import __version__, heap, runners, sdk, signals
 from .backends import backend_url
 from .datasets import Dataset, load_dataset
 from .errors import UsageError
-from .models import CallRequest, CallResult, Persona, RunManifest, RunSession, utc_now_iso
+from .models import AgentSpec, CallRequest, CallResult, Persona, RunManifest, RunSession, utc_now_iso
 from .store import Run, RunStore, new_run_id
 
 
@@ -32,10 +32,11 @@ class BatchOutcome:
         return self.run.results()
 
 
-def persona_info(persona: Persona) -> dict[str, str]:
-    """What tables show of a persona (stored in the manifest, so reports need no persona files)."""
+def persona_info(persona: Persona, agent: AgentSpec | None = None) -> dict[str, str]:
+    """What tables show of a persona (stored in the manifest, so reports need no persona files);
+    `tools`: the agent's tools, so a report can say which were never called."""
     return {"name": persona.name, "agent": persona.agent, "style": persona.caller.style,
-            "language": persona.language}
+            "language": persona.language, "tools": ", ".join(t.name for t in agent.tools) if agent else ""}
 
 
 def plan_calls(run: Run, dataset: Dataset) -> list[CallRequest]:
@@ -180,7 +181,8 @@ def run_batch(
     # settings every call would trip over (API key, agent id, phone number id), checked before
     # the run exists, so a typo leaves no empty run behind
     runners.preflight([dataset.request(pid, backend=backend, caller=caller, mode=mode) for pid in chosen])
-    info = {pid: persona_info(dataset.personas[pid]) for pid in chosen}
+    info = {pid: persona_info(dataset.personas[pid], dataset.agents.get(agent or dataset.personas[pid].agent))
+            for pid in chosen}
     manifest = RunManifest(
         run_id=run_id or new_run_id(), personas=chosen, persona_info=info, agent=agent, backend=backend,
         caller=caller, mode=mode, repeats=repeats, concurrency=concurrency, max_duration_s=max_duration_s,

@@ -77,7 +77,7 @@ class ConsoleSession:
             call = Call(request, base_url=base_url, audio=audio, on_entry=on_entry)
             call.start()
             run.manifest.personas.append(persona.id)
-            run.manifest.persona_info[persona.id] = persona_info(persona)
+            run.manifest.persona_info[persona.id] = persona_info(persona, request.agent)
             run.save_manifest()
         return call
 

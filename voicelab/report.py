@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import logging
 import os
 import re
@@ -17,9 +18,9 @@ import pandas as pd
 
 from .audio.wav import compressed
 from .errors import MissingDependency, ReportError
-from .models import CallResult
+from .models import CallResult, ToolCallRecord
 from .store import DEFAULT_ROOT, RunStore
-from .tables import Tables, platform_view
+from .tables import Tables, platform_view, turn_of
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 REPORT_NOTEBOOK = NOTEBOOKS / "report.ipynb"
@@ -41,7 +42,7 @@ details.vl-persona{margin:6px 0}details.vl-persona>summary{cursor:pointer;font-w
 .vl-callbody{display:flex;flex-wrap:wrap;gap:8px 24px}.vl-callbody>.vl-turns{flex:3 1 420px;min-width:0}
 .vl-callbody>.vl-checks{flex:1 1 220px;min-width:0;font-size:13px}.vl-checks ul{margin:0;padding-left:18px}
 .vl-lat{color:#777;font-size:11px}.vl-call audio{width:100%;max-width:520px;display:block;margin:4px 0}
-.vl-turn{overflow-wrap:anywhere}
+.vl-turn{overflow-wrap:anywhere}.vl-tool{color:#6a1b9a;margin-left:2em}
 </style>"""
 #: How a report carries voice recordings: embedded (Ogg Opus, self-contained), linked (relative
 #: to the report, the WAV files stay in the run folder), or left out.
@@ -152,13 +153,36 @@ def audio_html(r: CallResult, tables: Tables, audio: str, report_dir: Path | Non
             len(src))
 
 
+def tools_html(tables: Tables) -> str:
+    """Per persona: the tools called (and how often), those that failed, and the agent's tools
+    that were never called."""
+    summary = tables.tools_summary()
+    if summary.empty or not (summary["tools_called"].astype(bool) | summary["never_called"].astype(bool)).any():
+        return '<p id="vl-tools">No agent in this run has tools, and none were called.</p>'
+    table = summary.to_html(index=False, classes="vl-table", table_id="vl-tools", na_rep="")
+    return f'<div class="vl-scroll">{table}</div>'
+
+
+def _tool_html(call: ToolCallRecord) -> str:
+    args = ", ".join(f"{k}={v}" for k, v in call.args.items())
+    answer = "" if call.result is None else json.dumps(call.result, ensure_ascii=False)
+    took = f" ({call.latency_ms:.0f} ms)" if call.latency_ms is not None else " (no answer)"
+    kind = "vl-fail" if call.is_error else "vl-lat"
+    return (f'<div class="vl-turn vl-tool">{call.at:6.2f}s <b>tool</b> {html.escape(call.tool)}({html.escape(args)})'
+            f' <span class="{kind}">{"error: " if call.is_error else "→ "}{html.escape(answer[:300])}{took}</span>'
+            "</div>")
+
+
 def _call_html(r: CallResult, tables: Tables, audio: str, report_dir: Path | None) -> tuple[str, int]:
     verdict = '<span class="vl-pass">PASS</span>' if r.success else '<span class="vl-fail">FAIL</span>'
-    turns = "".join(
+    after: dict[int, list[str]] = {}  # each tool call after the turn it belongs to
+    for call in r.tool_calls:
+        after.setdefault(turn_of(r, call.at), []).append(_tool_html(call))
+    turns = "".join(after.get(0, [])) + "".join(
         f'<div class="vl-turn vl-{t.speaker}">{t.timestamp:6.2f}s <b>{t.speaker}</b>'
         + (f' <span class="vl-lat">({t.latency_ms:.0f} ms)</span>' if t.latency_ms is not None else "")
-        + f": {html.escape(t.text)}</div>"
-        for t in r.transcript)
+        + f": {html.escape(t.text)}</div>" + "".join(after.get(index, []))
+        for index, t in enumerate(r.transcript, 1))
     failed = '<b class="vl-fail">FAIL</b>'
     checks = "".join(
         f"<li>{'pass' if c.passed else failed} {html.escape(c.name)}: {html.escape(c.detail)}</li>"

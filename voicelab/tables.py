@@ -3,11 +3,13 @@
     tables = voicelab.load_runs("run-20261121-101500")      # one run, or several ids
     tables.calls      one row per call
     tables.turns      one row per transcript entry
+    tables.tools      one row per tool call (joins calls on run_id + call_id, turns also on turn)
     tables.to_parquet("out/")
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,8 @@ CALL_COLUMNS = [
 ]
 TURN_COLUMNS = ["run_id", "call_id", "persona_id", "agent_id", "style", "language", "turn", "speaker", "text",
                 "timestamp_s", "latency_ms"]
+TOOL_COLUMNS = ["run_id", "call_id", "persona_id", "agent_id", "turn", "tool", "type", "args", "result", "is_error",
+                "at_s", "latency_ms", "tool_call_id"]
 
 
 def _info(manifests: dict[str, RunManifest], result: CallResult) -> dict[str, str]:
@@ -93,6 +97,50 @@ def turns_table(results: list[CallResult], manifests: dict[str, RunManifest] | N
     return pd.DataFrame(rows, columns=TURN_COLUMNS)
 
 
+def turn_of(r: CallResult, at: float) -> int:
+    """The transcript turn a tool call belongs to: the last one that started at or before it
+    (1-based, as in the turns table; 0 before the first)."""
+    return sum(1 for t in r.transcript if t.timestamp <= at)
+
+
+def tools_table(results: list[CallResult]) -> pd.DataFrame:
+    """One row per tool call; arguments and results as JSON text, so the table stores anywhere."""
+    rows = []
+    for r in results:
+        for call in r.tool_calls:
+            rows.append({
+                "run_id": r.run_id, "call_id": r.call_id, "persona_id": r.persona_id, "agent_id": r.agent_id,
+                "turn": turn_of(r, call.at), "tool": call.tool, "type": call.type,
+                "args": json.dumps(call.args, ensure_ascii=False),
+                "result": None if call.result is None else json.dumps(call.result, ensure_ascii=False),
+                "is_error": call.is_error, "at_s": call.at, "latency_ms": call.latency_ms, "tool_call_id": call.id,
+            })
+    return pd.DataFrame(rows, columns=TOOL_COLUMNS)
+
+
+def tools_summary(tools: pd.DataFrame, calls: pd.DataFrame, manifests: dict[str, RunManifest]) -> pd.DataFrame:
+    """Per persona: which tools were called (how often, how many failed) and which of its agent's
+    tools were never called in any of its calls."""
+    declared: dict[str, list[str]] = {}
+    for manifest in manifests.values():
+        for persona_id, info in manifest.persona_info.items():
+            names = [n.strip() for n in info.get("tools", "").split(",") if n.strip()]
+            declared.setdefault(persona_id, [])
+            declared[persona_id] += [n for n in names if n not in declared[persona_id]]
+    rows = []
+    for persona_id in sorted(set(calls["persona_id"]) if len(calls) else set()):
+        mine = tools[tools["persona_id"] == persona_id] if len(tools) else tools
+        counts = mine.groupby("tool").agg(n=("tool", "size"), failed=("is_error", "sum")) if len(mine) else None
+        called = [] if counts is None else [f"{tool} ×{row.n}" for tool, row in counts.iterrows()]
+        failed = [] if counts is None else [f"{tool} ×{int(row.failed)}" for tool, row in counts.iterrows()
+                                            if row.failed]
+        seen = set(mine["tool"]) if len(mine) else set()
+        rows.append({"persona_id": persona_id, "calls": int((calls["persona_id"] == persona_id).sum()),
+                     "tools_called": ", ".join(called), "tools_failed": ", ".join(failed),
+                     "never_called": ", ".join(t for t in declared.get(persona_id, []) if t not in seen)})
+    return pd.DataFrame(rows, columns=["persona_id", "calls", "tools_called", "tools_failed", "never_called"])
+
+
 def kpis(calls: pd.DataFrame, turns: pd.DataFrame) -> dict[str, float]:
     """The numbers at the top of a report."""
     latencies = turns["latency_ms"].dropna().tolist() if len(turns) else []
@@ -117,6 +165,7 @@ class Tables:
     manifests: dict[str, RunManifest]
     calls: pd.DataFrame
     turns: pd.DataFrame
+    tools: pd.DataFrame
     #: run id -> what could not be read of its calls.jsonl (reports show it in their header)
     unreadable: dict[str, str] = field(default_factory=dict)
     #: run id -> its folder (where its recordings are)
@@ -125,13 +174,17 @@ class Tables:
     def kpis(self) -> dict[str, float]:
         return kpis(self.calls, self.turns)
 
-    def to_parquet(self, folder: str | Path) -> tuple[Path, Path]:
+    def tools_summary(self) -> pd.DataFrame:
+        return tools_summary(self.tools, self.calls, self.manifests)
+
+    def to_parquet(self, folder: str | Path) -> tuple[Path, Path, Path]:
+        """calls.parquet, turns.parquet and tools.parquet in `folder`."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        calls_path, turns_path = folder / "calls.parquet", folder / "turns.parquet"
-        self.calls.to_parquet(calls_path, index=False)
-        self.turns.to_parquet(turns_path, index=False)
-        return calls_path, turns_path
+        paths = folder / "calls.parquet", folder / "turns.parquet", folder / "tools.parquet"
+        for table, path in zip((self.calls, self.turns, self.tools), paths, strict=True):
+            table.to_parquet(path, index=False)
+        return paths
 
 
 def load_runs(*run_ids: str | Iterable[str], root: str | Path = DEFAULT_ROOT) -> Tables:
@@ -153,4 +206,4 @@ def load_runs(*run_ids: str | Iterable[str], root: str | Path = DEFAULT_ROOT) ->
         if run.unreadable_lines:
             unreadable[run.run_id] = run.unreadable_summary()
     return Tables(results, manifests, calls_table(results, manifests), turns_table(results, manifests),
-                  unreadable, paths)
+                  tools_table(results), unreadable, paths)

@@ -11,6 +11,7 @@ whose `phone_number` was dialled (`Callers`).
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -24,16 +25,41 @@ from elevenlabs.types import (
 )
 
 from ..datasets import SYSTEM_PREFIX
-from ..models import E164_PATTERN, AgentSpec, Persona
+from ..models import E164_PATTERN, AgentSpec, Persona, ToolMock
 from .handshake import variable_text
 from .history import ConversationRecord, History, dump, new_conversation_id, system_variables
 from .rest import Unprocessable, error_response, field, read_json
 from .scenario import judge, overall, simulated_user
+from .session import TRANSFER_REASON
 from .simulate import simulate
 
 #: Real seconds a simulated run stays pending / a phone call stays in progress, so that
 #: clients really poll (as they must against the hosted platform).
 PENDING_S = 0.3
+
+
+def _tool_mocks(raw: Any) -> dict[str, ToolMock]:
+    """agent-testing's `tool_mock_overrides` ({tool: [{mock_result, is_error, parameter_conditions}]})
+    as the simulation's mocks: the first unconditional mock of each tool (a JSON text result is
+    parsed); 422 naming the field for anything else."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise Unprocessable("body", "tool_mock_overrides", "must be an object of tool name -> list of mocks")
+    mocks = {}
+    for name, items in raw.items():
+        if not isinstance(items, list) or not all(isinstance(i, dict) and isinstance(i.get("mock_result"), str)
+                                                  for i in items):
+            raise Unprocessable("body", "tool_mock_overrides", f"{name}: each mock needs mock_result (a string)")
+        plain = [i for i in items if not i.get("parameter_conditions")] or items
+        if plain:
+            text = plain[0]["mock_result"]
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = text
+            mocks[str(name)] = ToolMock(error=text) if plain[0].get("is_error") else ToolMock(result=value)
+    return mocks
 
 
 def _variables(raw: Any, where: str) -> dict[str, str]:
@@ -109,6 +135,8 @@ class Platform:
             raise Unprocessable("body", "success_conditions", "must be a list of strings")
         _variables(body.get("dynamic_variables"), "dynamic_variables")
         field(body, "simulation_max_turns", int)
+        field(body, "tool_mock_config", dict)
+        _tool_mocks(body.get("tool_mock_overrides"))
         test_id = "test_" + secrets.token_hex(10)
         self.tests[test_id] = {**body, "id": test_id}
         return web.json_response({"id": test_id})
@@ -159,7 +187,10 @@ class Platform:
         max_turns = int(test.get("simulation_max_turns") or 40)
         variables = {**agent.platform.placeholders, **_variables(test.get("dynamic_variables"), "dynamic_variables")}
         user = simulated_user(str(test["simulation_scenario"]), variables, max_turns)
-        sim = simulate(agent, user, latency_s=self.latency_s(), max_turns=max_turns)
+        strategy = (test.get("tool_mock_config") or {}).get("mocking_strategy", "all")
+        mocks = _tool_mocks(test.get("tool_mock_overrides")) if strategy != "none" else {}
+        sim = simulate(agent, user, latency_s=self.latency_s(), max_turns=max_turns, mocks=mocks,
+                       language=user.call_language)
         verdicts = judge(list(test.get("success_conditions") or []), sim.transcript, sim.ended_by)
         passed, rationale = overall(verdicts)
         run.update(status="passed" if passed else "failed", agent_responses=sim.transcript,
@@ -270,10 +301,13 @@ class Platform:
             record.finish("Call was not answered (no persona has this phone number)", failed=True, code=1002)
             return
         persona = persona.model_copy(update={"variables": {**persona.variables, **variables}})
-        sim = simulate(agent, persona, latency_s=self.latency_s())
-        record.transcript = [{**t, "source_medium": "audio"} for t in sim.transcript]
+        sim = simulate(agent, persona, latency_s=self.latency_s(), mocks=dict(persona.tools))
+        record.transcript = [{**t, "source_medium": "audio"} if t.get("message") is not None else t
+                             for t in sim.transcript]
         record.outcome = sim.outcome
         record.started = time.time() - sim.duration_s
         reason = {"agent": "end_call tool was called.", "caller": "Remote party ended the call.",
                   "limit": "Maximum duration exceeded"}[sim.ended_by]
+        if sim.transferred:
+            reason = TRANSFER_REASON
         record.finish(reason)

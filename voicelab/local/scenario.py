@@ -9,9 +9,12 @@ condition that says something else than the persona's expectations changes the v
 in the rationale, never silently passed.
 
 Scenario grammar: `You are <name>.` ... one of the style sentences ... `Speak <Language>.`
+... `The call starts in <Language>.` (optional)
 ... `If asked about <a> / <b>, say: "<line>"` (any number).
 Condition grammar: `The agent says "<p>".`, `The agent never says "<p>".`,
 `The conversation has at least <n> turns.`, `The agent|caller ends the call.`,
+`The agent calls the tool <t>.`, `The agent calls the tool <t> with <a>="<v>", <b>="<w>".`,
+`The agent never calls the tool <t>.`,
 `The agent handles the caller politely and ends the call properly.`
 """
 
@@ -20,12 +23,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..evaluate import says
-from ..models import CallerSpec, Persona, ReplyRule
+from ..evaluate import says, tool_checks
+from ..models import CallerSpec, Expectations, ExpectedCall, Persona, ReplyRule, ToolCallRecord
 from ..runners.platform import STYLE_TEXT
+from ..tool_calls import from_history
 
 LANGUAGES = {"english": "en", "german": "de"}
 RULE = re.compile(r'If asked about (.+?), say: "(.*?)"')
+ARG = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def records(transcript: list[dict]) -> list[ToolCallRecord]:
+    """The tool calls of a simulated transcript, as a call's result records them."""
+    return [ToolCallRecord(tool=c["tool"], type=c["type"] or "client", id=c["id"],
+                           args=c["args"] if isinstance(c["args"], dict) else {}, result=c["result"],
+                           is_error=c["is_error"], at=c["at"]) for c in from_history(transcript)]
 
 
 def simulated_user(scenario: str, variables: dict[str, str], max_turns: int) -> Persona:
@@ -34,11 +46,13 @@ def simulated_user(scenario: str, variables: dict[str, str], max_turns: int) -> 
     style = next((s for s, text in STYLE_TEXT.items() if text in scenario), "cooperative")
     spoken = re.search(r"Speak (\w+)\.", scenario)
     language = LANGUAGES.get(spoken.group(1).lower(), spoken.group(1).lower()) if spoken else "en"
+    starts = re.search(r"The call starts in (\w+)\.", scenario)
+    start = LANGUAGES.get(starts.group(1).lower(), starts.group(1).lower()) if starts else None
     replies = [ReplyRule(when=[w.strip() for w in when.split(" / ") if w.strip()], say=line)
                for when, line in RULE.findall(scenario) if when.strip()]
     turns = max(1, (max_turns - 2) // 2)
     return Persona(id="simulated-user", name=name.group(1) if name else "Simulated user", summary=scenario[:500],
-                   language=language, agent="simulated", variables=variables,
+                   language=language, start_language=start, agent="simulated", variables=variables,
                    caller=CallerSpec(style=style, replies=replies, hang_up_after_turns=turns))
 
 
@@ -65,8 +79,14 @@ def judge(conditions: list[str], transcript: list[dict], ended_by: str) -> list[
             out.append(Verdict(text, "success" if hit is None else "failure",
                                "never said" if hit is None else f"said in agent turn {hit + 1}"))
         elif m := re.fullmatch(r"The conversation has at least (\d+) turns\.?", text):
-            enough = len(transcript) >= int(m.group(1))
-            out.append(Verdict(text, "success" if enough else "failure", f"{len(transcript)} turns"))
+            turns = sum(1 for t in transcript if t.get("message") is not None)  # not tool-only items
+            out.append(Verdict(text, "success" if turns >= int(m.group(1)) else "failure", f"{turns} turns"))
+        elif m := re.fullmatch(r'The agent (calls|never calls) the tool (\w+)(?: with (.+?))?\.?', text):
+            wanted = ExpectedCall(tool=m.group(2), args=dict(ARG.findall(m.group(3) or "")))
+            expect = Expectations(agent_calls=[wanted]) if m.group(1) == "calls" else \
+                Expectations(agent_never_calls=[wanted.tool])
+            (check,) = tool_checks(expect, records(transcript))
+            out.append(Verdict(text, "success" if check.passed else "failure", check.detail))
         elif m := re.fullmatch(r"The (agent|caller) ends the call\.?", text):
             who = m.group(1)
             out.append(Verdict(text, "success" if ended_by == who else "failure", f"ended by the {ended_by}"))

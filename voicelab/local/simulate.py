@@ -8,11 +8,14 @@ simulated two-minute call is answered in milliseconds and `time_in_call_secs` st
 
 from __future__ import annotations
 
+import json
+import secrets
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..callers.scripted import ScriptedCaller
-from ..models import AgentSpec, Persona
-from .flow import FlowEngine
+from ..models import SYSTEM_TOOLS, AgentSpec, Persona, ToolMock
+from .flow import FlowEngine, Reply
 
 WORDS_PER_S = 2.5
 
@@ -26,27 +29,79 @@ class Simulated:
     transcript: list[dict] = field(default_factory=list)  # role, message, time_in_call_secs
     outcome: str | None = None
     ended_by: str = "agent"  # agent | caller | limit
+    #: The agent ended the call by transferring it (transfer_to_number).
+    transferred: bool = False
     duration_s: float = 0.0
 
 
+def mocked(agent: AgentSpec, name: str, mocks: dict[str, ToolMock]) -> tuple[bool, Any]:
+    """A tool's answer in a simulation, where nothing real runs: the test's mock, else the agent
+    spec's default mock, else an error (system tools always succeed)."""
+    tool = agent.tool(name)
+    if name in SYSTEM_TOOLS and (tool is None or tool.type == "system"):
+        return True, {"status": "success"}
+    mock = mocks.get(name) or (tool.default_mock if tool is not None else None)
+    if mock is None:
+        return False, f"Tool '{name}' is not mocked in this simulation"
+    return (False, mock.error) if mock.error is not None else (True, mock.result)
+
+
 def simulate(agent: AgentSpec, persona: Persona, *, latency_s: float = 0.0, max_turns: int = 40,
-             language: str | None = None) -> Simulated:
-    """Play one whole conversation between the agent's flow and the persona's scripted caller."""
+             language: str | None = None, mocks: dict[str, ToolMock] | None = None) -> Simulated:
+    """Play one whole conversation between the agent's flow and the persona's scripted caller;
+    the flow's tool calls are answered by `mocks` (see `mocked`) and kept in the transcript as
+    the platform keeps them."""
     engine = FlowEngine(agent, persona.variables, language=language or persona.language)
     caller = ScriptedCaller(persona)
     sim = Simulated()
     clock = 0.0
     limit = persona.caller.timeout_s or 120.0
+    transferred = False
 
     def add(role: str, text: str) -> None:
-        sim.transcript.append({"role": role, "message": text, "time_in_call_secs": int(clock)})
+        if text:  # a step that only calls a tool says nothing
+            sim.transcript.append({"role": role, "message": text, "time_in_call_secs": int(clock)})
+
+    def tools(reply: Reply) -> Reply:
+        """Run the reply's tool call(s) and return the reply the agent ends up saying."""
+        nonlocal transferred, clock
+        while reply.tool is not None and not transferred:
+            call_id = "toolu_" + secrets.token_hex(12)
+            ok, result = mocked(agent, reply.tool, mocks or {})
+            declared = agent.tool(reply.tool)
+            kind = declared.type if declared else "system" if reply.tool in SYSTEM_TOOLS else "client"
+            at = int(clock)
+            sim.transcript.append({"role": "agent", "message": None, "time_in_call_secs": at, "tool_calls": [
+                {"type": kind, "request_id": call_id, "tool_name": reply.tool, "params_as_json": json.dumps(reply.args),
+                 "tool_has_been_called": True}]})
+            sim.transcript.append({"role": "agent", "message": None, "time_in_call_secs": at, "tool_results": [
+                {"type": kind, "request_id": call_id, "tool_name": reply.tool, "is_error": not ok,
+                 "tool_has_been_called": True,
+                 "result_value": result if isinstance(result, str) else json.dumps(result)}]})
+            if reply.tool == "language_detection" and ok:
+                engine.language = reply.args.get("language") or engine.language
+            if reply.tool == "end_call":
+                return Reply(text="", end_call=True)
+            if reply.tool == "transfer_to_number" and ok:
+                transferred = True
+                return Reply(text="", end_call=True)
+            following = engine.on_tool_result(ok, result)
+            if following is None:
+                return Reply(text="")
+            add("agent", following.text)
+            clock += _speak_s(following.text) if following.text else 0.0
+            reply = following
+        return reply
 
     reply = engine.first_message()
     add("agent", reply.text)
     clock += _speak_s(reply.text)
+    reply = tools(reply)
     while len(sim.transcript) < max_turns:
         if reply.end_call:
             sim.ended_by = "agent"
+            if not transferred:  # the agent hangs up with the end_call system tool
+                tools(Reply(text="", tool="end_call"))
             break
         action = caller.on_agent_turn(reply.text)
         if not action.say:
@@ -57,6 +112,7 @@ def simulate(agent: AgentSpec, persona: Persona, *, latency_s: float = 0.0, max_
             reply = engine.on_silence()
             add("agent", reply.text)
             clock += _speak_s(reply.text)
+            reply = tools(reply)
             continue
         for line in action.say:
             add("user", line)
@@ -68,8 +124,10 @@ def simulate(agent: AgentSpec, persona: Persona, *, latency_s: float = 0.0, max_
         reply = engine.on_user(" ".join(action.say))
         add("agent", reply.text)
         clock += _speak_s(reply.text)
+        reply = tools(reply)
     else:
         sim.ended_by = "limit"
     sim.outcome = engine.outcome
+    sim.transferred = transferred
     sim.duration_s = clock
     return sim

@@ -10,6 +10,7 @@ platform's verdict and rationale in `analysis`. Cancelling cancels the invocatio
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,17 @@ from .. import hosted
 from ..connection import connect
 from ..errors import BackendError, UsageError
 from ..evaluate import finished_result
-from ..models import CallRequest, CallResult, EndReason, Persona, PlatformTestRun, TranscriptEntry, utc_now_iso
+from ..models import (
+    CallRequest,
+    CallResult,
+    EndReason,
+    Persona,
+    PlatformTestRun,
+    ToolCallRecord,
+    TranscriptEntry,
+    utc_now_iso,
+)
+from ..tool_calls import from_history
 
 if TYPE_CHECKING:
     from . import Sink
@@ -43,9 +54,12 @@ def test_name(persona: Persona) -> str:
 def scenario(persona: Persona) -> str:
     facts = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in persona.variables.items())
     rules = " ".join(f"If asked about {' / '.join(r.when)}, say: \"{r.say}\"" for r in persona.caller.replies)
-    language = "German" if persona.language == "de" else "English" if persona.language == "en" else persona.language
+    def name(code: str) -> str:
+        return {"de": "German", "en": "English"}.get(code, code)
+
+    starts = f" The call starts in {name(persona.call_language)}." if persona.call_language != persona.language else ""
     return (f"You are {persona.name}. {persona.summary} {STYLE_TEXT[persona.caller.style]} "
-            f"Speak {language}. What you know: {facts}. {rules}").strip()
+            f"Speak {name(persona.language)}.{starts} What you know: {facts}. {rules}").strip()
 
 
 def success_conditions(persona: Persona) -> list[str]:
@@ -56,12 +70,35 @@ def success_conditions(persona: Persona) -> list[str]:
         out.append(f"The conversation has at least {e.min_turns} turns.")
     if e.ended_by in ("agent", "caller"):
         out.append(f"The {'agent' if e.ended_by == 'agent' else 'caller'} ends the call.")
+    for call in e.agent_calls:
+        args = ", ".join(f'{k}={json.dumps(str(v))}' for k, v in call.args.items())
+        out.append(f"The agent calls the tool {call.tool}" + (f" with {args}." if args else "."))
+    out += [f"The agent never calls the tool {tool}." for tool in e.agent_never_calls]
     return out or ["The agent handles the caller politely and ends the call properly."]
 
 
+def tool_mocks(request: CallRequest) -> dict[str, list[dict[str, Any]]]:
+    """agent-testing's `tool_mock_overrides`: the persona's mocks, else the agent spec's default
+    mocks, for its client and webhook tools (nobody runs a client tool in a simulation)."""
+    out = {}
+    for tool in request.agent.tools:
+        mock = request.persona.tools.get(tool.name) or tool.default_mock
+        if tool.type == "system" or mock is None:
+            continue
+        text = mock.error if mock.error is not None else (
+            mock.result if isinstance(mock.result, str) else json.dumps(mock.result))
+        out[tool.name] = [{"mock_result": text, "is_error": mock.error is not None}]
+    return out
+
+
 def result_of(request: CallRequest, run: Any, started: str, retries: list[dict]) -> CallResult:
-    """One finished (or cancelled) test run as a CallResult."""
-    turns = [t for t in (run.agent_responses or []) if t.role in ("agent", "user")]
+    """One finished (or cancelled) test run as a CallResult; its tool calls from the simulated
+    transcript, so the persona's agent_calls checks are judged by voicelab too."""
+    calls = [ToolCallRecord(tool=c["tool"], type=c["type"] or "client", id=c["id"], result=c["result"],
+                            args=c["args"] if isinstance(c["args"], dict) else {}, is_error=c["is_error"],
+                            at=c["at"], latency_ms=c["latency_ms"])
+             for c in from_history(run.agent_responses or [])]
+    turns = [t for t in (run.agent_responses or []) if t.role in ("agent", "user") and t.message is not None]
     transcript = [TranscriptEntry(speaker=t.role, text=t.message or "", timestamp=t.time_in_call_secs) for t in turns]
     verdict = run.condition_result
     rationale = getattr(getattr(verdict, "rationale", None), "summary", None) if verdict else None
@@ -78,7 +115,7 @@ def result_of(request: CallRequest, run: Any, started: str, retries: list[dict])
     error = {"cancelled": "the test run was cancelled", "error": f"test run ended as {run.status}"}.get(
         reason if reason in ("cancelled", "error") else "", None)
     return finished_result(request, transcript, end_reason=reason, duration_s=duration, started_at=started,
-                           error=error, analysis=analysis, retries=retries)
+                           error=error, analysis=analysis, retries=retries, tool_calls=calls)
 
 
 class PlatformRunner:
@@ -120,18 +157,22 @@ async def _run_agent_tests(requests: list[CallRequest], base_url: str | None,
         """A REST call off the event loop, with visible retries."""
         return loop.run_in_executor(None, lambda: hosted.with_retries(fn, what=what, log=retries))
 
-    def create(persona: Persona) -> Any:
+    def create(request: CallRequest) -> Any:
+        persona = request.persona
+        mocks = tool_mocks(request)
         body = TestsCreateRequestBody_Simulation(
             name=test_name(persona), simulation_scenario=scenario(persona),
             success_conditions=success_conditions(persona), dynamic_variables=dict(persona.variables),
-            simulation_max_turns=min(40, persona.caller.hang_up_after_turns * 2 + 2))
+            simulation_max_turns=min(40, persona.caller.hang_up_after_turns * 2 + 2),
+            tool_mock_config={"mocking_strategy": "all", "fallback_strategy": "raise_error"} if mocks else None,
+            tool_mock_overrides=mocks or None)
         return api.tests.create(request=body, request_options=hosted.NO_SDK_RETRIES)
 
     waiting: dict[str, list[CallRequest]] = {}  # test id -> calls still without a result
     try:
-        for persona in {r.persona.id: r.persona for r in requests}.values():
-            created = await rest("creating an agent test", lambda p=persona: create(p))
-            waiting[created.id] = [r for r in requests if r.persona.id == persona.id]
+        for first in {r.persona.id: r for r in requests}.values():
+            created = await rest("creating an agent test", lambda r=first: create(r))
+            waiting[created.id] = [r for r in requests if r.persona.id == first.persona.id]
         tests = [SingleTestRunRequestModel(test_id=t) for t in waiting]
         repeat = max(len(calls) for calls in waiting.values())
         invocation = await rest("running agent tests", lambda: api.agents.run_tests(

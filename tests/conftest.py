@@ -70,3 +70,21 @@ def artifacts() -> Path:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+
+
+#: What a raw websocket client answers the bundled agents' client tools with (their default mocks'
+#: shapes): a client that implements its tools, as the SDKs' ClientTools do.
+TOOL_RESULTS = {"lookup_dispute": {"status": "open"}, "confirm_dispute": {"recorded": True},
+                "check_interview_slots": {"slots": "Tuesday at 10:00 or Thursday at 14:00"},
+                "book_interview": {"booked": True}}
+
+
+def tool_result_for(frame: dict) -> str | None:
+    """The `client_tool_result` frame answering a `client_tool_call` frame (None for any other)."""
+    import json
+
+    if frame.get("type") != "client_tool_call":
+        return None
+    call = frame["client_tool_call"]
+    return json.dumps({"type": "client_tool_result", "tool_call_id": call["tool_call_id"],
+                       "result": TOOL_RESULTS.get(call["tool_name"], "ok"), "is_error": False})

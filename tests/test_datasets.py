@@ -92,7 +92,7 @@ def test_bad_agent_file_names_the_agent_and_field(tmp_path: Path):
     agents = tmp_path / "agents"
     shutil.copytree(AGENTS, agents)
     spec = agents / "chargeback.yaml"
-    spec.write_text(spec.read_text().replace("goto: next_steps", "goto: nowhere", 1))
+    spec.write_text(spec.read_text().replace("goto: record_keep", "goto: nowhere", 1))
     with pytest.raises(DatasetError, match=r"agent 'chargeback'.*goto names unknown step 'nowhere'"):
         load_dataset(PERSONAS, agents)
 

@@ -18,6 +18,8 @@ from websockets.sync.client import connect
 
 from voicelab.local.messages import MAX_FRAME_BYTES
 
+from .conftest import tool_result_for
+
 ANNA = {"first_name": "Anna", "last_name": "Kowalska", "phone_number": "+48601234567",
         "product_name": "Premium Gym Membership", "chargeback_reason": "duplicate charge"}
 IGNORED = "ignored"
@@ -42,6 +44,8 @@ def read_until(ws, predicate, timeout: float = 5.0) -> list[dict]:
     while time.time() < deadline:
         frame = json.loads(ws.recv(timeout=max(0.01, deadline - time.time())))
         seen.append(frame)
+        if (answer := tool_result_for(frame)) is not None:  # a client that implements its tools
+            ws.send(answer)
         if predicate(frame):
             return seen
     raise TimeoutError(seen)

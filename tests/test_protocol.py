@@ -4,6 +4,7 @@ async) over real websockets and HTTP, per elevenlabs-protocol.md."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 
@@ -44,7 +45,18 @@ class Recorder:
         self.ended.set()
 
 
+def agent_tools(loop: asyncio.AbstractEventLoop | None = None) -> ClientTools:
+    """The bundled agents' client tools, as an app that implements them registers them."""
+    from .conftest import TOOL_RESULTS
+
+    tools = ClientTools(loop=loop)
+    for name, result in TOOL_RESULTS.items():
+        tools.register(name, lambda _params, r=result: r)
+    return tools
+
+
 def sync_conversation(url: str, agent_id: str, variables: dict, rec: Recorder, **kwargs) -> Conversation:
+    kwargs.setdefault("client_tools", agent_tools())
     conv = Conversation(
         ElevenLabs(base_url=url, api_key=None), agent_id, requires_auth=False,
         config=ConversationInitiationData(dynamic_variables=variables),
@@ -108,9 +120,18 @@ def test_rest_shapes_of_served_conversation(backend):
     got = client.conversational_ai.conversations.get(conversation_id)
     assert got.conversation_id == conversation_id and got.agent_id == "chargeback"
     assert got.status == "done"
-    assert [t.role for t in got.transcript] == ["agent", "user", "agent", "user", "agent"]
-    assert got.transcript[1].message == "Yes, this is Anna."
+    said = [t for t in got.transcript if t.message is not None]
+    assert [t.role for t in said] == ["agent", "user", "agent", "user", "agent"]
+    assert said[1].message == "Yes, this is Anna."
     assert all(isinstance(t.time_in_call_secs, int) for t in got.transcript)
+    # every tool call is an agent item without words, then its result, as the platform stores them
+    calls = [(c.tool_name, json.loads(c.params_as_json)) for t in got.transcript for c in (t.tool_calls or [])]
+    assert calls == [("lookup_dispute", {"phone_number": "+48601234567"}),
+                     ("confirm_dispute", {"phone_number": "+48601234567", "decision": "withdraw"}),
+                     ("end_call", {})]
+    results = [r for t in got.transcript for r in (t.tool_results or [])]
+    assert [json.loads(r.result_value) for r in results[:2]] == [{"status": "open"}, {"recorded": True}]
+    assert got.agent_message_count == 3 and got.user_message_count == 2
     assert got.metadata.termination_reason == "end_call tool was called."
     assert got.metadata.call_duration_secs >= 0 and got.metadata.text_only is True
     assert got.analysis.call_successful == "success"
@@ -151,7 +172,7 @@ def test_async_conversation_with_context_and_activity(backend):
         conv = AsyncConversation(
             ElevenLabs(base_url=backend.base_url, api_key=None), "chargeback", requires_auth=False,
             config=ConversationInitiationData(dynamic_variables=ANNA),
-            client_tools=ClientTools(loop=asyncio.get_running_loop()),
+            client_tools=agent_tools(asyncio.get_running_loop()),
             callback_agent_response=on_agent, callback_disconnect=on_disconnect)
         await conv.start_session()
         while not agent_turns:

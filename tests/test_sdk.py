@@ -33,7 +33,7 @@ def open_one(dataset):
 def test_the_installed_sdk_has_every_private_attribute_voicelab_uses(dataset):
     conversation = open_one(dataset)
     sdk.check(conversation)  # the canary: fails on an SDK upgrade that renames one
-    assert set(sdk.PRIVATE) == {"_get_wss_url", "_conversation_id", "_task", "_ws"}
+    assert set(sdk.PRIVATE) == {"_get_wss_url", "_conversation_id", "_task", "_ws", "_handle_message"}
 
 
 @pytest.mark.parametrize("missing", sorted(sdk.PRIVATE))
@@ -91,7 +91,7 @@ def test_an_agent_turn_is_stamped_when_it_arrived_not_when_the_client_got_round_
         while not seen:
             await asyncio.sleep(0.01)
         sent = time.monotonic()
-        await conversation[0].send_user_message("Yes, this is Anna.")
+        await conversation[0].send_user_message("Sorry, what do you mean?")  # answered without a tool call
         while len(seen) < 2:
             await asyncio.sleep(0.01)
         await sdk.close(conversation[0])

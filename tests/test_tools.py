@@ -418,3 +418,90 @@ def test_a_missing_secret_is_one_clear_line(cases, monkeypatch):
     dataset = cases(fraud=("fraud", "", ""))
     with pytest.raises(ConfigError, match="SECRET__CRM_TOKEN is not set"):
         Call(dataset.request("fraud"), base_url="http://127.0.0.1:9").run()
+
+
+# --------------------------------------------------------------------------- the bundled agents, hosted paths, tables
+
+
+def test_a_hosted_call_stores_the_platforms_tool_calls_and_agrees_with_them(dataset, local_backend, monkeypatch):
+    server = local_backend()
+    monkeypatch.setenv("ELEVENLABS_API_KEY", "sk_local")
+    monkeypatch.setenv("ELEVENLABS_BASE_URL", server.base_url)
+    monkeypatch.setenv("ELEVENLABS_AGENT_ID", "chargeback")
+    result = Call(dataset.request("piotr-lookup-down", backend="elevenlabs")).run()
+    assert result.success, result.checks
+    history = result.analysis.tool_calls
+    assert [c["tool"] for c in history] == ["lookup_dispute", "lookup_dispute", "transfer_to_number"]
+    assert history[0]["args"] == {"phone_number": "+48697123456"} and history[0]["is_error"]
+    assert history[0]["result"] == "dispute service unavailable"
+    assert result.analysis.tool_calls_differ == []  # what the SDK saw is what the platform stored
+    assert result.analysis.termination_reason == "transfer_to_number tool was called."
+    assert [c.tool for c in result.tool_calls] == ["lookup_dispute", "lookup_dispute", "transfer_to_number"]
+    assert result.tool_calls[2].args["transfer_number"] == "+48223330000"  # from the history
+
+
+def test_differences_between_the_call_and_the_history_are_named():
+    from voicelab.models import ToolCallRecord
+    from voicelab.tool_calls import differences
+
+    live = [ToolCallRecord(tool="lookup_dispute", id="t1", args={"phone_number": "+48"}),
+            ToolCallRecord(tool="confirm_dispute", id="t2", args={"decision": "keep"})]
+    history = [{"id": "t1", "tool": "lookup_dispute", "args": {"phone_number": "+49"}, "is_error": False},
+               {"id": "t3", "tool": "transfer_to_number", "args": {}, "is_error": False}]
+    said = differences(live, history)
+    assert len(said) == 3
+    assert "lookup_dispute (t1): the history's arguments" in said[0]
+    assert said[1] == "confirm_dispute (t2) was seen during the call but is not in the history"
+    assert said[2] == "transfer_to_number (t3) is in the history but was not seen during the call"
+
+
+def test_the_platforms_simulated_user_gets_the_mocks_and_tool_conditions(tmp_path: Path, local_backend):
+    from voicelab.batch import run_batch
+
+    from .conftest import PERSONAS
+
+    backend = local_backend()
+    outcome = run_batch(str(PERSONAS), str(AGENTS), persona_ids=["piotr-lookup-down", "hanna-confirm-fails"],
+                        caller="platform", runs_root=str(tmp_path), run_id="pt", progress=False,
+                        local_url=backend.base_url)
+    tests = {t["name"]: t for t in backend.platform.tests.values()}
+    piotr = tests["voicelab/piotr-lookup-down"]
+    assert piotr["tool_mock_overrides"]["lookup_dispute"] == [
+        {"mock_result": "dispute service unavailable", "is_error": True}]
+    assert piotr["tool_mock_overrides"]["confirm_dispute"] == [  # the agent's default mock
+        {"mock_result": '{"recorded": true}', "is_error": False}]
+    assert 'The agent calls the tool lookup_dispute with phone_number="+48697123456".' in piotr["success_conditions"]
+    assert "The agent never calls the tool confirm_dispute." in piotr["success_conditions"]
+    for r in outcome.results:  # the platform's judge and voicelab's checks agree, on tools too
+        assert r.success and r.analysis.call_successful == "success", (r.persona_id, r.analysis.rationale)
+    piotr_result = next(r for r in outcome.results if r.persona_id == "piotr-lookup-down")
+    assert [c.tool for c in piotr_result.tool_calls] == ["lookup_dispute", "lookup_dispute", "transfer_to_number"]
+
+
+def test_the_tools_table_joins_calls_and_turns_and_the_report_shows_them(tmp_path: Path, local_backend):
+    from voicelab import report
+    from voicelab.batch import run_batch
+    from voicelab.tables import load_runs
+
+    from .conftest import PERSONAS
+
+    backend = local_backend()
+    run_batch(str(PERSONAS), str(AGENTS), persona_ids=["anna-double-charge", "hanna-confirm-fails",
+                                                       "sven-wrong-person"],
+              runs_root=str(tmp_path), run_id="tt", progress=False, local_url=backend.base_url)
+    tables = load_runs("tt", root=tmp_path)
+    anna = tables.tools[tables.tools["persona_id"] == "anna-double-charge"]
+    assert list(anna["tool"]) == ["lookup_dispute", "confirm_dispute", "end_call"]
+    looked_up = anna.iloc[0]
+    turn = tables.turns[(tables.turns["call_id"] == looked_up["call_id"]) & (tables.turns["turn"] == looked_up["turn"])]
+    assert turn.iloc[0]["text"] == "Yes, this is Anna."  # the lookup follows the caller's "yes"
+    assert json.loads(looked_up["args"]) == {"phone_number": "+48601234567"}
+    summary = tables.tools_summary().set_index("persona_id")
+    assert summary.loc["hanna-confirm-fails", "tools_failed"] == "confirm_dispute ×1"
+    assert summary.loc["sven-wrong-person", "tools_called"] == "end_call ×1"
+    assert "lookup_dispute" in summary.loc["sven-wrong-person", "never_called"]
+    assert "transfer_to_number" in summary.loc["anna-double-charge", "never_called"]
+    page = report.tools_html(tables) + report.transcripts_html(tables, audio="none")
+    assert 'id="vl-tools"' in page and "confirm_dispute ×1" in page
+    assert "<b>tool</b> confirm_dispute(phone_number=+48600111222, decision=keep)" in page
+    assert "error: &quot;core banking timeout&quot;" in page

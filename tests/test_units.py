@@ -95,10 +95,36 @@ def test_flow_engine_moves_repeats_and_reprompts(dataset):
     assert "Anna Kowalska" in first
     assert flow.on_user("Pardon?").text == first
     assert flow.on_user("Hmm.").text.startswith("Just to be sure")
-    assert "Premium Gym Membership" in flow.on_user("Yes, speaking.").text
+    lookup = flow.on_user("Yes, speaking.")  # the dispute is looked up before it is stated
+    assert (lookup.text, lookup.tool, lookup.args) == ("", "lookup_dispute", {"phone_number": "+48601234567"})
+    assert "Premium Gym Membership" in flow.on_tool_result(True, {"status": "open"}).text
     assert flow.on_silence().text == "Hello? Are you still there, Anna?"
-    reply = flow.on_user("No, it's resolved now.")
+    record = flow.on_user("No, it's resolved now.")
+    assert (record.tool, record.args["decision"]) == ("confirm_dispute", "withdraw")
+    reply = flow.on_tool_result(True, '{"recorded": true}')
     assert reply.end_call and flow.outcome == "success"
+
+
+def test_flow_engine_saves_and_branches_on_tool_results(dataset):
+    flow = FlowEngine(dataset.agents["chargeback"], dataset.persona("anna-double-charge").variables)
+    flow.first_message()
+    flow.on_user("Yes.")
+    closed = flow.on_tool_result(True, '{"status": "CLOSED"}')  # a JSON text, any case
+    assert "already closed" in closed.text and closed.end_call
+    again = FlowEngine(dataset.agents["chargeback"], dataset.persona("anna-double-charge").variables)
+    again.first_message()
+    again.on_user("Yes.")
+    retry = again.on_tool_result(False, "down")
+    assert retry.tool == "lookup_dispute" and retry.text == ""  # one more try, silently
+    transfer = again.on_tool_result(False, "down")
+    assert transfer.tool == "transfer_to_number" and "transferring you" in transfer.text
+    screening = FlowEngine(dataset.agents["applicant-screening"], dataset.persona("sofia-books-tuesday").variables)
+    screening.step_name = "salary"
+    slots = screening.on_user("About 60 thousand.")
+    offer = screening.on_tool_result(True, {"slots": "Monday at 9:00"})
+    assert slots.tool == "check_interview_slots" and "I can book you Monday at 9:00" in offer.text
+    book = screening.on_user("Thursday, please.")  # the intent sets the slot the caller chose
+    assert book.tool == "book_interview" and book.args["slot"] == "Thursday at 14:00"
 
 
 def test_scripted_caller_styles(dataset):

@@ -315,7 +315,8 @@ class Call:
                 # recorded when asked, so a call that ends before the answer still shows it
                 index = len(self._tool_calls)
                 self._tool_calls.append(ToolCallRecord(tool=name, args=args, id=parameters.get("tool_call_id"),
-                                                       at=round(self.recorder.elapsed(), 3)))
+                                                       at=round(self.recorder.elapsed(), 3),
+                                                       turn=len(self.recorder.entries())))
                 if mock is not None and mock.delay_ms:
                     await asyncio.sleep(mock.delay_ms / 1000)
                 error = f"Tool '{name}' is not registered" if mock is None else mock.error
@@ -348,7 +349,7 @@ class Call:
         now = round(self.recorder.elapsed(), 3)
         if record is None:
             record = ToolCallRecord(tool=event["tool_name"], type=str(event.get("tool_type") or "system"),
-                                    id=call_id or None, at=now)
+                                    id=call_id or None, at=now, turn=len(self.recorder.entries()))
             self._tool_calls.append(record)
         if kind == "agent_tool_response":
             index = self._tool_calls.index(record)
@@ -374,7 +375,7 @@ class Call:
         if not on_platform:
             return None, merged
         analysis = hosted.analysis_of(got).model_copy(update={
-            "tool_calls": history, "tool_calls_differ": tool_calls.differences(live, history)})
+            "tool_calls_differ": tool_calls.differences(live, history)})
         return analysis, merged
 
 

@@ -19,6 +19,7 @@ from elevenlabs.core.api_error import ApiError
 
 from .errors import BackendError, ConfigError
 from .models import PlatformConversation
+from .tool_calls import from_history
 
 T = TypeVar("T")
 NO_SDK_RETRIES: dict[str, Any] = {"max_retries": 0}
@@ -137,5 +138,6 @@ def analysis_of(conversation: Any) -> PlatformConversation:
         "cost": getattr(meta, "cost", None) if meta else None,
         "termination_reason": getattr(meta, "termination_reason", None) if meta else None,
         "transcript": [{"role": t.role, "message": t.message, "time_in_call_secs": t.time_in_call_secs}
-                       for t in conversation.transcript or []],
+                       for t in conversation.transcript or [] if t.message is not None],
+        "tool_calls": from_history(conversation.transcript or []),
     })

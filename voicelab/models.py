@@ -423,6 +423,8 @@ class ToolCallRecord(BaseModel):
     #: Seconds into the call when the agent asked for it, and how long the answer took.
     at: float = 0.0
     latency_ms: float | None = None
+    #: How many transcript entries came before it (the turn it follows); None: only its time is known.
+    turn: int | None = None
 
 
 class Check(BaseModel):

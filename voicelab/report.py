@@ -177,7 +177,7 @@ def _call_html(r: CallResult, tables: Tables, audio: str, report_dir: Path | Non
     verdict = '<span class="vl-pass">PASS</span>' if r.success else '<span class="vl-fail">FAIL</span>'
     after: dict[int, list[str]] = {}  # each tool call after the turn it belongs to
     for call in r.tool_calls:
-        after.setdefault(turn_of(r, call.at), []).append(_tool_html(call))
+        after.setdefault(turn_of(r, call), []).append(_tool_html(call))
     turns = "".join(after.get(0, [])) + "".join(
         f'<div class="vl-turn vl-{t.speaker}">{t.timestamp:6.2f}s <b>{t.speaker}</b>'
         + (f' <span class="vl-lat">({t.latency_ms:.0f} ms)</span>' if t.latency_ms is not None else "")

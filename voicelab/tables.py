@@ -18,7 +18,7 @@ import pandas as pd
 
 from .errors import RunStoreError
 from .evaluate import percentile
-from .models import CallResult, PlatformConversation, PlatformTestRun, RunManifest
+from .models import CallResult, PlatformConversation, PlatformTestRun, RunManifest, ToolCallRecord
 from .store import DEFAULT_ROOT, RunStore
 
 CALL_COLUMNS = [
@@ -97,10 +97,12 @@ def turns_table(results: list[CallResult], manifests: dict[str, RunManifest] | N
     return pd.DataFrame(rows, columns=TURN_COLUMNS)
 
 
-def turn_of(r: CallResult, at: float) -> int:
-    """The transcript turn a tool call belongs to: the last one that started at or before it
-    (1-based, as in the turns table; 0 before the first)."""
-    return sum(1 for t in r.transcript if t.timestamp <= at)
+def turn_of(r: CallResult, call: ToolCallRecord) -> int:
+    """The transcript turn a tool call follows (1-based, as in the turns table; 0 before the
+    first): counted when the call was made, else the last turn that started before it."""
+    if call.turn is not None:
+        return call.turn
+    return sum(1 for t in r.transcript if t.timestamp < call.at)
 
 
 def tools_table(results: list[CallResult]) -> pd.DataFrame:
@@ -110,7 +112,7 @@ def tools_table(results: list[CallResult]) -> pd.DataFrame:
         for call in r.tool_calls:
             rows.append({
                 "run_id": r.run_id, "call_id": r.call_id, "persona_id": r.persona_id, "agent_id": r.agent_id,
-                "turn": turn_of(r, call.at), "tool": call.tool, "type": call.type,
+                "turn": turn_of(r, call), "tool": call.tool, "type": call.type,
                 "args": json.dumps(call.args, ensure_ascii=False),
                 "result": None if call.result is None else json.dumps(call.result, ensure_ascii=False),
                 "is_error": call.is_error, "at_s": call.at, "latency_ms": call.latency_ms, "tool_call_id": call.id,

@@ -53,6 +53,14 @@ def from_history(transcript: list[Any]) -> list[dict[str, Any]]:
     return list(calls.values())
 
 
+def as_records(history: list[dict[str, Any]]) -> list[ToolCallRecord]:
+    """History tool calls as a CallResult records them (where nothing was seen live: phone calls,
+    agent-testing simulations)."""
+    return [ToolCallRecord(tool=h["tool"], type=h["type"] or "system", id=h["id"],
+                           args=h["args"] if isinstance(h["args"], dict) else {}, result=h["result"],
+                           is_error=h["is_error"], at=h["at"], latency_ms=h["latency_ms"]) for h in history]
+
+
 def needs_history(live: list[ToolCallRecord]) -> bool:
     """Whether the call made webhook or system tool calls whose arguments only the history has."""
     return any(r.type != "client" and r.tool not in NO_ARGUMENTS for r in live)
@@ -71,10 +79,7 @@ def merge(live: list[ToolCallRecord], history: list[dict[str, Any]]) -> list[Too
                                                "result": seen["result"], "is_error": seen["is_error"]})
         out.append(record)
     live_ids = {r.id for r in live}
-    out += [ToolCallRecord(tool=h["tool"], type=h["type"] or "system", id=h["id"],
-                           args=h["args"] if isinstance(h["args"], dict) else {}, result=h["result"],
-                           is_error=h["is_error"], at=h["at"], latency_ms=h["latency_ms"])
-            for h in history if h["id"] not in live_ids]
+    out += as_records([h for h in history if h["id"] not in live_ids])
     return sorted(out, key=lambda r: r.at)
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from ..evaluate import says, tool_checks
 from ..models import CallerSpec, Expectations, ExpectedCall, Persona, ReplyRule, ToolCallRecord
 from ..runners.platform import STYLE_TEXT
-from ..tool_calls import from_history
+from ..tool_calls import as_records, from_history
 
 LANGUAGES = {"english": "en", "german": "de"}
 RULE = re.compile(r'If asked about (.+?), say: "(.*?)"')
@@ -35,9 +35,7 @@ ARG = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 def records(transcript: list[dict]) -> list[ToolCallRecord]:
     """The tool calls of a simulated transcript, as a call's result records them."""
-    return [ToolCallRecord(tool=c["tool"], type=c["type"] or "client", id=c["id"],
-                           args=c["args"] if isinstance(c["args"], dict) else {}, result=c["result"],
-                           is_error=c["is_error"], at=c["at"]) for c in from_history(transcript)]
+    return as_records(from_history(transcript))
 
 
 def simulated_user(scenario: str, variables: dict[str, str], max_turns: int) -> Persona:

@@ -15,6 +15,7 @@ from ..connection import connect, initiation_data
 from ..errors import BackendError, ConfigError, UsageError
 from ..evaluate import finished_result
 from ..models import E164_PATTERN, CallRequest, CallResult, EndReason, TranscriptEntry, utc_now_iso
+from ..tool_calls import as_records
 
 if TYPE_CHECKING:
     from . import Sink
@@ -44,7 +45,7 @@ def end_reason_of(termination: str | None, status: str) -> EndReason:
     text = (termination or "").lower()
     if status == "failed":
         return "error"
-    if "end_call" in text or "agent" in text:
+    if "end_call" in text or "transfer_to" in text or "agent" in text:  # a transfer is the agent's doing
         return "agent_ended"
     if "maximum duration" in text or "timeout" in text:
         return "timeout"
@@ -88,7 +89,7 @@ def place_phone_call(request: CallRequest, base_url: str | None = None) -> CallR
     duration = float(analysis.call_duration_secs or 0)
     return finished_result(request, transcript, end_reason=reason, duration_s=duration, started_at=started,
                            error=error, conversation_id=conversation.conversation_id, analysis=analysis,
-                           retries=retries)
+                           retries=retries, tool_calls=as_records(analysis.tool_calls))
 
 
 class PhoneRunner:

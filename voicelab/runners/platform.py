@@ -27,11 +27,10 @@ from ..models import (
     EndReason,
     Persona,
     PlatformTestRun,
-    ToolCallRecord,
     TranscriptEntry,
     utc_now_iso,
 )
-from ..tool_calls import from_history
+from ..tool_calls import as_records, from_history
 
 if TYPE_CHECKING:
     from . import Sink
@@ -94,10 +93,7 @@ def tool_mocks(request: CallRequest) -> dict[str, list[dict[str, Any]]]:
 def result_of(request: CallRequest, run: Any, started: str, retries: list[dict]) -> CallResult:
     """One finished (or cancelled) test run as a CallResult; its tool calls from the simulated
     transcript, so the persona's agent_calls checks are judged by voicelab too."""
-    calls = [ToolCallRecord(tool=c["tool"], type=c["type"] or "client", id=c["id"], result=c["result"],
-                            args=c["args"] if isinstance(c["args"], dict) else {}, is_error=c["is_error"],
-                            at=c["at"], latency_ms=c["latency_ms"])
-             for c in from_history(run.agent_responses or [])]
+    calls = as_records(from_history(run.agent_responses or []))
     turns = [t for t in (run.agent_responses or []) if t.role in ("agent", "user") and t.message is not None]
     transcript = [TranscriptEntry(speaker=t.role, text=t.message or "", timestamp=t.time_in_call_secs) for t in turns]
     verdict = run.condition_result

@@ -98,6 +98,20 @@ async function textSession() {
   };
 }
 
+// Voice mode speaks through the bare connection, so it answers client tools as the client's
+// Conversation does: the registered tool's result (objects as JSON text), or its error.
+async function answerTool(connection, call) {
+  const tool = clientTools()[call.tool_name];
+  let result, isError = false;
+  if (!tool) { result = `Client tool with name ${call.tool_name} is not defined on client`; isError = true; }
+  else {
+    try { const r = (await tool(call.parameters)) ?? "Client tool execution successful.";
+          result = typeof r === "object" ? JSON.stringify(r) : String(r); }
+    catch (e) { result = `Client tool execution failed: ${e?.message}`; isError = true; }
+  }
+  connection.sendMessage({ type: "client_tool_result", tool_call_id: call.tool_call_id, result, is_error: isError });
+}
+
 async function voiceSession() {
   const connection = await WebSocketConnection.create({ ...common, textOnly: false,
                                                         overrides: { conversation: { textOnly: false } } });
@@ -112,6 +126,7 @@ async function voiceSession() {
                                                            event_id: event.user_transcription_event.event_id });
     else if (event.type === "interruption") emit("interruption", { event_id: event.interruption_event.event_id });
     else if (event.type === "agent_tool_response") emit("agent_tool_response", { tool_name: event.agent_tool_response.tool_name });
+    else if (event.type === "client_tool_call") answerTool(connection, event.client_tool_call);
   });
   connection.addListener(audio => { seen.audioBytes += Buffer.from(audio.audio_base_64, "base64").length; });
   connection.onDisconnect(onDisconnect);

@@ -83,7 +83,7 @@ def test_text_conversation_that_the_agent_ends(base_url):
     assert "Noise-cancelling headphones" in messages[1]["message"]  # the answer to sendUserMessage
     assert "Goodbye" in messages[-1]["message"]
     # the platform announces end_call before closing, so the client knows the agent hung up
-    assert first(events, "agent_tool_response")["tool_name"] == "end_call"
+    assert [e["tool_name"] for e in events if e["event"] == "agent_tool_response"] == ["lookup_dispute", "end_call"]
     disconnect = first(events, "disconnect")
     assert disconnect["reason"] == "agent" and disconnect["context"]["type"] == "end_call"
     assert not [e for e in events if e["event"] == "onError"]
@@ -174,7 +174,7 @@ def test_private_agent_through_a_signed_url(local_backend):
 def test_voice_conversation_with_pcm_both_ways(backend):
     answer = speak("Yes, this is me.", voice_for("caller", "en"))
     events = run_js({"mode": "voice", "origin": ws_origin(backend.base_url), "agentId": "chargeback",
-                     "dynamicVariables": ANN,
+                     "dynamicVariables": ANN, "tools": {"lookup_dispute": {"result": {"status": "open"}}},
                      "steps": [{"wait": "agent", "count": 1}, {"silenceMs": 5500},
                                {"pcm": base64.b64encode(answer).decode()}, {"silenceMs": 1000},
                                {"wait": "user", "count": 1}, {"wait": "agent", "count": 2}, {"end": True}]})

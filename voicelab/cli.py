@@ -267,6 +267,13 @@ def format_result(result, persona_name: str = "") -> str:  # noqa: ANN001 - Call
         wer = f"{m.wer:.2f}" if m.wer is not None else "n/a"
         lines.append(f"Voice: interruptions {m.interruptions}, talk ratio {m.talk_ratio}, WER {wer}, "
                      f"recording {result.audio_path}")
+    if result.tool_calls:
+        lines.append("Tool calls:")
+    for t in result.tool_calls:
+        args = ", ".join(f"{k}={v}" for k, v in t.args.items())
+        answer = ("done" if t.latency_ms is not None else "no answer") if t.result is None and not t.is_error else \
+            f"{'error: ' if t.is_error else '-> '}{json.dumps(t.result, ensure_ascii=False)[:100]}"
+        lines.append(f"  {t.at:7.2f}s  {t.tool}({args})  {answer}")
     for c in result.checks:
         lines.append(f"  [{'pass' if c.passed else 'FAIL'}] {c.name}: {c.detail}")
     lines.append(f"Verdict: {'PASS' if result.success else 'FAIL'}")

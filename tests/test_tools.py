@@ -413,6 +413,19 @@ def test_tool_events_go_out_only_when_the_agents_client_events_allow(cases, loca
         assert [k for k in kinds if k.startswith("agent_tool")] == expected, kinds
 
 
+def test_get_agent_serves_webhook_and_system_tools_in_the_sdks_shapes(cases, local_backend):
+    dataset = cases(fraud=("fraud", "", ""))
+    server = local_backend(agents=dataset.agents)
+    agent = ElevenLabs(base_url=server.base_url, api_key="local").conversational_ai.agents.get("cases")
+    webhook, end, transfer = agent.conversation_config.agent.prompt.tools
+    assert (webhook.type, webhook.api_schema.url, webhook.api_schema.method) == (
+        "webhook", "{{crm_url}}/cases/{{phone_number}}", "POST")
+    assert webhook.api_schema.request_body_schema.properties["reason"].enum == ["fraud", "duplicate"]
+    assert (end.type, end.params.system_tool_type) == ("system", "end_call")
+    assert transfer.params.system_tool_type == "transfer_to_number"
+    assert transfer.params.transfers[0].transfer_destination.phone_number == "+48223334444"
+
+
 def test_a_missing_secret_is_one_clear_line(cases, monkeypatch):
     monkeypatch.delenv("SECRET__CRM_TOKEN")
     dataset = cases(fraud=("fraud", "", ""))

@@ -369,9 +369,24 @@ def test_a_persona_mocks_a_webhook_and_the_backend_branches_on_the_result(cases,
       agent_says: ["already have case C-7"]
       agent_calls: [{tool: open_case, args: {reason: duplicate}}]
 """))
-    result = place(dataset, "dup", local_backend(agents=dataset.agents))
+    server = local_backend(agents=dataset.agents)
+    result = place(dataset, "dup", server)
     assert result.success, (result.checks, result.transcript)
     assert crm.requests == []  # the mock answered; no request left the backend
+    stored = ElevenLabs(base_url=server.base_url, api_key="local").conversational_ai.conversations.get(
+        result.conversation_id)
+    assert "voicelab__tool_mocks" not in stored.conversation_initiation_client_data.dynamic_variables
+    assert "tok-123" not in json.dumps(stored.model_dump(mode="json"))  # nor the secret
+
+    ws_url = server.base_url.replace("http", "ws") + "/v1/convai/conversation?agent_id=cases"
+    with connect(ws_url) as ws:  # a client's broken mock variable is refused, not crashed on
+        ws.send(json.dumps({"type": "conversation_initiation_client_data", "dynamic_variables": {
+            "first_name": "Cas", "phone_number": "+48512345678", "crm_url": "x", "secret__crm_token": "t",
+            "voicelab__tool_mocks": "{\"open_case\": {\"result\": 1, \"error\": \"both\"}}"}}))
+        with pytest.raises(ConnectionClosed):
+            while True:
+                ws.recv(timeout=5)
+    assert ws.close_code == 1008 and "voicelab__tool_mocks" in ws.close_reason
 
 
 def test_transfer_to_number_ends_the_call_with_the_platforms_reason(cases, local_backend):
@@ -431,6 +446,13 @@ def test_a_missing_secret_is_one_clear_line(cases, monkeypatch):
     dataset = cases(fraud=("fraud", "", ""))
     with pytest.raises(ConfigError, match="SECRET__CRM_TOKEN is not set"):
         Call(dataset.request("fraud"), base_url="http://127.0.0.1:9").run()
+    from voicelab.batch import run_batch
+
+    runs = Path(dataset.persona_files["fraud"]).parent / "runs"
+    with pytest.raises(ConfigError, match="SECRET__CRM_TOKEN is not set"):  # checked before a run exists
+        run_batch(str(dataset.persona_files["fraud"]), str(Path(dataset.persona_files["fraud"]).parent / "agents"),
+                  runs_root=str(runs), progress=False)
+    assert not runs.exists()
 
 
 # --------------------------------------------------------------------------- the bundled agents, hosted paths, tables

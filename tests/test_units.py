@@ -147,3 +147,12 @@ def test_the_cli_called_in_process_leaves_the_callers_signal_handlers():
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     assert cli.main(["personas"]) == 0
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_a_close_reason_fits_a_close_frame():
+    from voicelab.local.session import close_reason
+
+    long = "Missing required dynamic variables: " + ", ".join(f"größe_{i}" for i in range(40))
+    cut = close_reason(long)
+    assert len(cut) <= 123 and long.startswith(cut.decode())  # whole characters, never a protocol error
+    assert close_reason("Agent not found") == b"Agent not found"

@@ -26,10 +26,16 @@ class Connection:
     requires_auth: bool = False
 
 
+def check_secrets(request: CallRequest) -> None:
+    """ConfigError for a `secret__*` variable the agent's webhooks use but the environment lacks:
+    a setting to fix before anything is placed, not a failed call."""
+    for name in secret_variables(request.agent):
+        settings.secret_variable(name)
+
+
 def connect(request: CallRequest, base_url: str | None = None) -> Connection:
     """The SDK client for the request's backend. Raises ConfigError before anything is sent."""
-    for name in secret_variables(request.agent):
-        settings.secret_variable(name)  # a missing secret is a setting to fix, not a failed call
+    check_secrets(request)
     if request.backend == "local":
         url = base_url or settings.get("VOICELAB_LOCAL_URL")
         if not url:

@@ -38,15 +38,14 @@ class Accepted:
     client_data: dict[str, Any] = field(default_factory=dict)
     #: Set when the client overrode a field the agent does not allow: sent after the metadata.
     refusal: str | None = None
-    #: Webhook-tool mocks the client sent (the local backend's extension, see TOOL_MOCKS).
+    #: Webhook-tool mocks the client sent (the local backend's extension, see TOOL_MOCKS_VARIABLE).
     tool_mocks: dict[str, ToolMock] = field(default_factory=dict)
 
-TOOL_MOCKS = TOOL_MOCKS_VARIABLE
 
 
 def take_tool_mocks(variables: dict[str, str]) -> dict[str, ToolMock] | Refused:
-    """Remove TOOL_MOCKS from `variables` and parse it."""
-    raw = variables.pop(TOOL_MOCKS, None)
+    """Remove TOOL_MOCKS_VARIABLE from `variables` and parse it."""
+    raw = variables.pop(TOOL_MOCKS_VARIABLE, None)
     if raw is None:
         return {}
     try:
@@ -54,9 +53,8 @@ def take_tool_mocks(variables: dict[str, str]) -> dict[str, ToolMock] | Refused:
         if not isinstance(data, dict):
             raise ValueError("not an object")
         return {str(name): ToolMock.model_validate(mock) for name, mock in data.items()}
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        return Refused(1008, f"invalid_message: dynamic variable {TOOL_MOCKS} must be a JSON object of tool mocks "
-                             f"({str(exc).splitlines()[0]})")
+    except ValueError:  # pydantic's ValidationError too; its text would not fit a close reason
+        return Refused(1008, f"invalid_message: {TOOL_MOCKS_VARIABLE} must be a JSON object of tool mocks")
 
 
 def parse_first_message(raw: Any) -> dict[str, Any] | Refused:
@@ -161,8 +159,9 @@ def handshake(init: Mapping[str, Any], query: Mapping[str, str], agents: Mapping
     mocks = take_tool_mocks(variables)
     if isinstance(mocks, Refused):
         return mocks
-    if isinstance(init.get("dynamic_variables"), Mapping) and TOOL_MOCKS in init["dynamic_variables"]:
-        init = {**init, "dynamic_variables": {k: v for k, v in init["dynamic_variables"].items() if k != TOOL_MOCKS}}
+    sent = init.get("dynamic_variables")
+    if isinstance(sent, Mapping) and TOOL_MOCKS_VARIABLE in sent:  # kept nowhere, not even in the echo
+        init = {**init, "dynamic_variables": {k: v for k, v in sent.items() if k != TOOL_MOCKS_VARIABLE}}
     variables = {**agent.platform.placeholders, **variables}
     missing = sorted(required_variables(agent) - set(variables))
     if missing:

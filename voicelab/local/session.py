@@ -54,6 +54,12 @@ MAX_CONVERSATION_TEXT = 4 * 1024 * 1024
 ALWAYS_SENT = ("conversation_initiation_metadata", "ping", "error", "client_tool_call")  # a client tool needs its call
 
 
+def close_reason(text: str) -> bytes:
+    """A close frame's reason: at most 123 bytes of UTF-8 (RFC 6455), cut on a character boundary.
+    A longer one is a protocol error that clients answer by dropping the connection (1006)."""
+    return text.encode()[:123].decode(errors="ignore").encode()
+
+
 @dataclass(frozen=True)
 class SessionConfig:
     """What a conversation needs from the server, fixed when it connects."""
@@ -96,7 +102,7 @@ class Session:
         self.thinking = False  # the agent is preparing an answer: new input restarts it
         self.text_kept = 0
         self.tool_waiters: dict[str, asyncio.Future] = {}  # client tool calls awaiting their result
-        self.tool_mocks: dict[str, ToolMock] = {}  # webhook mocks the client sent (handshake.TOOL_MOCKS)
+        self.tool_mocks: dict[str, ToolMock] = {}  # webhook mocks the client sent (TOOL_MOCKS_VARIABLE)
         self.secrets: dict[str, str] = {}  # secret__ variables: for webhook headers only
 
     # ------------------------------------------------------------------ sending
@@ -281,7 +287,7 @@ class Session:
             if self.engine:
                 self.record.outcome = self.engine.outcome
             self.record.finish(reason, failed=failed, code=code)
-        await self.ws.close(code=code, message=reason.encode())
+        await self.ws.close(code=code, message=close_reason(reason))
 
     async def fire(self, fault: Fault) -> None:
         assert self.record is not None
@@ -301,7 +307,7 @@ class Session:
     async def run(self) -> None:
         decision = await self.start()
         if isinstance(decision, Refused):
-            await self.ws.close(code=decision.code, message=decision.reason.encode())
+            await self.ws.close(code=decision.code, message=close_reason(decision.reason))
             return
         if decision is None:
             return

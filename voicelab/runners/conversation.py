@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..connection import connect
+from ..connection import check_secrets, connect
 from ..errors import UsageError
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ class ConversationRunner:
         return self.policy(request.persona) if self.policy is not None else None
 
     def preflight(self, request: CallRequest) -> None:
+        check_secrets(request)  # the webhooks' secret__ variables, on any backend
         if request.backend != "local":
             connect(request)  # API key and hosted agent id
 

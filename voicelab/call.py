@@ -271,7 +271,7 @@ class Call:
             self._conversation = sdk.open_conversation(
                 connection.client, connection.agent_id, initiation_data(self.request), audio=self._audio,
                 on_agent_response=on_agent, on_user_transcript=on_heard, on_disconnect=on_disconnect,
-                signed_url=signed, tools=self._tool_handlers(), on_tool_event=self._on_tool_event)
+                signed_url=signed, tools=self._tool_handlers(), on_tool_event=self._tool_watcher())
             await self._conversation.start_session()
         except BackendError as exc:  # e.g. a private agent's signed URL was refused
             dialogue.finish("error", str(exc))
@@ -338,6 +338,14 @@ class Call:
         at = self.recorder.elapsed()
         await self._conversation.send_user_message(text)
         self.recorder.add("user", text, at=at)
+
+    def _tool_watcher(self) -> Callable[[str, dict], None] | None:
+        """Watch the tool events only where they can say something: an agent spec that declares
+        webhook or system tools, or a hosted agent (whose tools the spec may not list). Watching
+        costs every message of the call an extra await, which a tool-less agent need not pay."""
+        if self.request.backend == "elevenlabs" or any(t.type != "client" for t in self.request.agent.tools):
+            return self._on_tool_event
+        return None
 
     def _on_tool_event(self, kind: str, event: dict) -> None:
         """A webhook or system tool call, seen through its agent_tool_request / _response events

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -540,3 +541,93 @@ def test_the_tools_table_joins_calls_and_turns_and_the_report_shows_them(tmp_pat
     assert 'id="vl-tools"' in page and "confirm_dispute ×1" in page
     assert "<b>tool</b> confirm_dispute(phone_number=+48600111222, decision=keep)" in page
     assert "error: &quot;core banking timeout&quot;" in page
+
+
+def test_tool_call_tests_made_from_the_simulation_judge_the_agents_next_turn(tmp_path: Path, local_backend):
+    """Agent-testing's tool-call tests: cut at the caller's turn before each expected call, and at
+    every point where a never-called tool could have been called; the local backend replays the
+    chat history through the flow and judges the agent's next turn."""
+    from voicelab.batch import run_batch
+
+    from .conftest import PERSONAS
+
+    backend = local_backend()
+    outcome = run_batch(str(PERSONAS), str(AGENTS), persona_ids=["anna-double-charge", "sven-wrong-person"],
+                        caller="platform", runs_root=str(tmp_path), run_id="tu", progress=False,
+                        local_url=backend.base_url)
+    tool_tests = [t for t in backend.platform.tests.values() if t["type"] == "tool"]
+    confirm = next(t for t in tool_tests if t["name"] == "voicelab/anna-double-charge/confirm_dispute-called-6")
+    assert confirm["chat_history"][-1] == {"role": "user", "message": "Yes, please go ahead with the dispute.",
+                                           "time_in_call_secs": confirm["chat_history"][-1]["time_in_call_secs"]}
+    assert confirm["tool_call_parameters"]["parameters"] == [
+        {"path": "decision", "eval": {"type": "regex", "pattern": "(?i)^keep$"}}]
+    anna = next(r for r in outcome.results if r.persona_id == "anna-double-charge")
+    assert [(t.tool, t.expect, t.history_turns, t.status) for t in anna.analysis.tool_tests] == [
+        ("lookup_dispute", "called", 2, "passed"), ("confirm_dispute", "called", 6, "passed"),
+        ("transfer_to_number", "not_called", 0, "passed"), ("transfer_to_number", "not_called", 2, "passed"),
+        ("transfer_to_number", "not_called", 6, "passed"), ("transfer_to_number", "not_called", 10, "passed")]
+    assert anna.analysis.tool_tests[1].rationale == "confirm_dispute called (phone_number=+48601234567, decision=keep)"
+    sven = next(r for r in outcome.results if r.persona_id == "sven-wrong-person")
+    assert {t.tool for t in sven.analysis.tool_tests} == {"lookup_dispute", "confirm_dispute", "transfer_to_number"}
+    assert all(t.status == "passed" for t in sven.analysis.tool_tests)
+    assert all(r.success and r.analysis.verdict()[0] == "success" for r in outcome.results)
+
+
+def test_a_tool_call_test_fails_on_the_wrong_argument_or_an_unwanted_call(local_backend):
+    """Through the Python SDK, as a user would write them: tool tests the agent must fail."""
+    from elevenlabs import ElevenLabs
+    from elevenlabs.conversational_ai.tests.types import TestsCreateRequestBody_Tool
+    from elevenlabs.types import SingleTestRunRequestModel
+
+    backend = local_backend()
+    client = ElevenLabs(api_key="local", base_url=backend.base_url)
+    agreed = [{"role": "agent", "message": "Hello, am I speaking with Anna?", "time_in_call_secs": 0},
+              {"role": "user", "message": "Yes, this is Anna.", "time_in_call_secs": 3},
+              {"role": "agent", "message": None, "time_in_call_secs": 4, "tool_results": [
+                  {"tool_name": "lookup_dispute", "request_id": "t1", "is_error": False, "tool_has_been_called": True,
+                   "result_value": '{"amount": "49.99", "merchant": "StreamMax"}'}]},
+              {"role": "user", "message": "Yes, please go ahead.", "time_in_call_secs": 9}]
+    variables = {"first_name": "Anna", "last_name": "Kowalska", "phone_number": "+48601234567",
+                 "product_name": "Premium Gym Membership", "chargeback_reason": "double charge"}
+
+    def run(name: str, history: list, parameters: dict) -> tuple[str, str]:
+        test = client.conversational_ai.tests.create(request=TestsCreateRequestBody_Tool(
+            name=name, chat_history=history, dynamic_variables=variables, tool_call_parameters=parameters))
+        invocation = client.conversational_ai.agents.run_tests(
+            "chargeback", tests=[SingleTestRunRequestModel(test_id=test.id)])
+        while invocation.test_runs[0].status == "pending":
+            time.sleep(0.1)
+            invocation = client.conversational_ai.tests.invocations.get(invocation.id)
+        (run,) = invocation.test_runs
+        return run.status, run.condition_result.rationale.summary
+
+    withdraw = {"referenced_tool": {"id": "confirm_dispute", "type": "client"},
+                "parameters": [{"path": "decision", "eval": {"type": "exact", "expected_value": "withdraw"}}]}
+    assert run("wrong decision", agreed, withdraw) == (
+        "failed", "confirm_dispute called (phone_number=+48601234567, decision=keep) but decision='keep', "
+                  "expected 'withdraw'")
+    keep = {**withdraw, "parameters": [{"path": "decision", "eval": {"type": "regex", "pattern": "^ke+p$"}}]}
+    assert run("right decision", agreed, keep)[0] == "passed"
+    absent = {"referenced_tool": {"id": "lookup_dispute", "type": "client"}, "verify_absence": True}
+    assert run("lookup after yes", agreed[:2], absent) == ("failed", "lookup_dispute was called")
+    judged = {**withdraw, "parameters": [{"path": "decision", "eval": {"type": "llm", "description": "keep"}}]}
+    status, why = run("llm eval", agreed, judged)
+    assert status == "failed" and "needs a model" in why
+    with pytest.raises(Exception) as bad:  # a broken regex is refused when the test is created
+        run("bad regex", agreed, {**withdraw, "parameters": [{"path": "decision",
+                                                              "eval": {"type": "regex", "pattern": "("}}]})
+    assert "422" in str(bad.value) and "bad regex" in str(bad.value)
+
+
+def test_a_failed_tool_call_test_turns_the_platforms_verdict_to_failure():
+    from voicelab.models import PlatformTestRun, PlatformToolTest
+
+    run = PlatformTestRun(call_successful="success", rationale="All 5 success conditions met.", tool_tests=[
+        PlatformToolTest(tool="confirm_dispute", expect="called", history_turns=6, status="failed",
+                         rationale="confirm_dispute not called: the next turn called no tool"),
+        PlatformToolTest(tool="transfer_to_number", expect="not_called", history_turns=0, status="passed")])
+    verdict, why = run.verdict()
+    assert verdict == "failure"
+    assert why == ("All 5 success conditions met. Tool-call tests failed: confirm_dispute called after 6 turns: "
+                   "confirm_dispute not called: the next turn called no tool")
+    assert PlatformTestRun(call_successful="success", tool_tests=run.tool_tests[1:]).verdict()[0] == "success"

@@ -342,6 +342,9 @@ class Tool(_Strict):
     webhook: Webhook | None = None
     #: transfer_to_number: the numbers it may transfer to.
     transfers: list[Transfer] = Field(default_factory=list)
+    #: The hosted platform's id of this tool (`tool_...`), where agent-testing names tools by id
+    #: (tool mocks, tool-call tests); the name when not given. The local backend takes either.
+    platform_id: str | None = None
 
     @model_validator(mode="after")
     def _fits_its_type(self) -> Tool:
@@ -466,6 +469,20 @@ class PlatformConversation(BaseModel):
     error: str | None = None
 
 
+class PlatformToolTest(BaseModel):
+    """One agent-testing tool-call test made from a simulated conversation: does the agent's next
+    turn after the first `history_turns` items call (or not call) `tool`?"""
+
+    tool: str
+    expect: Literal["called", "not_called"]
+    history_turns: int
+    #: passed | failed (the platform's verdict) | error | cancelled | not_run (and why, below)
+    status: str
+    rationale: str | None = None
+    test_id: str | None = None
+    test_run_id: str | None = None
+
+
 class PlatformTestRun(BaseModel):
     """`analysis` of a call the platform's simulated user played (agent-testing)."""
 
@@ -476,6 +493,17 @@ class PlatformTestRun(BaseModel):
     call_successful: str | None = None
     rationale: str | None = None
     transcript: list[dict[str, Any]] = Field(default_factory=list)
+    #: The tool-call tests run on the simulated conversation (persona's agent_calls / never_calls).
+    tool_tests: list[PlatformToolTest] = Field(default_factory=list)
+
+    def verdict(self) -> tuple[str | None, str | None]:
+        """The simulation's verdict, turned to failure by any failed tool-call test (named)."""
+        failed = [t for t in self.tool_tests if t.status == "failed"]
+        if not failed:
+            return self.call_successful, self.rationale
+        named = "; ".join(f"{t.tool} {t.expect.replace('_', ' ')} after {t.history_turns} turns: {t.rationale}"
+                          for t in failed)
+        return "failure", f"{self.rationale or ''} Tool-call tests failed: {named}".strip()
 
 
 #: The platform's own view of a call, one shape per `source`.

@@ -47,8 +47,8 @@ def platform_view(r: CallResult) -> tuple[str | None, str | None, bool | None]:
     match r.analysis:
         case PlatformConversation(call_successful=verdict, transcript_summary=text):
             pass
-        case PlatformTestRun(call_successful=verdict, rationale=text):
-            pass
+        case PlatformTestRun() as run:
+            verdict, text = run.verdict()
         case _:
             return None, None, None
     if verdict not in ("success", "failure"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -29,9 +30,9 @@ from ..models import E164_PATTERN, AgentSpec, Persona, ToolMock
 from .handshake import variable_text
 from .history import ConversationRecord, History, dump, new_conversation_id, system_variables
 from .rest import Unprocessable, error_response, field, read_json
-from .scenario import judge, overall, simulated_user
+from .scenario import judge, judge_tool_test, overall, simulated_user
 from .session import TRANSFER_REASON
-from .simulate import simulate
+from .simulate import next_turn, simulate
 
 #: Real seconds a simulated run stays pending / a phone call stays in progress, so that
 #: clients really poll (as they must against the hosted platform).
@@ -77,6 +78,35 @@ def _variables(raw: Any, where: str) -> dict[str, str]:
             raise Unprocessable("body", where, f"dynamic variable '{name}' must be a string, number or boolean")
         out[str(name)] = text
     return out
+
+
+def _chat_history(raw: Any) -> None:
+    """A test's `chat_history`: turns with a role (user or agent) and a message or tool items."""
+    if raw is None:
+        return
+    if not isinstance(raw, list) or not all(isinstance(t, dict) and t.get("role") in ("user", "agent")
+                                            and isinstance(t.get("message"), str | None)
+                                            and isinstance(t.get("time_in_call_secs"), int) for t in raw):
+        raise Unprocessable("body", "chat_history",
+                            "must be a list of {role: user|agent, message: text, time_in_call_secs: int}")
+
+
+def _tool_call_parameters(raw: dict) -> None:
+    """A tool test's `tool_call_parameters`: the referenced tool and the parameter evaluations."""
+    ref = raw.get("referenced_tool")
+    if not isinstance(ref, dict) or not isinstance(ref.get("id"), str):
+        raise Unprocessable("body", "tool_call_parameters", "needs referenced_tool: {id, type}")
+    for param in raw.get("parameters") or []:
+        rule = param.get("eval") if isinstance(param, dict) else None
+        if not isinstance(param.get("path") if isinstance(param, dict) else None, str) or not isinstance(rule, dict) \
+                or rule.get("type") not in ("exact", "regex", "anything", "llm"):
+            raise Unprocessable("body", "tool_call_parameters",
+                                "each parameter needs path and eval: {type: exact|regex|anything|llm}")
+        if rule["type"] == "regex":
+            try:
+                re.compile(str(rule.get("pattern")))
+            except re.error as exc:
+                raise Unprocessable("body", "tool_call_parameters", f"{param['path']}: bad regex ({exc})") from None
 
 
 class Callers(Protocol):
@@ -127,16 +157,23 @@ class Platform:
     async def create_test(self, request: web.Request) -> web.Response:
         body = await read_json(request)
         field(body, "name", str, required=True)
-        if field(body, "type", str, default="llm") != "simulation":
-            raise Unprocessable("body", "type", "the local backend runs simulation tests only")
-        field(body, "simulation_scenario", str, required=True)
-        conditions = field(body, "success_conditions", list, default=[])
-        if not all(isinstance(c, str) for c in conditions):
-            raise Unprocessable("body", "success_conditions", "must be a list of strings")
+        kind = field(body, "type", str, default="llm")
         _variables(body.get("dynamic_variables"), "dynamic_variables")
-        field(body, "simulation_max_turns", int)
-        field(body, "tool_mock_config", dict)
-        _tool_mocks(body.get("tool_mock_overrides"))
+        if kind == "tool":
+            _chat_history(body.get("chat_history"))
+            _tool_call_parameters(field(body, "tool_call_parameters", dict, required=True))
+            field(body, "check_any_tool_matches", bool)
+        elif kind == "simulation":
+            field(body, "simulation_scenario", str, required=True)
+            conditions = field(body, "success_conditions", list, default=[])
+            if not all(isinstance(c, str) for c in conditions):
+                raise Unprocessable("body", "success_conditions", "must be a list of strings")
+            field(body, "simulation_max_turns", int)
+            field(body, "tool_mock_config", dict)
+            _tool_mocks(body.get("tool_mock_overrides"))
+        else:
+            raise Unprocessable("body", "type", "the local backend runs simulation and tool tests (an llm test "
+                                                "needs a model to judge the response)")
         test_id = "test_" + secrets.token_hex(10)
         self.tests[test_id] = {**body, "id": test_id}
         return web.json_response({"id": test_id})
@@ -184,11 +221,16 @@ class Platform:
             return  # cancelled meanwhile
         test = self.tests[run["test_id"]]
         agent = self.agents[run["agent_id"]]
+        if test.get("type") == "tool":
+            self._run_tool_test(run, test, agent)
+            return
         max_turns = int(test.get("simulation_max_turns") or 40)
         variables = {**agent.platform.placeholders, **_variables(test.get("dynamic_variables"), "dynamic_variables")}
         user = simulated_user(str(test["simulation_scenario"]), variables, max_turns)
         strategy = (test.get("tool_mock_config") or {}).get("mocking_strategy", "all")
         mocks = _tool_mocks(test.get("tool_mock_overrides")) if strategy != "none" else {}
+        named = {t.platform_id: t.name for t in agent.tools if t.platform_id}
+        mocks = {named.get(tool, tool): mock for tool, mock in mocks.items()}  # keyed by id or name
         sim = simulate(agent, user, latency_s=self.latency_s(), max_turns=max_turns, mocks=mocks,
                        language=user.call_language)
         verdicts = judge(list(test.get("success_conditions") or []), sim.transcript, sim.ended_by)
@@ -199,6 +241,27 @@ class Platform:
                                      "rationale": {"summary": rationale,
                                                    "messages": [f"{v.condition}: {v.result} ({v.rationale})"
                                                                 for v in verdicts]}})
+
+    def _run_tool_test(self, run: dict[str, Any], test: dict[str, Any], agent: AgentSpec) -> None:
+        """A tool-call unit test: the agent's next turn after the test's chat history, judged by
+        which tool it calls and with what."""
+        variables = {**agent.platform.placeholders, **_variables(test.get("dynamic_variables"), "dynamic_variables")}
+        history = list(test.get("chat_history") or [])
+        text, calls = next_turn(agent, variables, history)
+        ids = {t.name: t.name for t in agent.tools} | {t.platform_id: t.name for t in agent.tools if t.platform_id}
+        passed, rationale = judge_tool_test(test["tool_call_parameters"], calls, ids,
+                                            bool(test.get("check_any_tool_matches")))
+        at = int(history[-1].get("time_in_call_secs") or 0) if history else 0
+        responses = [{"role": "agent", "message": None, "time_in_call_secs": at, "tool_calls": [
+            {"type": (agent.tool(name).type if agent.tool(name) else "system"), "request_id": f"toolu_{i}",
+             "tool_name": name, "params_as_json": json.dumps(args), "tool_has_been_called": False}]}
+            for i, (name, args) in enumerate(calls)]
+        if text:
+            responses.insert(0, {"role": "agent", "message": text, "time_in_call_secs": at})
+        run.update(status="passed" if passed else "failed", agent_responses=responses,
+                   last_updated_at_unix=int(time.time()),
+                   condition_result={"result": "success" if passed else "failure",
+                                     "rationale": {"summary": rationale, "messages": [rationale]}})
 
     async def simulate_conversation(self, request: web.Request) -> web.Response:
         """Deprecated on the platform (agent-testing replaces it) but still served: the simulated

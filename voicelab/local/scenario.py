@@ -27,6 +27,7 @@ from ..evaluate import says, tool_checks
 from ..models import CallerSpec, Expectations, ExpectedCall, Persona, ReplyRule, ToolCallRecord
 from ..runners.platform import STYLE_TEXT
 from ..tool_calls import as_records, from_history
+from .flow import as_text, result_field
 
 LANGUAGES = {"english": "en", "german": "de"}
 RULE = re.compile(r'If asked about (.+?), say: "(.*?)"')
@@ -104,3 +105,41 @@ def overall(verdicts: list[Verdict]) -> tuple[bool, str]:
     if failed:
         return False, "Not met: " + "; ".join(f"{v.condition} ({v.result}: {v.rationale})" for v in failed)
     return True, f"All {len(verdicts)} success conditions met."
+
+
+def judge_tool_test(parameters: dict, calls: list[tuple[str, dict[str, str]]],
+                    tool_ids: dict[str, str], check_any: bool = False) -> tuple[bool, str]:
+    """A tool-call test's `tool_call_parameters` against the tools the agent's next turn called.
+
+    `tool_ids` maps each id a test may name a tool by (the platform's tool id, or its name) to
+    the name. Parameter evals: `exact` (the value's text), `regex` (re.search), `anything`
+    (present); `llm` needs a model and is judged a failure that says so, never a pass."""
+    ref = parameters.get("referenced_tool") or {}
+    wanted = tool_ids.get(str(ref.get("id")), str(ref.get("id")))
+    called = [name for name, _ in calls]
+    said = ", ".join(called) or "no tool"
+    matching = [(name, args) for name, args in calls if name == wanted]
+    if parameters.get("verify_absence"):
+        return (not matching, f"{wanted} not called (the next turn called {said})" if not matching
+                else f"{wanted} was called")
+    if not matching:
+        return False, f"{wanted} not called: the next turn called {said}"
+    if len(calls) > 1 and not check_any:
+        return False, f"the next turn called {len(calls)} tools ({said}), the test wants one"
+    problems = []
+    for param in parameters.get("parameters") or []:
+        path, rule = str(param.get("path", "")), param.get("eval") or {}
+        value = result_field(matching[0][1], path)
+        kind = rule.get("type")
+        if value is None:
+            problems.append(f"{path} missing")
+        elif kind == "exact" and as_text(value) != str(rule.get("expected_value")):
+            problems.append(f"{path}={as_text(value)!r}, expected {rule.get('expected_value')!r}")
+        elif kind == "regex" and not re.search(str(rule.get("pattern")), as_text(value)):
+            problems.append(f"{path}={as_text(value)!r} does not match /{rule.get('pattern')}/")
+        elif kind == "llm":
+            problems.append(f"{path}: an llm evaluation needs a model the local backend does not have")
+    args = ", ".join(f"{k}={v}" for k, v in matching[0][1].items())
+    if problems:
+        return False, f"{wanted} called ({args}) but " + "; ".join(problems)
+    return True, f"{wanted} called ({args})" if args else f"{wanted} called"

@@ -131,3 +131,33 @@ def simulate(agent: AgentSpec, persona: Persona, *, latency_s: float = 0.0, max_
     sim.transferred = transferred
     sim.duration_s = clock
     return sim
+
+
+def next_turn(agent: AgentSpec, variables: dict[str, str], history: list[dict],
+              language: str | None = None) -> tuple[str, list[tuple[str, dict[str, str]]]]:
+    """The agent's next turn after a test's `chat_history`: what it says and the tool it calls
+    (agent-testing's tool-call and LLM tests judge "a single next step in the conversation").
+
+    The history is replayed through the flow: the caller's messages as turns, tool results as the
+    results of the flow's calls; the agent's own words in it are taken as said. Only the first
+    tool of the turn is known: the next would depend on that tool's result."""
+    engine = FlowEngine(agent, variables, language=language)
+    reply = engine.first_message()
+    for item in history:
+        if item.get("role") == "user" and item.get("message"):
+            reply = engine.on_user(str(item["message"]))
+        for result in item.get("tool_results") or []:
+            if reply.tool is None or result.get("tool_name") != reply.tool:
+                continue  # a result of a call this flow did not make here
+            value: Any = result.get("result_value")
+            try:
+                value = json.loads(value) if isinstance(value, str) else value
+            except ValueError:
+                pass
+            ok = not result.get("is_error")
+            if reply.tool == "language_detection" and ok:
+                engine.language = reply.args.get("language") or engine.language
+            reply = engine.on_tool_result(ok, value) or Reply(text="")
+    if reply.tool is not None:
+        return reply.text, [(reply.tool, reply.args)]
+    return reply.text, [("end_call", {})] if reply.end_call else []

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from elevenlabs.conversational_ai.tests.types import TestsCreateRequestBody_Simulation
+from elevenlabs.conversational_ai.tests.types import TestsCreateRequestBody_Simulation, TestsCreateRequestBody_Tool
 from elevenlabs.types import SingleTestRunRequestModel
 
 from .. import hosted
@@ -22,11 +23,13 @@ from ..connection import connect
 from ..errors import BackendError, UsageError
 from ..evaluate import finished_result
 from ..models import (
+    SYSTEM_TOOLS,
     CallRequest,
     CallResult,
     EndReason,
     Persona,
     PlatformTestRun,
+    PlatformToolTest,
     TranscriptEntry,
     utc_now_iso,
 )
@@ -43,6 +46,8 @@ STYLE_TEXT = {
     "interrupting": "You answer before the agent finishes and often add your next answer right away.",
 }
 POLL_S = 0.5
+#: Tool-call tests per simulated conversation, at most (each is an LLM call on the platform).
+MAX_TOOL_TESTS = 12
 
 
 def test_name(persona: Persona) -> str:
@@ -77,8 +82,9 @@ def success_conditions(persona: Persona) -> list[str]:
 
 
 def tool_mocks(request: CallRequest) -> dict[str, list[dict[str, Any]]]:
-    """agent-testing's `tool_mock_overrides`: the persona's mocks, else the agent spec's default
-    mocks, for its client and webhook tools (nobody runs a client tool in a simulation)."""
+    """agent-testing's `tool_mock_overrides` (keyed by the tool's platform id, else its name): the
+    persona's mocks, else the agent spec's default mocks, for its client and webhook tools (nobody
+    runs a client tool in a simulation)."""
     out = {}
     for tool in request.agent.tools:
         mock = request.persona.tools.get(tool.name) or tool.default_mock
@@ -86,11 +92,63 @@ def tool_mocks(request: CallRequest) -> dict[str, list[dict[str, Any]]]:
             continue
         text = mock.error if mock.error is not None else (
             mock.result if isinstance(mock.result, str) else json.dumps(mock.result))
-        out[tool.name] = [{"mock_result": text, "is_error": mock.error is not None}]
+        out[tool.platform_id or tool.name] = [{"mock_result": text, "is_error": mock.error is not None}]
     return out
 
 
-def result_of(request: CallRequest, run: Any, started: str, retries: list[dict]) -> CallResult:
+def _history_item(item: Any) -> dict[str, Any]:
+    """A simulated transcript item as a test's chat history turn (words and tool items only)."""
+    raw = item.model_dump(mode="json", exclude_none=True) if hasattr(item, "model_dump") else dict(item)
+    return {k: v for k, v in raw.items() if k in ("role", "message", "time_in_call_secs", "tool_calls", "tool_results")}
+
+
+def tool_test_plan(request: CallRequest, responses: list[Any]) -> list[tuple[PlatformToolTest, Any]]:
+    """Tool-call tests made from a simulated conversation, for the persona's tool expectations.
+
+    `agent_calls`: the history up to the caller's turn before the agent first called the tool;
+    the test wants the next turn to call it with the expected arguments (case-insensitive exact
+    regexes: the persona's subset match). `agent_never_calls`: absence at every point where the
+    agent answered the caller (the start and after each caller turn). At most MAX_TOOL_TESTS; a
+    tool the conversation never called has nowhere to test it and is listed as not run."""
+    items = [_history_item(i) for i in responses]
+    user_at = [i for i, t in enumerate(items) if t.get("role") == "user" and t.get("message")]
+    out: list[tuple[PlatformToolTest, Any]] = []
+
+    def ref(tool: str) -> dict[str, str]:
+        declared = request.agent.tool(tool)
+        kind = declared.type if declared else "system" if tool in SYSTEM_TOOLS else "client"
+        return {"id": (declared.platform_id if declared else None) or tool, "type": kind}
+
+    def add(tool: str, expect: str, cut: int, parameters: dict[str, Any]) -> None:
+        body = TestsCreateRequestBody_Tool(
+            name=f"{test_name(request.persona)}/{tool}-{expect}-{cut}", chat_history=items[:cut],
+            dynamic_variables=dict(request.persona.variables), tool_call_parameters=parameters)
+        out.append((PlatformToolTest(tool=tool, expect=expect, history_turns=cut, status="pending"), body))
+
+    for wanted in request.persona.expect.agent_calls:
+        first = next((i for i, t in enumerate(items)
+                      if any(c.get("tool_name") == wanted.tool for c in t.get("tool_calls") or [])), None)
+        if first is None:
+            out.append((PlatformToolTest(tool=wanted.tool, expect="called", history_turns=0, status="not_run",
+                                         rationale="the simulated conversation never called it, so there is "
+                                                   "no point in it to test"), None))
+            continue
+        cut = max((i + 1 for i in user_at if i < first), default=0)
+        params = [{"path": k, "eval": {"type": "regex", "pattern": "(?i)^" + re.escape(str(v)) + "$"}}
+                  for k, v in wanted.args.items()]
+        add(wanted.tool, "called", cut, {"referenced_tool": ref(wanted.tool), "parameters": params})
+    for tool in request.persona.expect.agent_never_calls:
+        for cut in [0] + [i + 1 for i in user_at]:
+            add(tool, "not_called", cut, {"referenced_tool": ref(tool), "verify_absence": True})
+    if len(out) > MAX_TOOL_TESTS:
+        dropped = out[MAX_TOOL_TESTS:]
+        out = out[:MAX_TOOL_TESTS] + [(t.model_copy(update={"status": "not_run", "rationale": (
+            f"more than {MAX_TOOL_TESTS} tool-call tests for one conversation")}), None) for t, _ in dropped]
+    return out
+
+
+def result_of(request: CallRequest, run: Any, started: str, retries: list[dict],
+              tool_tests: list[PlatformToolTest] | None = None) -> CallResult:
     """One finished (or cancelled) test run as a CallResult; its tool calls from the simulated
     transcript, so the persona's agent_calls checks are judged by voicelab too."""
     calls = as_records(from_history(run.agent_responses or []))
@@ -100,7 +158,8 @@ def result_of(request: CallRequest, run: Any, started: str, retries: list[dict])
     rationale = getattr(getattr(verdict, "rationale", None), "summary", None) if verdict else None
     analysis = PlatformTestRun(test_run_id=run.test_run_id, test_id=run.test_id, status=run.status,
                                call_successful=getattr(verdict, "result", None), rationale=rationale,
-                               transcript=[t.model_dump(mode="json", exclude_none=True) for t in turns])
+                               transcript=[t.model_dump(mode="json", exclude_none=True) for t in turns],
+                               tool_tests=tool_tests or [])
     if run.status == "cancelled":
         reason: EndReason = "cancelled"
     elif run.status not in ("passed", "failed"):
@@ -178,27 +237,80 @@ async def _run_agent_tests(requests: list[CallRequest], base_url: str | None,
             await on_result(finished_result(request, [], end_reason="error", duration_s=0, started_at=started,
                                             error=str(exc), retries=retries))
         return
+    async def finish(request: CallRequest, run: Any) -> None:
+        """Report a finished simulation once the tool-call tests made from it have run."""
+        plan = tool_test_plan(request, run.agent_responses or []) if run.status in ("passed", "failed") else []
+        tests = [t for t, _ in plan]
+        try:
+            tests = await _run_tool_tests(plan, rest, api, connection.agent_id)
+        except BackendError as exc:
+            tests = [t.model_copy(update={"status": "error", "rationale": str(exc)}) for t in tests]
+        except asyncio.CancelledError:
+            tests = [t.model_copy(update={"status": "cancelled"}) for t in tests]
+            await on_result(result_of(request, run, started, retries, tests))
+            raise
+        await on_result(result_of(request, run, started, retries, tests))
+
     reported: set[str] = set()
     invocation_id = invocation.id
+    async with asyncio.TaskGroup() as finishing:
+        try:
+            while True:
+                for run in invocation.test_runs:
+                    if run.status == "pending" or run.test_run_id in reported:
+                        continue
+                    reported.add(run.test_run_id)
+                    calls = waiting.get(run.test_id) or []
+                    if calls:
+                        finishing.create_task(finish(calls.pop(0), run))
+                if not any(waiting.values()) or all(r.status != "pending" for r in invocation.test_runs):
+                    return
+                await asyncio.sleep(POLL_S)
+                invocation = await rest("polling the test invocation", lambda: api.tests.invocations.get(
+                    invocation_id, request_options=hosted.NO_SDK_RETRIES))
+        except asyncio.CancelledError:
+            await loop.run_in_executor(None, lambda: api.tests.invocations.cancel(invocation_id))
+            for calls in waiting.values():
+                for request in calls:
+                    await on_result(finished_result(
+                        request, [], end_reason="cancelled", duration_s=0, started_at=started, retries=retries,
+                        error="the run was interrupted; the platform's test invocation was cancelled"))
+            raise
+
+
+async def _run_tool_tests(plan: list[tuple[PlatformToolTest, Any]],
+                          rest: Callable[[str, Callable[[], Any]], Awaitable[Any]], api: Any,
+                          agent_id: str) -> list[PlatformToolTest]:
+    """Create and run a conversation's tool-call tests as one invocation; each test's verdict
+    (in plan order). Cancelling cancels the invocation on the platform."""
+    todo = [(i, body) for i, (_, body) in enumerate(plan) if body is not None]
+    out = [t for t, _ in plan]
+    if not todo:
+        return out
+    ids = {}
+    for i, body in todo:
+        created = await rest("creating a tool-call test", lambda b=body: api.tests.create(
+            request=b, request_options=hosted.NO_SDK_RETRIES))
+        ids[created.id] = i
+    invocation = await rest("running tool-call tests", lambda: api.agents.run_tests(
+        agent_id, tests=[SingleTestRunRequestModel(test_id=t) for t in ids], repeat_count=1,
+        request_options=hosted.NO_SDK_RETRIES))
+    invocation_id = invocation.id
     try:
-        while True:
-            for run in invocation.test_runs:
-                if run.status == "pending" or run.test_run_id in reported:
-                    continue
-                reported.add(run.test_run_id)
-                calls = waiting.get(run.test_id) or []
-                if calls:
-                    await on_result(result_of(calls.pop(0), run, started, retries))
-            if not any(waiting.values()) or all(r.status != "pending" for r in invocation.test_runs):
-                return
+        while any(r.status == "pending" for r in invocation.test_runs):
             await asyncio.sleep(POLL_S)
-            invocation = await rest("polling the test invocation", lambda: api.tests.invocations.get(
+            invocation = await rest("polling tool-call tests", lambda: api.tests.invocations.get(
                 invocation_id, request_options=hosted.NO_SDK_RETRIES))
     except asyncio.CancelledError:
-        await loop.run_in_executor(None, lambda: api.tests.invocations.cancel(invocation_id))
-        for calls in waiting.values():
-            for request in calls:
-                await on_result(finished_result(
-                    request, [], end_reason="cancelled", duration_s=0, started_at=started, retries=retries,
-                    error="the run was interrupted; the platform's test invocation was cancelled"))
+        await asyncio.get_running_loop().run_in_executor(None, lambda: api.tests.invocations.cancel(invocation_id))
         raise
+    for run in invocation.test_runs:
+        i = ids.get(run.test_id)
+        if i is None:
+            continue
+        verdict = run.condition_result
+        why = getattr(getattr(verdict, "rationale", None), "summary", None) if verdict else None
+        out[i] = out[i].model_copy(update={"status": run.status if run.status in ("passed", "failed") else "error",
+                                           "rationale": why, "test_id": run.test_id,
+                                           "test_run_id": run.test_run_id})
+    return out

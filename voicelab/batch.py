@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import __version__, heap, runners, sdk, signals
 from .backends import backend_url
 from .datasets import Dataset, load_dataset
 from .errors import UsageError
-from .models import AgentSpec, CallRequest, CallResult, Persona, RunManifest, RunSession, utc_now_iso
+from .experiment import apply_variant, with_variants
+from .models import AgentSpec, CallRequest, CallResult, Persona, RunManifest, RunSession, Variant, utc_now_iso
 from .store import Run, RunStore, new_run_id
 
 
@@ -39,15 +41,28 @@ def persona_info(persona: Persona, agent: AgentSpec | None = None) -> dict[str, 
             "language": persona.language, "tools": ", ".join(t.name for t in agent.tools) if agent else ""}
 
 
+def call_id(persona_id: str, repeat: int, variant: str | None = None) -> str:
+    return f"{variant}/{persona_id}#{repeat}" if variant else f"{persona_id}#{repeat}"
+
+
 def plan_calls(run: Run, dataset: Dataset) -> list[CallRequest]:
-    """Every call the run asks for that has no result yet, in a stable order."""
+    """Every call the run asks for that has no result yet, in a stable order: repeat by repeat,
+    persona by persona, and (experiments) variant by variant innermost, so the variants' calls
+    are interleaved and whatever drifts during the run hits each alike."""
     m = run.manifest
     done = run.finished_call_ids()
-    return [dataset.request(persona_id, backend=m.backend, caller=m.caller, mode=m.mode, run_id=m.run_id,
-                            call_id=f"{persona_id}#{repeat}", max_duration_s=m.max_duration_s,
-                            audio_dir=str(run.path / "audio") if m.mode == "voice" else None)
-            for repeat in range(1, m.repeats + 1) for persona_id in m.personas
-            if f"{persona_id}#{repeat}" not in done]
+    plan = []
+    for repeat in range(1, m.repeats + 1):
+        for persona_id in m.personas:
+            for variant in m.variants or [None]:
+                cid = call_id(persona_id, repeat, variant.id if variant else None)
+                if cid in done:
+                    continue
+                request = dataset.request(persona_id, backend=m.backend, caller=m.caller, mode=m.mode,
+                                          run_id=m.run_id, call_id=cid, max_duration_s=m.max_duration_s,
+                                          audio_dir=str(run.path / "audio") if m.mode == "voice" else None)
+                plan.append(apply_variant(request, variant, dataset) if variant else request)
+    return plan
 
 
 class _Progress:
@@ -169,27 +184,48 @@ def run_batch(
         raise UsageError("repeats and concurrency must be at least 1")
     if mode not in ("text", "voice"):
         raise UsageError(f"mode must be text or voice, not {mode!r}")
-    if not runners.runner(caller).batch:
-        raise UsageError(f"caller '{caller}' cannot run in a batch: use {' or '.join(runners.names(batch=True))} "
-                         f"(a {caller} caller uses the call console)")
     dataset = load_dataset(personas, agents)
     chosen = list(persona_ids) if persona_ids else [
         p.id for p in dataset.personas.values() if agent is None or p.agent == agent]
     if not chosen:
         raise UsageError(f"no personas call agent '{agent}': check --agent (agents: {', '.join(dataset.agents)})"
                          if agent else "no personas to call: the persona files define none")
+    return start_run(dataset, chosen, personas_path=str(personas), agents_path=str(agents), agent=agent,
+                     repeats=repeats, concurrency=concurrency, backend=backend, caller=caller, mode=mode,
+                     run_id=run_id or new_run_id(), unique_id=run_id is None, latency_ms=latency_ms,
+                     max_duration_s=max_duration_s, runs_root=runs_root, progress=progress,
+                     cancel_event=cancel_event, local_url=local_url)
+
+
+def start_run(dataset: Dataset, chosen: list[str], *, personas_path: str, agents_path: str, run_id: str,
+              unique_id: bool, repeats: int, concurrency: int, backend: str, caller: str, mode: str,
+              agent: str | None = None, latency_ms: float = 0.0, max_duration_s: float = 60.0,
+              variants: list[Variant] | None = None, experiment: str | None = None, kind: str = "batch",
+              runs_root: str = "runs", progress: bool = True, cancel_event: threading.Event | None = None,
+              local_url: str | None = None) -> BatchOutcome:
+    """Create a run (batch, experiment or mutation run) for `chosen` personas and place its calls.
+    `unique_id`: the id was made up, so take the next free one rather than refuse a taken one."""
+    variants = variants or []
+    if variants and local_url:
+        raise UsageError("an experiment serves its variants' agents itself: drop --local-url")
+    if not runners.runner(caller).batch:
+        raise UsageError(f"caller '{caller}' cannot run in a batch: use {' or '.join(runners.names(batch=True))} "
+                         f"(a {caller} caller uses the call console)")
     # settings every call would trip over (API key, agent id, phone number id), checked before
     # the run exists, so a typo leaves no empty run behind
-    runners.preflight([dataset.request(pid, backend=backend, caller=caller, mode=mode) for pid in chosen])
+    served = with_variants(dataset, variants)
+    probes = [served.request(pid, backend=backend, caller=caller, mode=mode) for pid in chosen]
+    runners.preflight([apply_variant(r, v, served) for r in probes for v in variants] or probes)
     info = {pid: persona_info(dataset.personas[pid], dataset.agents.get(agent or dataset.personas[pid].agent))
             for pid in chosen}
     manifest = RunManifest(
-        run_id=run_id or new_run_id(), personas=chosen, persona_info=info, agent=agent, backend=backend,
+        run_id=run_id, personas=chosen, persona_info=info, agent=agent, backend=backend,
         caller=caller, mode=mode, repeats=repeats, concurrency=concurrency, max_duration_s=max_duration_s,
-        latency_ms=latency_ms, personas_path=str(personas), agents_path=str(agents),
-        voicelab_version=__version__, sdk_version=sdk.sdk_version())
+        latency_ms=latency_ms, personas_path=personas_path, agents_path=agents_path,
+        voicelab_version=__version__, sdk_version=sdk.sdk_version(), variants=variants, experiment=experiment,
+        kind=kind, pass_thresholds={pid: dataset.personas[pid].pass_threshold for pid in chosen})
     store = RunStore(runs_root)
-    run = store.create(manifest) if run_id else store.create_new(manifest)
+    run = store.create_new(manifest) if unique_id else store.create(manifest)
     return _execute(run, dataset, progress=progress, cancel_event=cancel_event, local_url=local_url)
 
 
@@ -203,7 +239,13 @@ def resume_batch(run_id: str, *, runs_root: str = "runs", progress: bool = True,
     if missing:
         raise UsageError(f"run '{run_id}' calls persona '{missing[0]}', which {m.personas_path} no longer defines: "
                          "restore it, or start a new run")
-    runners.preflight([dataset.request(pid, backend=m.backend, caller=m.caller, mode=m.mode) for pid in m.personas])
+    for variant in m.variants:
+        if variant.agent_file and not Path(variant.agent_file).is_file():
+            raise UsageError(f"run '{run_id}' serves variant '{variant.id}' from {variant.agent_file}, which no "
+                             "longer exists: restore it, or start a new run")
+    served = with_variants(dataset, m.variants)
+    probes = [served.request(pid, backend=m.backend, caller=m.caller, mode=m.mode) for pid in m.personas]
+    runners.preflight([apply_variant(r, v, served) for r in probes for v in m.variants] or probes)
     return _execute(run, dataset, progress=progress, cancel_event=cancel_event, local_url=local_url, resumed=True)
 
 
@@ -211,6 +253,7 @@ def _execute(run: Run, dataset: Dataset, *, progress: bool, cancel_event: thread
              local_url: str | None, resumed: bool = False) -> BatchOutcome:
     with run.placing():  # one writer per run: a second process is refused here, before anything
         m = run.manifest
+        dataset = with_variants(dataset, m.variants)  # the variants' agents, served beside the originals
         plan = plan_calls(run, dataset)
         session = RunSession(resumed=resumed, calls_planned=len(plan))
         m.sessions.append(session)

@@ -265,9 +265,10 @@ class Call:
         self.recorder.restart_clock()
         try:
             signed = None
-            if connection.requires_auth:  # fetched here so its retries show in the result
+            if connection.requires_auth or connection.branch_id:  # fetched here so its retries show in the result
                 signed = await asyncio.get_running_loop().run_in_executor(
-                    None, hosted.signed_ws_url, connection.client, connection.agent_id, self._retries)
+                    None, hosted.signed_ws_url, connection.client, connection.agent_id, self._retries,
+                    connection.branch_id)
             self._conversation = sdk.open_conversation(
                 connection.client, connection.agent_id, initiation_data(self.request), audio=self._audio,
                 on_agent_response=on_agent, on_user_transcript=on_heard, on_disconnect=on_disconnect,

@@ -161,3 +161,53 @@ def png(fig: Figure, dpi: int = 100):  # noqa: ANN201 - IPython.display.HTML
 
 
 ALL = (success_by_persona, duration_by_persona, latency_distribution, failed_checks)
+
+
+def success_by_side(success: pd.DataFrame) -> Figure:
+    """Pass rate per persona and side (variant or run) with its 95% Wilson interval."""
+    title = "Pass rate by persona and variant (95% Wilson interval)"
+    if success.empty:
+        return _empty(Figure(figsize=(8, 2.5)), title, "no calls")
+    sides = list(dict.fromkeys(success["side"]))
+    personas = list(dict.fromkeys(success["persona_id"]))
+    fig = Figure(figsize=(8, _height(len(personas) * max(1, len(sides)) * 0.6 + 1)), layout="constrained")
+    ax = fig.add_subplot()
+    height = 0.8 / len(sides)
+    palette = ["#1565c0", "#ef6c00", "#6a1b9a", "#00838f", "#558b2f", "#ad1457"]
+    for i, side in enumerate(sides):
+        part = success[success["side"] == side].set_index("persona_id").reindex(personas)
+        ys = [p + i * height for p in range(len(personas))]
+        rate = part["rate"] * 100
+        err = [(rate - part["ci_low"] * 100).fillna(0), (part["ci_high"] * 100 - rate).fillna(0)]
+        ax.barh(ys, rate, height=height, color=palette[i % len(palette)], label=side, xerr=err,
+                error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "#333"})
+    ax.set_yticks([p + height * (len(sides) - 1) / 2 for p in range(len(personas))], personas)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 105)
+    ax.set_xlabel("successful calls (%)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title, loc="left", fontweight="bold")
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
+def latency_by_side(turns: dict[str, pd.Series]) -> Figure:
+    """Response latency per side (variant or run): box plots with p50 and p95 marked."""
+    title = "Response latency by variant"
+    data = {label: values.dropna().astype(float) for label, values in turns.items()}
+    if not any(len(v) for v in data.values()):
+        return _empty(Figure(figsize=(8, 2.5)), title, "no latency measured")
+    fig = Figure(figsize=(8, _height(len(data))), layout="constrained")
+    ax = fig.add_subplot()
+    labels = list(data)
+    ax.boxplot([data[label].to_numpy() for label in labels], vert=False, tick_labels=labels, showfliers=False)
+    for y, label in enumerate(labels, 1):
+        values = data[label].tolist()
+        if values:
+            p95 = percentile(values, 95)
+            ax.plot([p95], [y], marker="|", markersize=14, color=FAIL)
+            ax.text(p95, y + 0.3, f"p95 {p95:.0f} ms", fontsize=8, color=FAIL)
+    ax.set_xlabel("ms from the end of the caller's turn to the agent's answer")
+    ax.set_title(title, loc="left", fontweight="bold")
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig

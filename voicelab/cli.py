@@ -15,7 +15,7 @@ import sys
 import textwrap
 from typing import NoReturn
 
-from . import heap, runners, signals
+from . import cli_lab, heap, runners, signals
 from .errors import UsageError, VoiceLabError
 
 EPILOG_PERSONAS = """example:
@@ -37,8 +37,9 @@ EPILOG_SERVE = """example:
 
 
 EXIT_CODES_RUN = """exit status (for CI):
-  0    every call succeeded (or --fail-under was met)
-  1    calls failed their checks or could not be placed
+  0    every persona reached its pass_threshold (default: every call succeeded), or with --fail-under
+       the run's pass rate reached it (personas with their own pass_threshold still count)
+  1    a gate failed: calls failed their checks or could not be placed (the reasons are printed)
   2    bad input or settings: nothing was placed (checked first, a hosted API key included)
   130  interrupted by Ctrl+C (143 SIGTERM, 129 SIGHUP): what finished is stored; --resume continues"""
 
@@ -182,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--fail-under", type=rate, metavar="RATE",
                    help="exit 0 when at least this share of the run's calls succeeded (0.9 or 90%%), "
-                        "instead of only when all did")
+                        "instead of only when all did (personas' own pass_threshold still count)")
+    p.add_argument("--junit", metavar="FILE", help="write JUnit XML: one test case per persona")
 
     p = sub.add_parser("report", help="write the HTML report of a stored run", epilog=EPILOG_REPORT,
                        formatter_class=fmt,
@@ -230,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--require-key", action="store_true",
                    help="make every agent private: REST needs xi-api-key = $ELEVENLABS_API_KEY, "
                         "conversations need a signed URL")
+    cli_lab.add_parsers(sub, fmt, number, rate, run_id)
     return parser
 
 
@@ -397,8 +400,6 @@ def summary_text(tables) -> str:  # noqa: ANN001 - voicelab.tables.Tables
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .batch import resume_batch, run_batch
-    from .report import build_report
-    from .tables import load_runs
 
     if args.resume:
         defaults = vars(build_parser().parse_args(["run"]))
@@ -413,30 +414,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                             caller=args.caller, mode=args.mode,
                             run_id=args.run_id, latency_ms=args.latency_ms, max_duration_s=args.max_duration,
                             runs_root=args.runs, local_url=args.local_url)
-    run_id = outcome.run.run_id
-    print(f"\nrun {run_id}: {outcome.run.path}")
-    tables = load_runs(run_id, root=args.runs)
-    print(summary_text(tables))
-    if outcome.interrupted:
-        print(f"\ninterrupted ({outcome.stopped_by}): what finished is stored; "
-              f"continue with `voicelab run --resume {run_id}`")
-        return signals.exit_code()
-    if not args.no_report:
-        print("\nwriting the report ...", flush=True)
-        path = build_report(run_id, runs_root=args.runs, reports_dir=args.reports)
-        print(f"report: {path}")
-    return run_exit_code(tables.kpis(), args.fail_under)
-
-
-def run_exit_code(kpis: dict, fail_under: float | None) -> int:
-    """0 when every call succeeded, or at least `fail_under` of them; else 1."""
-    if not kpis["calls"]:
-        return 0
-    rate = kpis["success_rate"]
-    ok = rate >= fail_under if fail_under is not None else kpis["passed"] == kpis["calls"]
-    if fail_under is not None:
-        print(f"{rate:.0%} of calls succeeded: {'at least' if ok else 'under'} --fail-under {fail_under:.0%}")
-    return 0 if ok else 1
+    return cli_lab.finish_run(outcome, args, resume_hint="voicelab run --resume")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -478,7 +456,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"personas": cmd_personas, "devices": cmd_devices, "call": cmd_call, "run": cmd_run,
-            "report": cmd_report, "serve": cmd_serve}
+            "report": cmd_report, "serve": cmd_serve, **cli_lab.COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:

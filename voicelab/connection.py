@@ -24,6 +24,8 @@ class Connection:
     client: ElevenLabs
     agent_id: str
     requires_auth: bool = False
+    #: An experiment variant's branch of the hosted agent (reached through a signed URL).
+    branch_id: str | None = None
 
 
 def check_secrets(request: CallRequest) -> None:
@@ -48,7 +50,8 @@ def connect(request: CallRequest, base_url: str | None = None) -> Connection:
         raise ConfigError(f"agent '{request.agent.id}' has no hosted agent id: set elevenlabs_agent_id in "
                           "its agent file or the ELEVENLABS_AGENT_ID environment variable")
     requires_auth = (settings.get("ELEVENLABS_REQUIRES_AUTH", "false") or "").lower() in ("1", "true", "yes")
-    return Connection(sdk.client(base_url or settings.hosted_base_url(), key), agent_id, requires_auth)
+    return Connection(sdk.client(base_url or settings.hosted_base_url(), key), agent_id, requires_auth,
+                      request.branch_id)
 
 
 def initiation_data(request: CallRequest) -> ConversationInitiationData:
@@ -63,6 +66,16 @@ def initiation_data(request: CallRequest) -> ConversationInitiationData:
         agent_part["first_message"] = render(pick_language(agent.first_message, persona.call_language), variables)
     if "language" in agent.overrides:
         agent_part["language"] = persona.call_language
+    variant = request.overrides
+    if variant is not None:  # an experiment variant's overrides, whatever the agent spec lists
+        if variant.prompt is not None:
+            agent_part["prompt"] = {"prompt": render(variant.prompt, variables)}
+        if variant.first_message is not None:
+            agent_part["first_message"] = render(variant.first_message, variables)
+        if variant.language is not None:
+            agent_part["language"] = variant.language
+        if variant.voice_id is not None:
+            override["tts"] = {"voice_id": variant.voice_id}
     if agent_part:
         override["agent"] = agent_part
     for name in secret_variables(agent):  # from the environment, never from the persona

@@ -240,14 +240,7 @@ def _load_agents(folder: str | Path) -> tuple[dict[str, AgentSpec], dict[str, Pa
     agents: dict[str, AgentSpec] = {}
     sources: dict[str, Path] = {}
     for path in sorted(folder.glob("*.y*ml")):
-        raw = _read_yaml(path)
-        if not isinstance(raw, dict):
-            raise DatasetError("an agent file must be a YAML mapping (id, name, first_message, ...)",
-                               file=str(path))
-        agent_id = raw.get("id") if isinstance(raw.get("id"), str) else None
-        agent = _build(AgentSpec, raw, file=path, agent=agent_id)
-        _check_flow(agent, path)
-        _check_placeholders(agent, path)
+        agent = load_agent_file(path)
         if agent.id in agents:
             raise DatasetError(f"duplicate agent id, also defined in {sources[agent.id]}", file=str(path),
                                agent=agent.id, field="id", fix="give each agent a unique id")
@@ -255,6 +248,18 @@ def _load_agents(folder: str | Path) -> tuple[dict[str, AgentSpec], dict[str, Pa
     if not agents:
         raise DatasetError("no agent files (*.yaml) found", file=str(folder))
     return agents, sources
+
+
+def load_agent_file(path: Path) -> AgentSpec:
+    """One agent spec file, validated as in a folder of them."""
+    raw = _read_yaml(path)
+    if not isinstance(raw, dict):
+        raise DatasetError("an agent file must be a YAML mapping (id, name, first_message, ...)", file=str(path))
+    agent_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+    agent = _build(AgentSpec, raw, file=path, agent=agent_id)
+    _check_flow(agent, path)
+    _check_placeholders(agent, path)
+    return agent
 
 
 def _check_flow(agent: AgentSpec, path: Path) -> None:

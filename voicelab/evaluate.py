@@ -107,6 +107,12 @@ def checks(expect: Expectations, transcript: list[TranscriptEntry], *, duration_
     if expect.max_duration_s is not None:
         out.append(Check(name="max_duration_s", passed=duration_s <= expect.max_duration_s,
                          detail=f"{duration_s:.1f} s (limit {expect.max_duration_s:g} s)"))
+    if expect.max_latency_ms is not None:
+        answers = [(i, t.latency_ms) for i, t in enumerate(transcript, 1) if t.latency_ms is not None]
+        slowest = max(answers, key=lambda a: a[1], default=None)
+        out.append(Check(name="max_latency_ms", passed=slowest is None or slowest[1] <= expect.max_latency_ms,
+                         detail=f"slowest answer {slowest[1]:.0f} ms in turn {slowest[0]} (limit "
+                                f"{expect.max_latency_ms:g} ms)" if slowest else "no answer was timed"))
     if expect.min_turns is not None:
         out.append(Check(name="min_turns", passed=len(transcript) >= expect.min_turns,
                          detail=f"{len(transcript)} turns (at least {expect.min_turns})"))
@@ -141,5 +147,5 @@ def finished_result(request: CallRequest, transcript: list[TranscriptEntry], *, 
         backend=request.backend, caller=request.caller, mode=request.mode, started_at=started_at,
         end_reason=end_reason, error=error, checks=results, metrics=measured,
         success=success(status, results), analysis=analysis, retries=retries or [],
-        audio_path=voice.audio_path if voice else None, tool_calls=tool_calls or [],
+        audio_path=voice.audio_path if voice else None, tool_calls=tool_calls or [], variant=request.variant,
     )

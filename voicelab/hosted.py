@@ -91,12 +91,13 @@ def check_access(client: ElevenLabs, agent_id: str) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def signed_ws_url(client: ElevenLabs, agent_id: str, log: list[dict]) -> str:
-    """A signed websocket URL for a private agent, with the query the SDK itself would add."""
+def signed_ws_url(client: ElevenLabs, agent_id: str, log: list[dict], branch_id: str | None = None) -> str:
+    """A signed websocket URL for a private agent (or a branch of it: the SDK's Conversation has no
+    branch parameter), with the query the SDK itself would add."""
     from elevenlabs.version import __version__
 
     response = with_retries(
-        lambda: client.conversational_ai.conversations.get_signed_url(agent_id=agent_id,
+        lambda: client.conversational_ai.conversations.get_signed_url(agent_id=agent_id, branch_id=branch_id,
                                                                       request_options=NO_SDK_RETRIES),
         what="getting a signed URL", log=log)
     parsed = urllib.parse.urlparse(response.signed_url)

@@ -130,6 +130,8 @@ class Expectations(_Strict):
     agent_calls: list[ExpectedCall] = Field(default_factory=list)
     agent_never_calls: list[ToolName] = Field(default_factory=list)
     max_duration_s: float | None = Field(default=None, gt=0)
+    #: Every agent answer within this many ms of the caller's turn (the slowest one is checked).
+    max_latency_ms: float | None = Field(default=None, gt=0)
     min_turns: int | None = Field(default=None, ge=0)
     ended_by: Literal["agent", "caller", "any"] | None = None
 
@@ -150,6 +152,8 @@ class Persona(_Strict):
     #: What the persona's world answers when the agent calls a client or webhook tool (wins over
     #: the agent spec's default mock).
     tools: dict[ToolName, ToolMock] = Field(default_factory=dict)
+    #: CI gates: the share of this persona's repeats that must succeed (default: all of them).
+    pass_threshold: float = Field(default=1.0, ge=0, le=1)
 
     @field_validator("variables", mode="before")
     @classmethod
@@ -237,6 +241,8 @@ class FlowStep(_Strict):
     end_call: bool = False
     #: For the backend's own post-call analysis (call_successful).
     outcome: Literal["success", "failure"] | None = None
+    #: Local backend: extra thinking time before this step is said (a slow step; mutation tests).
+    delay_ms: float = Field(default=0.0, ge=0)
 
 
 class Silence(_Strict):
@@ -286,6 +292,9 @@ class PlatformSettings(_Strict):
     #: out). Streaming text parts cost every client a frame per part: opt in with
     #: agent_chat_response_part, as on the platform.
     client_events: list[ClientEvent] = Field(default_factory=lambda: list(DEFAULT_CLIENT_EVENTS))
+    #: Added to the server's response time for this agent only (a slower model; an experiment's
+    #: `latency_ms` variant).
+    latency_ms: float = Field(default=0.0, ge=0)
 
 
 class ToolParameter(_Strict):
@@ -385,6 +394,66 @@ class AgentSpec(_Strict):
         return next((t for t in self.tools if t.name == name), None)
 
 
+# --------------------------------------------------------------------------- experiments
+
+
+class VariantOverrides(_Strict):
+    """What a variant sends in `conversation_config_override` (any backend; the agent must allow
+    the field, as on the platform)."""
+
+    prompt: str | None = None
+    first_message: str | None = None
+    language: str | None = None
+    voice_id: str | None = None
+
+
+class Variant(_Strict):
+    """One version of the agent under test in an experiment."""
+
+    id: Id
+    description: str = ""
+    #: Local backend: another agent spec (a path, relative to the experiment file) served in the
+    #: place of the personas' agent.
+    agent_file: str | None = None
+    #: Local backend: extra response time of the agent, in ms.
+    latency_ms: float = Field(default=0.0, ge=0)
+    overrides: VariantOverrides | None = None
+    #: Hosted platform: another agent, or a branch of the agent.
+    elevenlabs_agent_id: str | None = None
+    branch_id: str | None = None
+    #: Mutation runs: what this mutant changed, and what kind of check would catch it.
+    mutation: str | None = None
+    catch_hint: str | None = None
+
+
+class Experiment(_Strict):
+    """An experiment file (experiments/*.yaml): variants of the agent, one run, compared."""
+
+    id: Id
+    description: str = ""
+    #: Which personas: ids, all those that call `agent`, or (neither) all.
+    personas: list[str] | None = None
+    agent: str | None = None
+    repeats: int = Field(default=5, ge=1, le=10_000)
+    concurrency: int = Field(default=8, ge=1, le=1024)
+    backend: Backend = "local"
+    caller: CallerKind = "scripted"
+    mode: Mode = "text"
+    latency_ms: float = Field(default=0.0, ge=0)
+    #: Paths relative to the experiment file; default: the bundled datasets.
+    personas_path: str | None = None
+    agents_path: str | None = None
+    variants: list[Variant] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _distinct_variants(self) -> Experiment:
+        ids = [v.id for v in self.variants]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"variant id '{twice[0]}' is used twice: give every variant its own id")
+        return self
+
+
 # --------------------------------------------------------------------------- calls
 
 
@@ -401,6 +470,10 @@ class CallRequest(BaseModel):
     call_id: str | None = None
     #: Voice calls write their stereo recording into this folder.
     audio_dir: str | None = None
+    #: The experiment variant this call belongs to, the overrides it sends, its hosted branch.
+    variant: str | None = None
+    overrides: VariantOverrides | None = None
+    branch_id: str | None = None
 
 
 class TranscriptEntry(BaseModel):
@@ -536,6 +609,8 @@ class CallResult(BaseModel):
     retries: list[dict] = Field(default_factory=list)
     #: Tool calls the agent made, in order.
     tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    #: The experiment variant (None outside experiments).
+    variant: str | None = None
 
 
 def utc_now_iso() -> str:
@@ -578,6 +653,13 @@ class RunManifest(BaseModel):
     ended_at: str | None = None
     state: Literal["running", "finished", "interrupted"] = "running"
     sessions: list[RunSession] = Field(default_factory=list)
+    #: Experiments and mutation runs: the variants, each call placed once per variant
+    #: (call ids `<variant>/<persona>#<repeat>`), interleaved; agent files resolved to paths.
+    variants: list[Variant] = Field(default_factory=list)
+    experiment: str | None = None
+    kind: Literal["batch", "experiment", "mutation"] = "batch"
+    #: Each persona's pass_threshold (CI gates without the persona files).
+    pass_thresholds: dict[str, float] = Field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- a call while it runs

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import stats
 from .audio.wav import compressed
+from .compare import Side, decide, flaky, latency_comparison, persona_comparison, success_table, variant_sides
 from .errors import MissingDependency, ReportError
 from .models import CallResult, ToolCallRecord
 from .store import DEFAULT_ROOT, RunStore
@@ -24,6 +26,7 @@ from .tables import Tables, platform_view, turn_of
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 REPORT_NOTEBOOK = NOTEBOOKS / "report.ipynb"
+COMPARE_NOTEBOOK = NOTEBOOKS / "compare.ipynb"
 DEFAULT_REPORTS = Path("reports")
 #: The report needs no JavaScript (collapsing uses <details>); nbconvert's template scripts load from
 #: CDNs (MathJax, mermaid), so they are removed and the page reads the same offline.
@@ -43,6 +46,7 @@ details.vl-persona{margin:6px 0}details.vl-persona>summary{cursor:pointer;font-w
 .vl-callbody>.vl-checks{flex:1 1 220px;min-width:0;font-size:13px}.vl-checks ul{margin:0;padding-left:18px}
 .vl-lat{color:#777;font-size:11px}.vl-call audio{width:100%;max-width:520px;display:block;margin:4px 0}
 .vl-turn{overflow-wrap:anywhere}.vl-tool{color:#6a1b9a;margin-left:2em}
+.vl-regression td{background:#ffebee}.vl-better td{background:#e8f5e9}.vl-methods{color:#555;font-size:12px}
 </style>"""
 #: How a report carries voice recordings: embedded (Ogg Opus, self-contained), linked (relative
 #: to the report, the WAV files stay in the run folder), or left out.
@@ -237,23 +241,40 @@ def build_report(run_id: str, *, runs_root: str | Path = DEFAULT_ROOT,
     recordings are embedded, linked or left out (`audio`, see AUDIO_MODES)."""
     if audio not in AUDIO_MODES:
         raise ReportError(f"audio {audio!r}: use one of {', '.join(AUDIO_MODES)}")
+    run = RunStore(runs_root).open(run_id)
+    return _render(REPORT_NOTEBOOK, run.path / "report.ipynb", Path(reports_dir) / f"{run.run_id}.html",
+                   {"run_dir": str(run.path.resolve()), "audio": audio,
+                    "report_dir": str(Path(reports_dir).resolve())}, cwd=run.path, log_output=log_output)
+
+
+def build_comparison(base: str, candidate: str, *, runs_root: str | Path = DEFAULT_ROOT,
+                     reports_dir: str | Path = DEFAULT_REPORTS, latency_margin_ms: float = 100.0) -> Path:
+    """Execute notebooks/compare.ipynb for two stored runs or variants (`RUN` or `RUN:VARIANT`)
+    and write reports/compare-<base>-vs-<candidate>.html."""
+    name = f"compare-{base}-vs-{candidate}".replace(":", "_").replace("/", "_")
+    out = Path(reports_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return _render(COMPARE_NOTEBOOK, out / f"{name}.ipynb", out / f"{name}.html",
+                   {"base": base, "candidate": candidate, "runs_root": str(Path(runs_root).resolve()),
+                    "latency_margin_ms": latency_margin_ms}, cwd=out)
+
+
+def _render(notebook: Path, executed: Path, html_path: Path, parameters: dict, *, cwd: Path,
+            log_output: bool = False) -> Path:
+    """Execute a report notebook with papermill and convert it to one offline HTML file."""
     try:
         import papermill
         from nbconvert import HTMLExporter
     except ImportError as exc:  # pragma: no cover - both are core dependencies
         raise MissingDependency(f"{exc.name} is needed for reports: pip install -e . (or pip install {exc.name})") \
             from None
-    run = RunStore(runs_root).open(run_id)
-    if not REPORT_NOTEBOOK.exists():
-        raise ReportError(f"the report notebook {REPORT_NOTEBOOK} is missing; reinstall voicelab from its repo")
-    executed = run.path / "report.ipynb"
+    if not notebook.exists():
+        raise ReportError(f"the report notebook {notebook} is missing; reinstall voicelab from its repo")
     logging.getLogger("papermill").setLevel(logging.WARNING)
     try:
         papermill.execute_notebook(
-            str(REPORT_NOTEBOOK), str(executed),
-            parameters={"run_dir": str(run.path.resolve()), "audio": audio,
-                        "report_dir": str(Path(reports_dir).resolve())},
-            kernel_name="python3", progress_bar=False, log_output=log_output, cwd=str(run.path.resolve()),
+            str(notebook), str(executed), parameters=parameters,
+            kernel_name="python3", progress_bar=False, log_output=log_output, cwd=str(cwd.resolve()),
             # no kernel chatter in the terminal, not even its complaint when a stop signal closes its
             # sockets mid-cell (the notebook's own errors still come back through papermill)
             extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
@@ -262,10 +283,131 @@ def build_report(run_id: str, *, runs_root: str | Path = DEFAULT_ROOT,
                             f"notebook with the full error is {executed}") from None
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_filename(str(executed))
-    body = SCRIPT.sub("", body)
-    out = Path(reports_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{run.run_id}.html"
-    path.write_text(body, encoding="utf-8")
-    return path
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    html_path.write_text(SCRIPT.sub("", body), encoding="utf-8")
+    return html_path
 
+
+# --------------------------------------------------------------------------- comparisons
+
+
+def _num(v: object, fmt: str) -> str:
+    return "" if v is None or (isinstance(v, float) and v != v) else format(v, fmt)
+
+
+def comparison_html(base: Side, cand: Side, latency_margin_ms: float = 100.0) -> str:
+    """Candidate against baseline: the decision and its evidence, per persona pass rates with
+    intervals and exact p-values (regressions and newly failing checks highlighted), latency and
+    duration with bootstrap intervals, and what more calls would tell."""
+    decision = decide(base, cand, latency_margin_ms)
+    verdict = (f'<p class="vl-fail">{html.escape(cand.label)} is worse than {html.escape(base.label)}: '
+               f"{html.escape('; '.join(decision.reasons))}</p>" if decision.worse else
+               f'<p class="vl-pass">{html.escape(cand.label)} is not worse than {html.escape(base.label)} '
+               f"(no significant drop in pass rate; p95 latency within {latency_margin_ms:.0f} ms).</p>")
+    evidence = "".join(f"<li>{html.escape(line)}</li>" for line in decision.evidence)
+    rows = []
+    for r in persona_comparison(base, cand).itertuples():
+        css = ' class="vl-regression"' if r.regression or r.newly_failing else (
+            ' class="vl-better"' if r.significant and r.difference > 0 else "")
+        rows.append(
+            f"<tr{css}><td>{html.escape(str(r.persona_id))}</td>"
+            f"<td>{r.base_passed}/{r.base_calls} ({_num(r.base_rate, '.0%')})</td>"
+            f"<td>{r.cand_passed}/{r.cand_calls} ({_num(r.cand_rate, '.0%')})</td>"
+            f"<td>{_num(r.difference * 100 if r.difference == r.difference else None, '+.0f')}</td>"
+            f"<td>{_num(r.p_value, '.3g')}</td><td>{'yes' if r.significant else 'no'}</td>"
+            f"<td>{html.escape(r.newly_failing)}</td>"
+            f"<td>{'' if r.calls_needed is None or r.calls_needed != r.calls_needed else int(r.calls_needed)}</td>"
+            "</tr>")
+    personas = ('<table class="vl-table vl-compare"><tr><th>persona</th><th>baseline passed</th>'
+                "<th>candidate passed</th><th>difference (points)</th><th>Fisher p</th><th>significant</th>"
+                "<th>checks failing only in the candidate</th><th>calls per side to tell</th></tr>"
+                + "".join(rows) + "</table>")
+    lat = latency_comparison(base, cand)
+    lat_rows = "".join(
+        f"<tr><td>{html.escape(r.measure)}</td><td>{_num(r.base, '.1f')}</td><td>{_num(r.candidate, '.1f')}</td>"
+        f"<td>{_num(r.difference, '+.1f')}</td><td>[{_num(r.ci_low, '+.1f')}, {_num(r.ci_high, '+.1f')}]</td></tr>"
+        for r in lat.itertuples())
+    latency = ('<table class="vl-table vl-latency"><tr><th>measure</th><th>baseline</th><th>candidate</th>'
+               f"<th>difference</th><th>95% bootstrap CI</th></tr>{lat_rows}</table>")
+    methods = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in stats.METHODS.items())
+    return (f'<div class="vl-comparison"><h3>{html.escape(cand.label)} vs {html.escape(base.label)}</h3>'
+            f"{verdict}<ul>{evidence}</ul>{personas}{latency}"
+            f'<ul class="vl-methods">{methods}</ul></div>')
+
+
+def flaky_html(sides: list[Side]) -> str:
+    table = flaky(sides)
+    if table.empty:
+        return '<p id="vl-flaky">No flaky personas: each passed always or never within a variant.</p>'
+    rows = "".join(f"<tr><td>{html.escape(r.side)}</td><td>{html.escape(r.persona_id)}</td>"
+                   f"<td>{r.passed}/{r.calls} ({r.rate:.0%})</td></tr>" for r in table.itertuples())
+    return ('<table class="vl-table" id="vl-flaky"><tr><th>variant</th><th>persona</th><th>passed</th></tr>'
+            f"{rows}</table>")
+
+
+def success_html(sides: list[Side]) -> str:
+    table = success_table(sides)
+    rows = "".join(
+        f"<tr><td>{html.escape(r.side)}</td><td>{html.escape(r.persona_id)}</td><td>{r.passed}/{r.calls}</td>"
+        f"<td>{_num(r.rate, '.0%')}</td><td>[{_num(r.ci_low, '.0%')}, {_num(r.ci_high, '.0%')}]</td></tr>"
+        for r in table.itertuples())
+    return ('<table class="vl-table" id="vl-success"><tr><th>variant</th><th>persona</th><th>passed</th>'
+            f"<th>rate</th><th>95% Wilson interval</th></tr>{rows}</table>")
+
+
+def experiment_html(tables: Tables) -> str:
+    """An experiment run's comparison: every variant against the first (the baseline)."""
+    sides = variant_sides(tables)
+    parts = [success_html(sides)]
+    parts += [comparison_html(sides[0], other) for other in sides[1:]]
+    parts.append("<h3>Flaky personas</h3>" + flaky_html(sides))
+    return '<div id="vl-experiment">' + "".join(parts) + "</div>"
+
+
+def variants_html(tables: Tables) -> str:
+    """The variants section of an experiment's report (nothing for a plain batch); a mutation
+    run's mutation score instead."""
+    manifests = list(tables.manifests.values())
+    if len(manifests) != 1 or not manifests[0].variants:
+        return ""
+    if manifests[0].kind == "mutation":
+        return mutation_html(tables)
+    return "<h2>Variants compared</h2>" + experiment_html(tables)
+
+
+def mutation_html(tables: Tables) -> str:
+    """Mutation score, then every mutant, survivors first, with what it changed and what would
+    catch it (or which personas and checks did)."""
+    from .mutate import score
+
+    (run_id,) = tables.manifests
+    result = score(str(tables.paths[run_id]))
+    rows = []
+    for m in sorted(result.mutants, key=lambda m: m.caught):
+        caught = "; ".join(f"{p}: {', '.join(c)}" for p, c in m.caught_by.items())
+        rows.append(f'<tr class="{"vl-better" if m.caught else "vl-regression"}"><td>{html.escape(m.id)}</td>'
+                    f"<td>{'caught' if m.caught else 'SURVIVED'}</td><td>{html.escape(m.change)}</td>"
+                    f"<td>{html.escape(caught if m.caught else 'would be caught by: ' + m.catch_hint)}</td></tr>")
+    weak = (f"<p>Personas failing against the original too (they catch nothing): "
+            f"{html.escape(', '.join(result.failing_original))}</p>" if result.failing_original else "")
+    return (f'<h2>Mutation score</h2><p id="vl-mutation-score"><b>{result.score:.2f}</b>: {result.caught} of '
+            f"{len(result.mutants)} mutants of {html.escape(result.agent)} caught by at least one failing check "
+            f"({result.calls} calls).</p>{weak}"
+            '<table class="vl-table" id="vl-mutants"><tr><th>mutant</th><th>result</th><th>change</th>'
+            f"<th>caught by</th></tr>{''.join(rows)}</table>")
+
+
+def variant_figures(tables: Tables) -> list:
+    """An experiment's charts: pass rate per persona and variant, latency per variant (none for
+    a plain batch or a mutation run)."""
+    manifests = list(tables.manifests.values())
+    if len(manifests) != 1 or not manifests[0].variants or manifests[0].kind == "mutation":
+        return []
+    return comparison_figures(variant_sides(tables))
+
+
+def comparison_figures(sides: list[Side]) -> list:
+    from . import charts
+
+    return [charts.success_by_side(success_table(sides)),
+            charts.latency_by_side({s.label: s.turns["latency_ms"] for s in sides})]

@@ -14,6 +14,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
@@ -29,6 +30,14 @@ from elevenlabs.conversational_ai.conversation import (
 )
 
 from .errors import SdkError
+
+def _not_a_normal_close(record: logging.LogRecord) -> bool:
+    """The SDK logs ERROR when a caller's words cross the agent's hang-up (close 1000) on the wire,
+    then raises; the call records that ending itself, so the log line is only noise in a batch."""
+    return not str(record.getMessage()).startswith("Error sending user message: received 1000 (OK)")
+
+
+logging.getLogger("elevenlabs.conversational_ai.conversation").addFilter(_not_a_normal_close)
 
 #: Private attributes of an `AsyncConversation` voicelab relies on, and what for.
 PRIVATE = {

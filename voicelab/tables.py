@@ -27,10 +27,10 @@ CALL_COLUMNS = [
     "interruptions", "talk_ratio", "wer", "audio_path", "latency_p50_ms", "latency_p95_ms", "checks_passed",
     "checks_total", "failed_checks",
     "error", "conversation_id", "started_at", "retries", "platform_call_successful", "platform_verdict",
-    "agrees_with_platform",
+    "agrees_with_platform", "variant",
 ]
 TURN_COLUMNS = ["run_id", "call_id", "persona_id", "agent_id", "style", "language", "turn", "speaker", "text",
-                "timestamp_s", "latency_ms"]
+                "timestamp_s", "latency_ms", "variant"]
 TOOL_COLUMNS = ["run_id", "call_id", "persona_id", "agent_id", "turn", "tool", "type", "args", "result", "is_error",
                 "at_s", "latency_ms", "tool_call_id"]
 
@@ -77,7 +77,7 @@ def calls_table(results: list[CallResult], manifests: dict[str, RunManifest] | N
             "checks_passed": len(r.checks) - len(failed), "checks_total": len(r.checks),
             "failed_checks": ", ".join(failed), "error": r.error, "conversation_id": r.conversation_id,
             "started_at": r.started_at, "retries": len(r.retries), "platform_call_successful": verdict,
-            "platform_verdict": verdict_text, "agrees_with_platform": agrees,
+            "platform_verdict": verdict_text, "agrees_with_platform": agrees, "variant": r.variant,
         })
     return pd.DataFrame(rows, columns=CALL_COLUMNS)
 
@@ -92,7 +92,7 @@ def turns_table(results: list[CallResult], manifests: dict[str, RunManifest] | N
                 "run_id": r.run_id, "call_id": r.call_id, "persona_id": r.persona_id, "agent_id": r.agent_id,
                 "style": info.get("style", ""), "language": info.get("language", ""), "turn": index,
                 "speaker": entry.speaker, "text": entry.text, "timestamp_s": entry.timestamp,
-                "latency_ms": entry.latency_ms,
+                "latency_ms": entry.latency_ms, "variant": r.variant,
             })
     return pd.DataFrame(rows, columns=TURN_COLUMNS)
 

@@ -49,6 +49,8 @@ class Reply:
     #: the session reports the outcome through `FlowEngine.on_tool_result`.
     tool: str | None = None
     args: dict[str, str] = field(default_factory=dict)
+    #: Extra thinking time before it is said (the step's `delay_ms`).
+    delay_s: float = 0.0
 
 
 class FlowEngine:
@@ -92,6 +94,7 @@ class FlowEngine:
         return self._with_call(self._speak(self._say(step.say), step.end_call), name)
 
     def _with_call(self, reply: Reply, step_name: str) -> Reply:
+        reply.delay_s = self.flow.steps[step_name].delay_ms / 1000
         call = self.flow.steps[step_name].call
         if call is not None:
             reply.tool = call.tool

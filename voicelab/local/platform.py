@@ -122,8 +122,9 @@ class PersonaCallers:
         self.personas = personas
 
     def by_number(self, number: str, agent_id: str) -> Persona | None:
-        return next((p for p in self.personas.values()
-                     if p.variables.get("phone_number") == number and p.agent == agent_id), None)
+        return next((p for p in self.personas.values()  # an experiment's copy is `<agent>--<variant>`
+                     if p.variables.get("phone_number") == number
+                     and (agent_id == p.agent or agent_id.startswith(p.agent + "--"))), None)
 
 
 class Platform:

@@ -275,6 +275,8 @@ class LocalBackend:
             raise Unprocessable("query", "agent_id", "field required", "missing")
         if agent_id not in self.agents:
             return error_response(404, "agent_not_found", "Agent not found")
+        if request.query.get("branch_id"):  # never silently the main branch instead
+            return error_response(404, "branch_not_found", "Branch not found (the local backend has no branches)")
         ws_base = self.base_url.replace("http://", "ws://", 1)
         token = secrets.token_urlsafe(24)
         self._signatures[token] = time.time() + 15 * 60

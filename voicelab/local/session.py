@@ -149,12 +149,20 @@ class Session:
         self.event_id += 1
         return self.event_id
 
+    @property
+    def think_s(self) -> float:
+        """The agent's response time: the server's, plus this agent's own (`platform.latency_ms`)."""
+        extra = self.engine.agent.platform.latency_ms / 1000 if self.engine is not None else 0.0
+        return self.config.latency_s + extra
+
     async def say(self, reply: Reply, not_before: float = 0.0) -> None:
         """One agent turn through the channel (none for a step with nothing to say); then injected
         faults, end_call, and the step's tool call."""
         assert self.record is not None and self.engine is not None
         if self.closed:
             return
+        if reply.delay_s:  # a slow step thinks longer
+            not_before = max(not_before, time.monotonic()) + reply.delay_s
         if reply.text:
             event_id = self.next_id()
             self.record.add("agent", reply.text, event_id=event_id)
@@ -493,7 +501,7 @@ class Session:
         await self.send({"type": "user_transcript",
                          "user_transcription_event": {"user_transcript": text, "event_id": self.next_id()}})
         self.record.add("user", text, medium="audio")
-        await self.respond(self.engine.on_user(text), not_before=speech_end + self.config.latency_s)
+        await self.respond(self.engine.on_user(text), not_before=speech_end + self.think_s)
 
     async def barge_in(self, now: float) -> None:
         """The caller talks over the agent: stop, say so, and correct the cut-off turn."""
@@ -519,7 +527,7 @@ class Session:
         while self.pending and not self.closed:
             self.thinking = True
             try:
-                await asyncio.sleep(self.config.latency_s)
+                await asyncio.sleep(self.think_s)
             finally:
                 self.thinking = False
             text = " ".join(self.pending)

@@ -52,6 +52,7 @@ def simulate(agent: AgentSpec, persona: Persona, *, latency_s: float = 0.0, max_
     the flow's tool calls are answered by `mocks` (see `mocked`) and kept in the transcript as
     the platform keeps them."""
     engine = FlowEngine(agent, persona.variables, language=language or persona.language)
+    latency_s += agent.platform.latency_ms / 1000
     caller = ScriptedCaller(persona)
     sim = Simulated()
     clock = 0.0
@@ -88,6 +89,7 @@ def simulate(agent: AgentSpec, persona: Persona, *, latency_s: float = 0.0, max_
             following = engine.on_tool_result(ok, result)
             if following is None:
                 return Reply(text="")
+            clock += following.delay_s
             add("agent", following.text)
             clock += _speak_s(following.text) if following.text else 0.0
             reply = following
@@ -120,8 +122,8 @@ def simulate(agent: AgentSpec, persona: Persona, *, latency_s: float = 0.0, max_
         if action.hang_up:
             sim.ended_by = "caller"
             break
-        clock += latency_s
         reply = engine.on_user(" ".join(action.say))
+        clock += latency_s + reply.delay_s
         add("agent", reply.text)
         clock += _speak_s(reply.text)
         reply = tools(reply)

@@ -31,6 +31,7 @@ from elevenlabs.conversational_ai.conversation import (
 
 from .errors import SdkError
 
+
 def _not_a_normal_close(record: logging.LogRecord) -> bool:
     """The SDK logs ERROR when a caller's words cross the agent's hang-up (close 1000) on the wire,
     then raises; the call records that ending itself, so the log line is only noise in a batch."""

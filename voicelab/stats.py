@@ -8,6 +8,7 @@ Wilson intervals, exact tests, and percentile bootstraps for latency quantiles.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -78,5 +79,10 @@ def calls_needed(p_base: float, p_cand: float) -> int | None:
     h = abs(float(proportion_effectsize(p_base, p_cand)))
     if h < 1e-9:
         return None
-    n = NormalIndPower().solve_power(effect_size=h, alpha=ALPHA, power=POWER, ratio=1.0, alternative="two-sided")
-    return int(math.ceil(n))
+    with warnings.catch_warnings():  # its root finder warns before giving up on huge effects
+        warnings.simplefilter("ignore")
+        n = NormalIndPower().solve_power(effect_size=h, alpha=ALPHA, power=POWER, ratio=1.0,
+                                         alternative="two-sided")
+    if not math.isfinite(n):  # the solver gives up on huge effects (n < 2): the normal formula it solves
+        n = 2 * ((sps.norm.ppf(1 - ALPHA / 2) + sps.norm.ppf(POWER)) / h) ** 2
+    return max(2, int(math.ceil(n)))

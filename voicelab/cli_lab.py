@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import textwrap
+from typing import Any
 
 from . import signals
 
@@ -37,7 +38,7 @@ exit status: 0 the run finished (read the score); 1 --min-score given and not re
 2 bad input; 130/143/129 interrupted (--resume continues)"""
 
 
-def add_parsers(sub: argparse._SubParsersAction, fmt: type, number, rate, run_id) -> None:  # noqa: ANN001
+def add_parsers(sub: Any, fmt: type, number, rate, run_id) -> None:  # noqa: ANN001 - argparse sub-parsers
     p = sub.add_parser("experiment", help="run every variant of an experiment file in one run and compare them",
                        epilog=EPILOG_EXPERIMENT, formatter_class=fmt,
                        description="Place every persona x repeat of an experiment file once per variant, "

@@ -69,9 +69,17 @@ def tool_checks(expect: Expectations, calls: list[ToolCallRecord]) -> list[Check
     out: list[Check] = []
     for wanted in expect.agent_calls:
         args = ", ".join(f"{k}={v}" for k, v in wanted.args.items())
-        name = f"agent_calls: {wanted.tool}" + (f"({args})" if args else "")
+        name = f"agent_calls: {wanted.tool}" + (f"({args})" if args else "") + (
+            f" x{wanted.times}" if wanted.times else "")
         same_tool = [c for c in calls if c.tool == wanted.tool]
         hits = [c for c in same_tool if all(k in c.args and _matches(v, c.args[k]) for k, v in wanted.args.items())]
+        if wanted.times is not None and hits and len(hits) != wanted.times:
+            others = [c for c in same_tool if c not in hits]
+            detail = (f"{wanted.tool} called {len(hits)} times with these arguments, expected {wanted.times}"
+                      + ("; other calls: " + "; ".join(", ".join(f"{k}={v}" for k, v in c.args.items())
+                                                       for c in others) if others else ""))
+            out.append(Check(name=name, passed=False, detail=detail))
+            continue
         if hits:
             first = hits[0]
             got = ", ".join(f"{k}={v}" for k, v in first.args.items())

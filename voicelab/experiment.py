@@ -63,8 +63,12 @@ def load_experiment(path: str | Path) -> Experiment:
 
 
 def variant_agent(agent: AgentSpec, variant: Variant) -> AgentSpec:
-    """The version of `agent` a variant's calls reach (served under `served_id` locally)."""
-    spec = load_agent_file(Path(variant.agent_file)) if variant.agent_file else agent
+    """The version of `agent` a variant's calls reach (served under `served_id` locally): the
+    variant's agent file where it specs this agent (same id), else the agent itself."""
+    spec = agent
+    if variant.agent_file:
+        other = load_agent_file(Path(variant.agent_file))
+        spec = other if other.id == agent.id else agent
     update: dict = {"id": served_id(agent.id, variant.id)}
     if variant.latency_ms:
         update["platform"] = PlatformSettings.model_validate(
@@ -113,6 +117,12 @@ def run_experiment(path: str | Path, *, run_id: str | None = None, runs_root: st
     agents = experiment.agents_path or DEFAULT_AGENTS
     dataset = load_dataset(personas, agents)
     chosen = choose_personas(experiment, dataset)
+    called = {dataset.personas[p].agent for p in chosen}
+    for i, variant in enumerate(experiment.variants):
+        if variant.agent_file and (spec := load_agent_file(Path(variant.agent_file))).id not in called:
+            raise DatasetError(f"the agent file specs agent '{spec.id}', which none of the experiment's personas "
+                               f"call ({', '.join(sorted(called))}): give it the id of the agent it replaces",
+                               file=str(path), field=f"variants[{i}].agent_file")
     return start_run(dataset, chosen, personas_path=personas, agents_path=agents, kind="experiment",
                      variants=experiment.variants, experiment=str(path), agent=experiment.agent,
                      repeats=repeats or experiment.repeats, concurrency=concurrency or experiment.concurrency,

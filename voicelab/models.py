@@ -122,6 +122,8 @@ class ExpectedCall(_Strict):
 
     tool: ToolName
     args: dict[str, Any] = Field(default_factory=dict)
+    #: Exactly this many calls with these arguments (default: at least one).
+    times: int | None = Field(default=None, ge=1)
 
 
 class Expectations(_Strict):

@@ -11,6 +11,7 @@ against the original and fails against the mutant, so a persona that fails anywa
 from __future__ import annotations
 
 import re
+import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,7 +225,8 @@ OPERATORS = (_drop_sentences, _swap_variables, _skip_steps, _no_end_call, _forbi
 def mutants(agent: AgentSpec) -> list[Mutant]:
     """Every mutant of the agent, numbered in a stable order (`m01-...`)."""
     found = [m for op in OPERATORS for m in op(agent)]
-    return [Mutant(f"m{i:02d}-{m.id}", m.change, m.catch_hint, m.agent) for i, m in enumerate(found, 1)]
+    return [Mutant(f"m{i:02d}-{re.sub(r'[^a-z0-9-]+', '-', m.id.lower())}", m.change, m.catch_hint, m.agent)
+            for i, m in enumerate(found, 1)]
 
 
 def _write_agent(agent: AgentSpec, path: Path) -> None:
@@ -265,10 +267,14 @@ def run_mutation(agent_id: str, personas: str = "datasets/personas", agents: str
         variants.append(Variant(id=m.id, agent_file=str(path), mutation=m.change, catch_hint=m.catch_hint))
     if (Path(runs_root) / run_id / "run.json").exists():
         raise UsageError(f"run '{run_id}' already exists: pick another --run-id, or `voicelab run --resume {run_id}`")
-    return start_run(dataset, chosen, personas_path=str(personas), agents_path=str(agents), agent=agent_id,
-                     repeats=repeats, concurrency=concurrency, backend="local", caller="scripted", mode="text",
-                     run_id=run_id, unique_id=False, variants=variants, kind="mutation", runs_root=runs_root,
-                     progress=progress, cancel_event=cancel_event)
+    try:
+        return start_run(dataset, chosen, personas_path=str(personas), agents_path=str(agents), agent=agent_id,
+                         repeats=repeats, concurrency=concurrency, backend="local", caller="scripted", mode="text",
+                         run_id=run_id, unique_id=False, variants=variants, kind="mutation", runs_root=runs_root,
+                         progress=progress, cancel_event=cancel_event)
+    finally:
+        if not (folder.parent / "run.json").exists():  # refused before the run existed: leave nothing
+            shutil.rmtree(folder.parent, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- the score

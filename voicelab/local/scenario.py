@@ -14,6 +14,7 @@ Scenario grammar: `You are <name>.` ... one of the style sentences ... `Speak <L
 Condition grammar: `The agent says "<p>".`, `The agent never says "<p>".`,
 `The conversation has at least <n> turns.`, `The agent|caller ends the call.`,
 `The agent calls the tool <t>.`, `The agent calls the tool <t> with <a>="<v>", <b>="<w>".`,
+(either may end `... <n> times.`),
 `The agent never calls the tool <t>.`,
 `The agent handles the caller politely and ends the call properly.`
 """
@@ -80,8 +81,10 @@ def judge(conditions: list[str], transcript: list[dict], ended_by: str) -> list[
         elif m := re.fullmatch(r"The conversation has at least (\d+) turns\.?", text):
             turns = sum(1 for t in transcript if t.get("message") is not None)  # not tool-only items
             out.append(Verdict(text, "success" if turns >= int(m.group(1)) else "failure", f"{turns} turns"))
-        elif m := re.fullmatch(r'The agent (calls|never calls) the tool (\w+)(?: with (.+?))?\.?', text):
-            wanted = ExpectedCall(tool=m.group(2), args=dict(ARG.findall(m.group(3) or "")))
+        elif m := re.fullmatch(r'The agent (calls|never calls) the tool (\w+)(?: with (.+?))?(?: (\d+) times)?\.?',
+                               text):
+            wanted = ExpectedCall(tool=m.group(2), args=dict(ARG.findall(m.group(3) or "")),
+                                  times=int(m.group(4)) if m.group(4) else None)
             expect = Expectations(agent_calls=[wanted]) if m.group(1) == "calls" else \
                 Expectations(agent_never_calls=[wanted.tool])
             (check,) = tool_checks(expect, records(transcript))

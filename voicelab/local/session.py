@@ -161,8 +161,12 @@ class Session:
         assert self.record is not None and self.engine is not None
         if self.closed:
             return
-        if reply.delay_s:  # a slow step thinks longer
-            not_before = max(not_before, time.monotonic()) + reply.delay_s
+        if reply.delay_s:  # a slow step thinks longer, also before a call it makes without words
+            ready = max(not_before, time.monotonic()) + reply.delay_s
+            if reply.text:
+                not_before = ready
+            else:
+                await asyncio.sleep(ready - time.monotonic())
         if reply.text:
             event_id = self.next_id()
             self.record.add("agent", reply.text, event_id=event_id)

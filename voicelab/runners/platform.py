@@ -76,7 +76,8 @@ def success_conditions(persona: Persona) -> list[str]:
         out.append(f"The {'agent' if e.ended_by == 'agent' else 'caller'} ends the call.")
     for call in e.agent_calls:
         args = ", ".join(f'{k}={json.dumps(str(v))}' for k, v in call.args.items())
-        out.append(f"The agent calls the tool {call.tool}" + (f" with {args}." if args else "."))
+        times = f" {call.times} times" if call.times else ""
+        out.append(f"The agent calls the tool {call.tool}" + (f" with {args}" if args else "") + f"{times}.")
     out += [f"The agent never calls the tool {tool}." for tool in e.agent_never_calls]
     return out or ["The agent handles the caller politely and ends the call properly."]
 

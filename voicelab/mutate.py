@@ -100,18 +100,22 @@ def _drop_sentences(agent: AgentSpec) -> list[Mutant]:
 
 
 def _swap_variables(agent: AgentSpec) -> list[Mutant]:
-    """Each variable the agent says, replaced by the next one it says (in name order)."""
-    said = sorted({v for step in agent.flow.steps.values() for v in variables_in(step.say)})
+    """Each variable the agent says (first message and steps), replaced everywhere it is said by
+    the next one it says (in name order): a template bug."""
+    said = sorted(variables_in(agent.first_message)
+                  | {v for s in agent.flow.steps.values() for v in variables_in(s.say)})
     out = []
     for i, name in enumerate(said if len(said) > 1 else []):
         other = said[(i + 1) % len(said)]
-        steps = {}
-        for step_name, step in agent.flow.steps.items():
-            if name in variables_in(step.say):
-                steps[step_name] = step.model_copy(update={"say": _texts(
-                    step.say, lambda t, a=name, b=other: t.replace("{{" + a + "}}", "{{" + b + "}}"))})
+
+        def swap(text: str, a: str = name, b: str = other) -> str:
+            return text.replace("{{" + a + "}}", "{{" + b + "}}")
+
+        steps = {n: s.model_copy(update={"say": _texts(s.say, swap)}) for n, s in agent.flow.steps.items()
+                 if name in variables_in(s.say)}
+        mutated = _with_steps(agent, **steps).model_copy(update={"first_message": _texts(agent.first_message, swap)})
         out.append(Mutant(f"swap-variable-{name}", f"says {{{{{other}}}}} where it should say {{{{{name}}}}}",
-                          f"an agent_says with the persona's {name} value", _with_steps(agent, **steps)))
+                          f"an agent_says with the persona's {name} value", mutated))
     return out
 
 

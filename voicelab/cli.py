@@ -390,10 +390,15 @@ def summary_text(tables) -> str:  # noqa: ANN001 - voicelab.tables.Tables
              f"{k['failed_calls']} could not be placed or completed; median duration "
              f"{k['median_duration_s']:.1f} s; {latency}", ""]
     if len(calls):
-        lines.append(f"  {'persona':32} {'passed':>7} {'median s':>9}  failed checks")
-        for persona_id, group in calls.groupby("persona_id"):
+        by_variant = calls["variant"].notna().any()  # experiments: one line per variant and persona
+        keys = ["variant", "persona_id"] if by_variant else ["persona_id"]
+        width = 44 if by_variant else 32
+        lines.append(f"  {'variant/persona' if by_variant else 'persona':{width}} {'passed':>7} {'median s':>9}  "
+                     "failed checks")
+        for key, group in calls.groupby(keys):
+            name = "/".join(key) if by_variant else (key[0] if isinstance(key, tuple) else key)
             failed = sorted({n for cell in group["failed_checks"] for n in cell.split(", ") if n})
-            lines.append(f"  {persona_id:32} {int(group['success'].sum()):>3}/{len(group):<3} "
+            lines.append(f"  {name[:width]:{width}} {int(group['success'].sum()):>3}/{len(group):<3} "
                          f"{group['duration_s'].median():>9.1f}  {textwrap.shorten(', '.join(failed), 60) or '-'}")
     return "\n".join(lines)
 

@@ -63,9 +63,7 @@ def add_parsers(sub: Any, fmt: type, number, rate, run_id) -> None:  # noqa: ANN
     p.add_argument("--fail-if-worse", action="store_true", help="exit 1 when the candidate is worse (see below)")
     p.add_argument("--latency-margin-ms", type=number(float, 0), default=100.0, metavar="MS",
                    help="p95 latency worse by more than this counts as worse (default: %(default)s)")
-    p.add_argument("--runs", default="runs", metavar="DIR", help="where runs are stored (default: runs)")
-    p.add_argument("--reports", default="reports", metavar="DIR", help="where reports go (default: reports)")
-    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    _add_store_args(p)
     p.add_argument("--json", action="store_true", help="print the decision and tables as JSON")
 
     p = sub.add_parser("mutate", help="mutation testing: would the personas notice a broken agent?",
@@ -87,16 +85,18 @@ def add_parsers(sub: Any, fmt: type, number, rate, run_id) -> None:  # noqa: ANN
                    help="calls at once (default: 8)")
     p.add_argument("--run-id", type=run_id, metavar="ID", help="name of the run (default: mutate-<agent>-<time>)")
     p.add_argument("--min-score", type=rate, metavar="RATE", help="exit 1 when the score is under this (0.9 or 90%%)")
-    p.add_argument("--runs", default="runs", metavar="DIR", help="where runs are stored (default: runs)")
-    p.add_argument("--reports", default="reports", metavar="DIR", help="where reports go (default: reports)")
-    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    _add_store_args(p)
     p.add_argument("--json", action="store_true", help="print the score, calls, wall time and survivors as JSON")
 
 
-def _add_output_args(p: argparse.ArgumentParser, rate) -> None:  # noqa: ANN001
+def _add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", default="runs", metavar="DIR", help="where runs are stored (default: runs)")
     p.add_argument("--reports", default="reports", metavar="DIR", help="where reports go (default: reports)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+
+
+def _add_output_args(p: argparse.ArgumentParser, rate) -> None:  # noqa: ANN001
+    _add_store_args(p)
     p.add_argument("--fail-under", type=rate, metavar="RATE",
                    help="pass when at least this share of calls succeeded (0.9 or 90%%) instead of every call")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML: one test case per persona (per variant)")

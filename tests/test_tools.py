@@ -506,7 +506,8 @@ def test_the_platforms_simulated_user_gets_the_mocks_and_tool_conditions(tmp_pat
         {"mock_result": "dispute service unavailable", "is_error": True}]
     assert piotr["tool_mock_overrides"]["confirm_dispute"] == [  # the agent's default mock
         {"mock_result": '{"recorded": true}', "is_error": False}]
-    assert 'The agent calls the tool lookup_dispute with phone_number="+48697123456".' in piotr["success_conditions"]
+    twice = 'The agent calls the tool lookup_dispute with phone_number="+48697123456" 2 times.'
+    assert twice in piotr["success_conditions"]
     assert "The agent never calls the tool confirm_dispute." in piotr["success_conditions"]
     for r in outcome.results:  # the platform's judge and voicelab's checks agree, on tools too
         assert r.success and r.analysis.call_successful == "success", (r.persona_id, r.analysis.rationale)

@@ -36,7 +36,7 @@ fi
 stamp=.venv/.voicelab-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing Python packages into .venv (first time: a few minutes)"
-  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e ".[dev]"; } \
+  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e ".[api,dev]"; } \
       > .venv/pip.log 2>&1; then
     tail -n 40 .venv/pip.log >&2
     echo "setup: pip install failed; the full log is .venv/pip.log" >&2

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import __version__, heap, runners, sdk, signals
 from .backends import backend_url
@@ -69,12 +71,14 @@ class _Progress:
     """The runners' sink: stores each result (before its slot is reused) and shows tqdm (the
     notebook widget inside Jupyter) with done / failed / running counts."""
 
-    def __init__(self, run: Run, total: int, enabled: bool) -> None:
+    def __init__(self, run: Run, total: int, enabled: bool,
+                 observer: Callable[[int, int, int], None] | None = None) -> None:
         from tqdm.auto import tqdm
 
         self.run = run
+        self.observer = observer
         self.bar = tqdm(total=total, unit="call", desc="calls", disable=not enabled, dynamic_ncols=True)
-        self.failed = self.running = 0
+        self.done = self.failed = self.running = 0
 
     def started(self, request: CallRequest) -> None:
         self.running += 1
@@ -87,12 +91,15 @@ class _Progress:
         line = result.model_dump_json()
         await asyncio.get_running_loop().run_in_executor(None, self.run.append, line)
         self.running -= 1
+        self.done += 1
         self.failed += result.status == "failed"
         self.bar.update(1)
         self._show()
 
     def _show(self) -> None:
         self.bar.set_postfix(failed=self.failed, running=self.running, refresh=False)
+        if self.observer is not None:
+            self.observer(self.done, self.failed, self.running)
 
     def close(self) -> None:
         self.bar.close()
@@ -164,6 +171,21 @@ def run_batch(
     personas: str = "datasets/personas",
     agents: str = "datasets/agents",
     *,
+    progress: bool = True,
+    cancel_event: threading.Event | None = None,
+    local_url: str | None = None,
+    **options: Any,
+) -> BatchOutcome:
+    """Start a new run of personas x repeats and place its calls (`options`: those of
+    `new_batch`). See also `resume_batch`."""
+    run, dataset = new_batch(personas, agents, local_url=local_url, **options)
+    return place_run(run, dataset, progress=progress, cancel_event=cancel_event, local_url=local_url)
+
+
+def new_batch(
+    personas: str = "datasets/personas",
+    agents: str = "datasets/agents",
+    *,
     persona_ids: list[str] | None = None,
     agent: str | None = None,
     repeats: int = 1,
@@ -175,11 +197,10 @@ def run_batch(
     latency_ms: float = 0.0,
     max_duration_s: float = 60.0,
     runs_root: str = "runs",
-    progress: bool = True,
-    cancel_event: threading.Event | None = None,
     local_url: str | None = None,
-) -> BatchOutcome:
-    """Start a new run of personas x repeats and place its calls. See also `resume_batch`."""
+) -> tuple[Run, Dataset]:
+    """Check the options and create the run (nothing placed yet): what `run_batch` does before
+    `place_run`, and what the REST service does before it answers 202."""
     if repeats < 1 or concurrency < 1:
         raise UsageError("repeats and concurrency must be at least 1")
     if mode not in ("text", "voice"):
@@ -190,21 +211,29 @@ def run_batch(
     if not chosen:
         raise UsageError(f"no personas call agent '{agent}': check --agent (agents: {', '.join(dataset.agents)})"
                          if agent else "no personas to call: the persona files define none")
-    return start_run(dataset, chosen, personas_path=str(personas), agents_path=str(agents), agent=agent,
-                     repeats=repeats, concurrency=concurrency, backend=backend, caller=caller, mode=mode,
-                     run_id=run_id or new_run_id(), unique_id=run_id is None, latency_ms=latency_ms,
-                     max_duration_s=max_duration_s, runs_root=runs_root, progress=progress,
-                     cancel_event=cancel_event, local_url=local_url)
+    run = new_run(dataset, chosen, personas_path=str(personas), agents_path=str(agents), agent=agent,
+                  repeats=repeats, concurrency=concurrency, backend=backend, caller=caller, mode=mode,
+                  run_id=run_id or new_run_id(), unique_id=run_id is None, latency_ms=latency_ms,
+                  max_duration_s=max_duration_s, runs_root=runs_root, local_url=local_url)
+    return run, dataset
 
 
-def start_run(dataset: Dataset, chosen: list[str], *, personas_path: str, agents_path: str, run_id: str,
-              unique_id: bool, repeats: int, concurrency: int, backend: str, caller: str, mode: str,
-              agent: str | None = None, latency_ms: float = 0.0, max_duration_s: float = 60.0,
-              variants: list[Variant] | None = None, experiment: str | None = None, kind: str = "batch",
-              runs_root: str = "runs", progress: bool = True, cancel_event: threading.Event | None = None,
-              local_url: str | None = None) -> BatchOutcome:
-    """Create a run (batch, experiment or mutation run) for `chosen` personas and place its calls.
-    `unique_id`: the id was made up, so take the next free one rather than refuse a taken one."""
+def start_run(dataset: Dataset, chosen: list[str], *, progress: bool = True,
+              cancel_event: threading.Event | None = None, local_url: str | None = None,
+              **options: Any) -> BatchOutcome:
+    """Create a run (`new_run`'s options) and place its calls."""
+    run = new_run(dataset, chosen, local_url=local_url, **options)
+    return place_run(run, dataset, progress=progress, cancel_event=cancel_event, local_url=local_url)
+
+
+def new_run(dataset: Dataset, chosen: list[str], *, personas_path: str, agents_path: str, run_id: str,
+            unique_id: bool, repeats: int, concurrency: int, backend: str, caller: str, mode: str,
+            agent: str | None = None, latency_ms: float = 0.0, max_duration_s: float = 60.0,
+            variants: list[Variant] | None = None, experiment: str | None = None, kind: str = "batch",
+            runs_root: str = "runs", local_url: str | None = None) -> Run:
+    """Create a run (batch, experiment or mutation run) for `chosen` personas, after checking every
+    setting its calls need. `unique_id`: the id was made up, so take the next free one rather
+    than refuse a taken one."""
     variants = variants or []
     if variants and local_url:
         raise UsageError("an experiment serves its variants' agents itself: drop --local-url")
@@ -225,8 +254,7 @@ def start_run(dataset: Dataset, chosen: list[str], *, personas_path: str, agents
         voicelab_version=__version__, sdk_version=sdk.sdk_version(), variants=variants, experiment=experiment,
         kind=kind, pass_thresholds={pid: dataset.personas[pid].pass_threshold for pid in chosen})
     store = RunStore(runs_root)
-    run = store.create_new(manifest) if unique_id else store.create(manifest)
-    return _execute(run, dataset, progress=progress, cancel_event=cancel_event, local_url=local_url)
+    return store.create_new(manifest) if unique_id else store.create(manifest)
 
 
 def resume_batch(run_id: str, *, runs_root: str = "runs", progress: bool = True,
@@ -246,11 +274,14 @@ def resume_batch(run_id: str, *, runs_root: str = "runs", progress: bool = True,
     served = with_variants(dataset, m.variants)
     probes = [served.request(pid, backend=m.backend, caller=m.caller, mode=m.mode) for pid in m.personas]
     runners.preflight([apply_variant(r, v, served) for r in probes for v in m.variants] or probes)
-    return _execute(run, dataset, progress=progress, cancel_event=cancel_event, local_url=local_url, resumed=True)
+    return place_run(run, dataset, progress=progress, cancel_event=cancel_event, local_url=local_url, resumed=True)
 
 
-def _execute(run: Run, dataset: Dataset, *, progress: bool, cancel_event: threading.Event | None,
-             local_url: str | None, resumed: bool = False) -> BatchOutcome:
+def place_run(run: Run, dataset: Dataset, *, progress: bool = True, cancel_event: threading.Event | None = None,
+              local_url: str | None = None, resumed: bool = False,
+              observer: Callable[[int, int, int], None] | None = None) -> BatchOutcome:
+    """Place the run's calls that have no result yet (blocking; `cancel_event` or Ctrl+C stops it,
+    keeping what finished). `observer(done, failed, running)` hears every change of the counts."""
     with run.placing():  # one writer per run: a second process is refused here, before anything
         m = run.manifest
         dataset = with_variants(dataset, m.variants)  # the variants' agents, served beside the originals
@@ -259,7 +290,7 @@ def _execute(run: Run, dataset: Dataset, *, progress: bool, cancel_event: thread
         m.sessions.append(session)
         m.state, m.ended_at = "running", None
         run.save_manifest()
-        sink = _Progress(run, len(plan), progress)
+        sink = _Progress(run, len(plan), progress, observer)
         place = runners.runner(m.caller).run
         stopped_by: str | None = "error"  # until the batch returns (an exception also leaves it resumable)
         try:

@@ -1,4 +1,4 @@
-"""`voicelab` on the command line: personas, call, run, report, serve.
+"""`voicelab` on the command line: personas, call, run, report, serve, api (and cli_lab's).
 
 Every VoiceLabError is printed as one readable line and exits with status 2; no tracebacks for
 mistakes a user can fix.
@@ -15,7 +15,7 @@ import sys
 import textwrap
 from typing import NoReturn
 
-from . import cli_lab, heap, runners, signals
+from . import cli_api, cli_lab, heap, runners, signals
 from .errors import UsageError, VoiceLabError
 
 EPILOG_PERSONAS = """example:
@@ -233,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="make every agent private: REST needs xi-api-key = $ELEVENLABS_API_KEY, "
                         "conversations need a signed URL")
     cli_lab.add_parsers(sub, fmt, number, rate, run_id)
+    cli_api.add_parser(sub, fmt, number)
     return parser
 
 
@@ -461,7 +462,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"personas": cmd_personas, "devices": cmd_devices, "call": cmd_call, "run": cmd_run,
-            "report": cmd_report, "serve": cmd_serve, **cli_lab.COMMANDS}
+            "report": cmd_report, "serve": cmd_serve, "api": cli_api.cmd_api,
+            **cli_lab.COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,10 +6,12 @@ a traceback. Each leaf means one thing; catch the leaf you can act on, or `Voice
     VoiceLabError
     ├── DatasetError        a persona or agent file is invalid (names file, persona id, field)
     ├── UsageError          an argument or option combination the API or CLI does not accept
+    │   └── InvalidField    one field of a REST request is wrong (names the field)
     ├── ConfigError         a setting or environment variable is missing or wrong (key, agent id, device)
     ├── BackendError        the backend refused a request or could not be reached
     ├── SdkError            the installed elevenlabs SDK lacks something voicelab relies on
-    ├── RunStoreError       a stored run is missing or unreadable
+    ├── RunStoreError       a stored run is unreadable, or its state refuses what was asked
+    │   └── RunNotFound     no run has that id
     ├── ReportError         a report could not be built (the notebook failed or is missing)
     └── MissingDependency   an optional part is not installed (names what to install)
 """
@@ -17,8 +19,8 @@ a traceback. Each leaf means one thing; catch the leaf you can act on, or `Voice
 from __future__ import annotations
 
 __all__ = [
-    "BackendError", "ConfigError", "DatasetError", "MissingDependency", "ReportError", "RunStoreError", "SdkError",
-    "UsageError", "VoiceLabError",
+    "BackendError", "ConfigError", "DatasetError", "InvalidField", "MissingDependency", "ReportError", "RunNotFound",
+    "RunStoreError", "SdkError", "UsageError", "VoiceLabError",
 ]
 
 
@@ -67,6 +69,14 @@ class UsageError(VoiceLabError):
     microphone, a call used before it started)."""
 
 
+class InvalidField(UsageError):
+    """One field of a REST request names something that does not exist or cannot be used."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field, self.problem = field, problem
+        super().__init__(f"{field}: {problem}")
+
+
 class ConfigError(VoiceLabError):
     """A setting is missing or wrong (API key, agent id, phone number id, audio device)."""
 
@@ -80,7 +90,12 @@ class SdkError(VoiceLabError):
 
 
 class RunStoreError(VoiceLabError):
-    """A stored run is missing or unreadable."""
+    """A stored run is unreadable, or its state refuses what was asked: its id is taken, another
+    process is placing it, or it is not running (nothing to cancel)."""
+
+
+class RunNotFound(RunStoreError):
+    """No stored run has that id (the message lists recent ones)."""
 
 
 class ReportError(VoiceLabError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 from .datasets import Dataset, _build, _read_yaml, load_agent_file, load_dataset
 from .errors import DatasetError, UsageError
@@ -105,12 +106,23 @@ def choose_personas(experiment: Experiment, dataset: Dataset) -> list[str]:
     return chosen
 
 
-def run_experiment(path: str | Path, *, run_id: str | None = None, runs_root: str = "runs",
-                   repeats: int | None = None, concurrency: int | None = None, progress: bool = True,
-                   cancel_event: threading.Event | None = None, local_url: str | None = None):  # noqa: ANN201
-    """Run every variant of the experiment in one run (a BatchOutcome); `repeats` and
-    `concurrency` override the file's."""
-    from .batch import start_run
+def run_experiment(path: str | Path, *, progress: bool = True, cancel_event: threading.Event | None = None,
+                   local_url: str | None = None, **options: Any):  # noqa: ANN201
+    """Run every variant of the experiment in one run (a BatchOutcome); `options`: those of
+    `new_experiment`."""
+    from .batch import place_run
+
+    if local_url:
+        raise UsageError("an experiment serves its variants' agents itself: drop --local-url")
+    run, dataset = new_experiment(path, **options)
+    return place_run(run, dataset, progress=progress, cancel_event=cancel_event)
+
+
+def new_experiment(path: str | Path, *, run_id: str | None = None, runs_root: str = "runs",
+                   repeats: int | None = None, concurrency: int | None = None):  # noqa: ANN201
+    """Check the experiment and create its run, nothing placed yet (a (Run, Dataset));
+    `repeats` and `concurrency` override the file's."""
+    from .batch import new_run
 
     experiment = load_experiment(path)
     personas = experiment.personas_path or DEFAULT_PERSONAS
@@ -123,13 +135,13 @@ def run_experiment(path: str | Path, *, run_id: str | None = None, runs_root: st
             raise DatasetError(f"the agent file specs agent '{spec.id}', which none of the experiment's personas "
                                f"call ({', '.join(sorted(called))}): give it the id of the agent it replaces",
                                file=str(path), field=f"variants[{i}].agent_file")
-    return start_run(dataset, chosen, personas_path=personas, agents_path=agents, kind="experiment",
-                     variants=experiment.variants, experiment=str(path), agent=experiment.agent,
-                     repeats=repeats or experiment.repeats, concurrency=concurrency or experiment.concurrency,
-                     backend=experiment.backend, caller=experiment.caller, mode=experiment.mode,
-                     latency_ms=experiment.latency_ms, run_id=run_id or f"{experiment.id}-{_stamp()}",
-                     unique_id=run_id is None, runs_root=runs_root, progress=progress,
-                     cancel_event=cancel_event, local_url=local_url)
+    run = new_run(dataset, chosen, personas_path=personas, agents_path=agents, kind="experiment",
+                  variants=experiment.variants, experiment=str(path), agent=experiment.agent,
+                  repeats=repeats or experiment.repeats, concurrency=concurrency or experiment.concurrency,
+                  backend=experiment.backend, caller=experiment.caller, mode=experiment.mode,
+                  latency_ms=experiment.latency_ms, run_id=run_id or f"{experiment.id}-{_stamp()}",
+                  unique_id=run_id is None, runs_root=runs_root)
+    return run, dataset
 
 
 def _stamp() -> str:

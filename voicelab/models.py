@@ -659,7 +659,7 @@ class RunManifest(BaseModel):
     #: (call ids `<variant>/<persona>#<repeat>`), interleaved; agent files resolved to paths.
     variants: list[Variant] = Field(default_factory=list)
     experiment: str | None = None
-    kind: Literal["batch", "experiment", "mutation"] = "batch"
+    kind: Literal["batch", "experiment", "mutation", "service"] = "batch"
     #: Each persona's pass_threshold (CI gates without the persona files).
     pass_thresholds: dict[str, float] = Field(default_factory=dict)
 

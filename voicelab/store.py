@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from .errors import RunStoreError
+from .errors import RunNotFound, RunStoreError
 from .models import CallResult, RunManifest
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ class RunStore:
         manifest_path = path / "run.json"
         if not manifest_path.exists():
             known = ", ".join(self.list()[-5:]) or "none yet"
-            raise RunStoreError(f"no run '{run_id}' in {self.root}/ (recent runs: {known})")
+            raise RunNotFound(f"no run '{run_id}' in {self.root}/ (recent runs: {known})")
         try:
             manifest = RunManifest.model_validate(json.loads(manifest_path.read_text(encoding="utf-8")))
         except (ValueError, ValidationError) as exc:

@@ -24,7 +24,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No developer key or .env leaks into a test; loopback never goes through a proxy."""
     for name in ("ELEVENLABS_API_KEY", "ELEVENLABS_AGENT_ID", "ELEVENLABS_BASE_URL", "ELEVENLABS_REQUIRES_AUTH",
-                 "VOICELAB_LOCAL_URL"):
+                 "VOICELAB_LOCAL_URL", "VOICELAB_API_KEY", "ELEVENLABS_PHONE_NUMBER_ID", "ELEVENLABS_PHONE_PROVIDER"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setattr("voicelab.settings._dotenv", lambda path=None: {})

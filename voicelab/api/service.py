@@ -315,7 +315,7 @@ class Service:
 
         assert job.callback is not None
         body = job.status().model_dump(mode="json")
-        body["callback"] = None  # the receiver gets the call, not our delivery bookkeeping
+        del body["callback"]  # the receiver gets the call, not our delivery bookkeeping
         timeout = aiohttp.ClientTimeout(total=10)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             for attempt in range(1, self.config.callback_attempts + 1):

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -35,10 +36,10 @@ ANNA = {"user_info": {"first_name": "Anna", "last_name": "Kowalska", "phone_numb
 
 
 @contextlib.contextmanager
-def serving(root: Path, **settings) -> Iterator[str]:
-    """The service under uvicorn on a free loopback port, stopped (gracefully) afterwards."""
+def serving(root: Path, host: str = "127.0.0.1", **settings) -> Iterator[str]:
+    """The service under uvicorn on a free port, stopped (gracefully) afterwards."""
     config = ServiceSettings(runs_root=str(root / "runs"), reports_dir=str(root / "reports"), **settings)
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=0, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host=host, port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -194,6 +195,10 @@ def test_on_the_hosted_path_the_platform_dials_the_number(tmp_path, local_backen
         monkeypatch.setenv(name, value)
     with serving(tmp_path, backend="elevenlabs") as url:
         body = httpx.post(f"{url}/api/conversation/start", json=ANNA, timeout=120).json()
+        nobody = with_(ANNA, "user_info.phone_number", "+15550001111")
+        unanswered = httpx.post(f"{url}/api/conversation/start", json=nobody, timeout=120).json()
+    assert unanswered["status"] == "failed" and unanswered["end_reason"] == "error"
+    assert "not answered" in unanswered["error"] and unanswered["conversation_id"].startswith("conv_")
     assert body["status"] == "completed", body
     record = platform.history.get(body["conversation_id"])
     assert record.phone_call["external_number"] == "+48601234567"
@@ -408,6 +413,30 @@ def test_a_key_is_required_when_set_and_never_shown(tmp_path) -> None:
         assert key not in bare.text + wrong.text + good.text
 
 
+def non_loopback_address() -> str | None:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing interface
+        except OSError:
+            return None
+        address = s.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+def test_reached_beyond_loopback_without_a_key_it_answers_only_403(tmp_path) -> None:
+    """`uvicorn voicelab.api:app --host 0.0.0.0` without VOICELAB_API_KEY: loopback works, any other
+    address of the machine is refused (the CLI refuses to start at all)."""
+    address = non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    with serving(tmp_path, host="0.0.0.0") as url:
+        port = url.rsplit(":", 1)[1]
+        assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+        outside = httpx.post(f"http://{address}:{port}/api/conversation/start", json=ANNA, trust_env=False)
+        assert outside.status_code == 403 and "VOICELAB_API_KEY" in outside.json()["detail"]
+        assert not (tmp_path / "runs").exists()
+
+
 def test_100_concurrent_calls_are_all_answered_and_stored_once(tmp_path) -> None:
     async def place_all(url: str) -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
@@ -447,7 +476,7 @@ def test_the_command_refuses_other_interfaces_without_a_key() -> None:
 
 def test_the_command_serves_until_sigterm_and_keeps_secrets_out_of_everything(tmp_path) -> None:
     secrets = {"VOICELAB_API_KEY": "vk_sentinel_5b7e1c", "ELEVENLABS_API_KEY": "sk_sentinel_9f2d4a"}
-    with contextlib.closing(__import__("socket").socket()) as s:
+    with contextlib.closing(socket.socket()) as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = voicelab("api", "--port", str(port), "--runs", str(tmp_path / "runs"), "--reports",

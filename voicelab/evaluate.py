@@ -148,7 +148,11 @@ def finished_result(request: CallRequest, transcript: list[TranscriptEntry], *, 
                      tool_calls=tool_calls)
     measured = metrics(transcript, voice.interruptions if voice else interruptions)
     if voice is not None:
-        measured = measured.model_copy(update={"talk_ratio": voice.talk_ratio, "wer": voice.wer})
+        audio = request.persona.caller.audio
+        measured = measured.model_copy(update={
+            "talk_ratio": voice.talk_ratio, "wer": voice.wer, "first_audio_ms": voice.first_audio_ms,
+            "first_speech_ms": voice.first_speech_ms, "frames_lost": voice.frames_lost,
+            "condition": audio.label() if audio is not None else "clean"})
     return CallResult(
         conversation_id=conversation_id, status=status, duration_seconds=duration, transcript=transcript,
         run_id=request.run_id, call_id=request.call_id, persona_id=request.persona.id, agent_id=request.agent.id,

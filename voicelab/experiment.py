@@ -91,8 +91,12 @@ def with_variants(dataset: Dataset, variants: list[Variant]) -> Dataset:
 def apply_variant(request: CallRequest, variant: Variant, dataset: Dataset) -> CallRequest:
     """A call of the plan, sent to the variant's version of its agent."""
     agent = dataset.agents[served_id(request.agent.id, variant.id)]
-    return request.model_copy(update={"agent": agent, "variant": variant.id, "overrides": variant.overrides,
-                                      "branch_id": variant.branch_id})
+    persona = request.persona
+    if variant.caller_audio is not None:
+        persona = persona.model_copy(update={"caller": persona.caller.model_copy(
+            update={"audio": variant.caller_audio})})
+    return request.model_copy(update={"agent": agent, "persona": persona, "variant": variant.id,
+                                      "overrides": variant.overrides, "branch_id": variant.branch_id})
 
 
 def choose_personas(experiment: Experiment, dataset: Dataset) -> list[str]:

@@ -8,8 +8,9 @@ so that tables, charts and reports are pure functions of what is stored.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -78,6 +79,41 @@ class ReplyRule(_Strict):
     say: str
 
 
+class AudioCondition(_Strict):
+    """What the agent hears of a synthetic caller's voice (voicelab/audio/conditions.py): noise,
+    channel, loss, level, speaking rate and voice."""
+
+    #: white | pink | babble | street, or the path of a WAV file (looped).
+    noise: str | None = None
+    #: Speech-to-noise ratio of the mix (only with `noise`).
+    snr_db: float = Field(default=20.0, ge=-10, le=60)
+    channel: Literal["clean", "phone"] = "clean"
+    #: Share of 20 ms frames lost, in bursts.
+    loss: float = Field(default=0.0, ge=0, lt=1)
+    #: Speaking rate, 1 = espeak-ng's 165 words per minute.
+    rate: float = Field(default=1.0, ge=0.3, le=3)
+    volume_db: float = Field(default=0.0, ge=-40, le=20)
+    #: An espeak-ng voice (`en-us+f3`, `en-gb`, `de+m2`, ...) instead of the persona's own.
+    voice: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_+-]{1,40}$")
+
+    def label(self) -> str:
+        """Short and stable, for tables and charts: 'babble 10 dB, phone, loss 5%' ('clean' if none)."""
+        parts = []
+        if self.noise is not None:
+            parts.append(f"{Path(self.noise).stem if '/' in self.noise else self.noise} {self.snr_db:g} dB")
+        if self.channel != "clean":
+            parts.append(self.channel)
+        if self.loss:
+            parts.append(f"loss {self.loss:.0%}")
+        if self.rate != 1.0:
+            parts.append(f"rate {self.rate:g}x")
+        if self.volume_db:
+            parts.append(f"{self.volume_db:+g} dB")
+        if self.voice:
+            parts.append(self.voice)
+        return ", ".join(parts) or "clean"
+
+
 class CallerSpec(_Strict):
     """How the scripted caller behaves; see voicelab/callers/scripted.py for the styles."""
 
@@ -88,6 +124,8 @@ class CallerSpec(_Strict):
     #: The call's hard time limit for this persona (ends it with end_reason `timeout`); None
     #: means the run's default. Useful for silent callers, whose calls only end by timeout.
     timeout_s: float | None = Field(default=None, gt=0)
+    #: Voice calls: the conditions the caller's synthetic voice reaches the agent under.
+    audio: AudioCondition | None = None
 
 
 #: Tool names: what the agent calls them and the SDK registers them by.
@@ -423,6 +461,8 @@ class Variant(_Strict):
     #: Hosted platform: another agent, or a branch of the agent.
     elevenlabs_agent_id: str | None = None
     branch_id: str | None = None
+    #: Voice calls: every persona's caller voice under these conditions (replaces the persona's own).
+    caller_audio: AudioCondition | None = None
     #: Mutation runs: what this mutant changed, and what kind of check would catch it.
     mutation: str | None = None
     catch_hint: str | None = None
@@ -521,6 +561,13 @@ class Metrics(BaseModel):
     talk_ratio: float | None = None
     #: Voice calls: word error rate of what the agent heard against what the persona said.
     wer: float | None = None
+    #: Voice calls, per agent turn: end of the caller's speech -> the first agent audio chunk
+    #: arriving, and -> the first chunk with speech in it (time to first audio).
+    first_audio_ms: list[float] = Field(default_factory=list)
+    first_speech_ms: list[float] = Field(default_factory=list)
+    #: Voice calls: the caller's audio condition ('clean' when none) and the frames it dropped.
+    condition: str | None = None
+    frames_lost: int = 0
 
 
 class PlatformConversation(BaseModel):
@@ -716,6 +763,11 @@ class VoiceStats:
     input_level: float = 0.0
     wer: float | None = None
     audio_path: str | None = None
+    #: Per agent turn: end of the caller's speech -> first agent audio chunk / first one with speech.
+    first_audio_ms: list[float] = field(default_factory=list)
+    first_speech_ms: list[float] = field(default_factory=list)
+    #: 20 ms caller frames the audio condition dropped.
+    frames_lost: int = 0
 
     @property
     def talk_ratio(self) -> float | None:

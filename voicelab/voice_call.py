@@ -37,7 +37,8 @@ def audio_source(request: CallRequest, audio: Any, recorder: TranscriptRecorder)
         if request.caller == "human":
             raise UsageError("a human voice call needs a microphone and speaker: pass "
                              "audio=SoundDeviceAudio(...) (or use the console / `voicelab call --caller human`)")
-        return SyntheticVoice(voice_for(request.persona.id, request.persona.language), recorder.elapsed)
+        return SyntheticVoice(voice_for(request.persona.id, request.persona.language), recorder.elapsed,
+                              condition=request.persona.caller.audio, seed=request.call_id or request.persona.id)
     return audio
 
 
@@ -94,7 +95,10 @@ class VoiceSide:
         audio = self.audio
         return VoiceStats(interruptions=audio.interruptions, caller_speech_s=audio.caller_speech_s,
                           agent_audio_s=audio.agent_audio_s, late_frames=getattr(audio, "late_frames", 0),
-                          input_level=getattr(audio, "level", 0.0), wer=wer, audio_path=self.audio_path)
+                          input_level=getattr(audio, "level", 0.0), wer=wer, audio_path=self.audio_path,
+                          first_audio_ms=list(getattr(audio, "first_audio_ms", [])),
+                          first_speech_ms=list(getattr(audio, "first_speech_ms", [])),
+                          frames_lost=getattr(getattr(getattr(audio, "conditioner", None), "loss", None), "lost", 0))
 
     def save(self, request: CallRequest) -> None:
         """Write the recording under a name no other call has: the call id (persona-repeat), or

@@ -14,7 +14,9 @@ from collections.abc import Awaitable, Callable
 
 from elevenlabs.conversational_ai.conversation import AsyncAudioInterface
 
+from ..models import AudioCondition
 from ..speech import BYTES_PER_S, SPEECH_RMS, rms, speak
+from .conditions import Conditioner, words_per_minute
 from .wav import StereoRecorder
 
 FRAME_S = 0.02
@@ -23,8 +25,13 @@ SILENCE = b"\0" * FRAME_BYTES
 
 
 class SyntheticVoice(AsyncAudioInterface):
-    def __init__(self, voice: str, clock: Callable[[], float], recorder: StereoRecorder | None = None) -> None:
-        self.voice = voice
+    def __init__(self, voice: str, clock: Callable[[], float], recorder: StereoRecorder | None = None, *,
+                 condition: AudioCondition | None = None, seed: str = "") -> None:
+        self.condition = condition
+        self.voice = (condition.voice if condition and condition.voice else None) or voice
+        self.words_per_minute = words_per_minute(condition)
+        #: What the agent receives of each frame (noise, channel, loss, level); None: as spoken.
+        self.conditioner = Conditioner(condition, seed) if condition is not None else None
         self.clock = clock  # seconds since the call started (the transcript's clock)
         self.recorder = recorder
         self._speech = bytearray()
@@ -38,6 +45,12 @@ class SyntheticVoice(AsyncAudioInterface):
         #: 20 ms ticks that came more than a frame late: the virtual speaker would have run dry
         #: (an underrun) and the microphone stream stuttered. Zero means the call kept real time.
         self.late_frames = 0
+        #: Per agent turn: ms from the end of the caller's speech to the first agent audio chunk
+        #: arriving, and to the first one with speech in it (Coval's time to first audio).
+        self.first_audio_ms: list[float] = []
+        self.first_speech_ms: list[float] = []
+        self._waiting_audio: float | None = None
+        self._waiting_speech: float | None = None
 
     # --- AsyncAudioInterface
     async def start(self, input_callback: Callable[[bytes], Awaitable[None]]) -> None:
@@ -48,6 +61,14 @@ class SyntheticVoice(AsyncAudioInterface):
             self._task.cancel()
 
     async def output(self, audio: bytes) -> None:
+        if self._waiting_audio is not None or self._waiting_speech is not None:
+            now = self.clock()
+            if self._waiting_audio is not None:
+                self.first_audio_ms.append(round((now - self._waiting_audio) * 1000, 1))
+                self._waiting_audio = None
+            if self._waiting_speech is not None and rms(audio) >= SPEECH_RMS:
+                self.first_speech_ms.append(round((now - self._waiting_speech) * 1000, 1))
+                self._waiting_speech = None
         self._playback += audio
         self.agent_audio_s += len(audio) / BYTES_PER_S
 
@@ -66,7 +87,7 @@ class SyntheticVoice(AsyncAudioInterface):
 
     async def say(self, text: str) -> None:
         """Queue `text` as speech; it goes out in real time from the next frame on."""
-        pcm = await asyncio.get_running_loop().run_in_executor(None, speak, text, self.voice)
+        pcm = await asyncio.get_running_loop().run_in_executor(None, speak, text, self.voice, self.words_per_minute)
         self._speech += pcm
         self.caller_speech_s += len(pcm) / BYTES_PER_S
 
@@ -89,9 +110,11 @@ class SyntheticVoice(AsyncAudioInterface):
                 if rms(frame) >= SPEECH_RMS:
                     last_loud = at  # a frame is "heard" when it is sent, as from a real microphone
                 if not self._speech:
-                    self.speech_end = last_loud
+                    self.speech_end = self._waiting_audio = self._waiting_speech = last_loud
             else:
                 frame = SILENCE
+            if self.conditioner is not None and (frame is not SILENCE or not self.conditioner.passthrough):
+                frame = self.conditioner(None if frame is SILENCE else frame)  # what the agent receives
             played = bytes(self._playback[:FRAME_BYTES])
             del self._playback[:FRAME_BYTES]
             await send(frame)

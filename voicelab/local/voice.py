@@ -1,8 +1,13 @@
 """Voice mode of a local-backend conversation: hear the caller, speak as the agent.
 
-Hearing: `user_audio_chunk`s are scored by energy; a turn ends after `silence_s` of quiet
-following speech, then pocketsphinx transcribes it (off the event loop). Speaking: espeak-ng
-renders the agent's turn, sent as 100 ms PCM chunks a little ahead of real time. If the caller
+Hearing: `user_audio_chunk`s are scored by energy against a noise floor (the 10th percentile
+of the last 3 s of chunks, digital silence left out; speech must be `NOISE_MARGIN` times louder
+and never below SPEECH_RMS), so a caller in steady noise (a street, a fan) is heard when they
+speak, not all the time. Like any energy detector it cannot tell speech from babble: a caller in
+a crowd at low SNR is never done talking, and the agent never answers (the call times out); a
+turn ends after `silence_s` of quiet following speech, then pocketsphinx transcribes it (off
+the event loop). Speaking: espeak-ng renders the agent's turn, sent as 100 ms PCM chunks a
+little ahead of real time. If the caller
 speaks while agent audio is still playing, the agent stops, sends `interruption` (a larger
 event id than the cut-off turn) and an `agent_response_correction` with what was really said.
 
@@ -15,12 +20,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+import numpy as np
 
 from ..speech import BYTES_PER_S, SPEECH_RMS, TranscriberPool, rms, speak, voice_for
 
 CHUNK_BYTES = 3200  # 100 ms
+#: Speech is this many times louder than the noise floor (about 9.5 dB).
+NOISE_MARGIN = 3.0
+FLOOR_CHUNKS = 150  # 3 s of 20 ms chunks
 LEAD_S = 0.3  # how far ahead of real time agent audio is sent
 
 
@@ -34,6 +45,7 @@ class VoiceChannel:
         self.voice = voice_for("agent", language, agent=True)
         self.silence_s = silence_s
         self.buffer = bytearray()
+        self.levels: deque[float] = deque(maxlen=FLOOR_CHUNKS)
         self.in_speech = False
         self.last_speech = 0.0
         # the agent's current turn
@@ -57,7 +69,11 @@ class VoiceChannel:
     def on_chunk(self, pcm: bytes, now: float) -> bool:
         """Take caller audio; return True when speech starts while the agent is talking."""
         barge_in = False
-        if rms(pcm) >= SPEECH_RMS:
+        level = rms(pcm)
+        if level >= 1.0:  # digital silence (a lost frame, a muted microphone) says nothing about the room
+            self.levels.append(level)
+        floor = float(np.percentile(self.levels, 10)) if len(self.levels) >= 25 else 0.0
+        if level >= max(SPEECH_RMS, NOISE_MARGIN * floor):
             if not self.in_speech:
                 self.in_speech = True
                 barge_in = self.agent_talking(now)

@@ -140,6 +140,29 @@ def voice_quality(calls: pd.DataFrame) -> Figure:
     return fig
 
 
+def by_condition(table: pd.DataFrame) -> Figure:
+    """Success rate, WER and latency side by side, one bar per audio condition (tables.by_condition)."""
+    title = "Voice calls by audio condition"
+    if table.empty:
+        return _empty(Figure(figsize=(8, 2.5)), title, "no voice calls")
+    fig = Figure(figsize=(11, _height(len(table))), layout="constrained")
+    labels = table["condition"].tolist()
+    y = range(len(labels))
+    for i, (column, label, color) in enumerate((("success_rate", "success rate", PASS), ("wer", "WER", FAIL),
+                                                ("latency_p50_ms", "response latency p50 (ms)", NEUTRAL))):
+        ax = fig.add_subplot(1, 3, i + 1)
+        values = table[column].astype(float).fillna(0).tolist()
+        ax.barh(list(y), values, color=color)
+        ax.set_yticks(list(y), labels if i == 0 else [""] * len(labels))
+        ax.invert_yaxis()
+        ax.set_xlabel(label)
+        if column == "success_rate":
+            ax.set_xlim(0, 1)
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.suptitle(title, x=0.01, ha="left", fontweight="bold")
+    return fig
+
+
 def figures(calls: pd.DataFrame, turns: pd.DataFrame) -> list[Figure]:
     """The report's charts for these tables: the four for every run, the voice one for voice runs."""
     out = [chart(turns if chart is latency_distribution else calls) for chart in ALL]

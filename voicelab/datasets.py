@@ -478,10 +478,28 @@ def load_dataset(personas: str | Path = DEFAULT_PERSONAS, agents: str | Path = D
                 raise DatasetError("each persona must be a mapping", file=str(path),
                                    field=f"personas[{index}]")
             persona = _build(Persona, item, file=path, persona=pid or f"#{index + 1}")
+            persona = _resolve_noise(persona, path)
             _cross_check(persona, path, agent_specs, found, files)
             found[persona.id], files[persona.id] = persona, path
     _check_variables(found, files, agent_specs, agent_files)
     return Dataset(personas=found, agents=agent_specs, persona_files=files)
+
+
+def _resolve_noise(persona: Persona, path: Path) -> Persona:
+    """A noise WAV named in `caller.audio.noise` is found relative to the persona file (and
+    stored as an absolute path, so a run resumes from anywhere); a missing one is named now."""
+    from .audio.conditions import NOISES
+
+    audio = persona.caller.audio
+    if audio is None or audio.noise is None or audio.noise in NOISES:
+        return persona
+    wav = (path.parent / audio.noise).resolve()
+    if not wav.is_file():
+        raise DatasetError(f"noise file {audio.noise} not found (relative to the persona file)", file=str(path),
+                           persona=persona.id, field="caller.audio.noise",
+                           fix=f"use one of {', '.join(NOISES)}, or the path of a WAV file")
+    caller = persona.caller.model_copy(update={"audio": audio.model_copy(update={"noise": str(wav)})})
+    return persona.model_copy(update={"caller": caller})
 
 
 def _cross_check(persona: Persona, path: Path, agents: dict[str, AgentSpec],

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .audio.conditions import NOISES
 from .datasets import Dataset, _build, _read_yaml, load_agent_file, load_dataset
 from .errors import DatasetError, UsageError
 from .models import AgentSpec, CallRequest, Experiment, PlatformSettings, Variant
@@ -46,6 +47,14 @@ def load_experiment(path: str | Path) -> Experiment:
                                    file=str(path), field=f"variants[{i}].agent_file")
             load_agent_file(agent_file)  # a broken spec is named now, not as failed calls later
             variant = variant.model_copy(update={"agent_file": str(agent_file)})
+        audio = variant.caller_audio
+        if audio is not None and audio.noise is not None and audio.noise not in NOISES:
+            wav = (base / audio.noise).resolve()
+            if not wav.is_file():
+                raise DatasetError(f"noise file {audio.noise} not found (relative to the experiment file)",
+                                   file=str(path), field=f"variants[{i}].caller_audio.noise",
+                                   fix=f"use one of {', '.join(NOISES)}, or the path of a WAV file")
+            variant = variant.model_copy(update={"caller_audio": audio.model_copy(update={"noise": str(wav)})})
         if experiment.backend == "local" and (variant.elevenlabs_agent_id or variant.branch_id):
             raise DatasetError("elevenlabs_agent_id and branch_id choose hosted agents: use them with "
                                "backend: elevenlabs (on the local backend use agent_file)", file=str(path),

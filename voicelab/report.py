@@ -167,6 +167,28 @@ def tools_html(tables: Tables) -> str:
     return f'<div class="vl-scroll">{table}</div>'
 
 
+def conditions_html(tables: Tables) -> str:
+    """Voice calls per audio condition (success, WER, latency, time to first audio), or a line
+    saying there are none."""
+    from .tables import by_condition
+
+    table = by_condition(tables.calls)
+    if table.empty:
+        return '<p id="vl-conditions">No voice calls in this run.</p>'
+    shown = table.to_html(index=False, classes="vl-table", table_id="vl-conditions", na_rep="",
+                          float_format=lambda v: f"{v:.2f}")
+    return f'<div class="vl-scroll">{shown}</div>'
+
+
+def condition_figures(tables: Tables) -> list:
+    """The by-condition chart, when the run has voice calls under more than one condition."""
+    from . import charts
+    from .tables import by_condition
+
+    table = by_condition(tables.calls)
+    return [charts.by_condition(table)] if len(table) > 1 else []
+
+
 def _tool_html(call: ToolCallRecord) -> str:
     args = ", ".join(f"{k}={v}" for k, v in call.args.items())
     answer = "" if call.result is None else json.dumps(call.result, ensure_ascii=False)

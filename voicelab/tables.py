@@ -27,7 +27,7 @@ CALL_COLUMNS = [
     "interruptions", "talk_ratio", "wer", "audio_path", "latency_p50_ms", "latency_p95_ms", "checks_passed",
     "checks_total", "failed_checks",
     "error", "conversation_id", "started_at", "retries", "platform_call_successful", "platform_verdict",
-    "agrees_with_platform", "variant",
+    "agrees_with_platform", "variant", "condition", "first_audio_p50_ms", "first_speech_p50_ms", "frames_lost",
 ]
 TURN_COLUMNS = ["run_id", "call_id", "persona_id", "agent_id", "style", "language", "turn", "speaker", "text",
                 "timestamp_s", "latency_ms", "variant"]
@@ -78,8 +78,27 @@ def calls_table(results: list[CallResult], manifests: dict[str, RunManifest] | N
             "failed_checks": ", ".join(failed), "error": r.error, "conversation_id": r.conversation_id,
             "started_at": r.started_at, "retries": len(r.retries), "platform_call_successful": verdict,
             "platform_verdict": verdict_text, "agrees_with_platform": agrees, "variant": r.variant,
+            "condition": r.metrics.condition, "first_audio_p50_ms": percentile(r.metrics.first_audio_ms, 50),
+            "first_speech_p50_ms": percentile(r.metrics.first_speech_ms, 50), "frames_lost": r.metrics.frames_lost,
         })
     return pd.DataFrame(rows, columns=CALL_COLUMNS)
+
+
+def by_condition(calls: pd.DataFrame) -> pd.DataFrame:
+    """Voice calls per audio condition: how many, the share that succeeded, mean WER, median
+    response latency and time to first audio ('the agent fails at 5 dB SNR' is one row)."""
+    voice = calls[calls["condition"].notna()]
+    if voice.empty:
+        return pd.DataFrame(columns=["condition", "calls", "success_rate", "wer", "latency_p50_ms",
+                                     "first_audio_p50_ms", "timeouts", "frames_lost"])
+    grouped = voice.groupby("condition", sort=False)
+    return pd.DataFrame({
+        "calls": grouped.size(), "success_rate": grouped["success"].mean().astype(float),
+        "wer": grouped["wer"].mean(), "latency_p50_ms": grouped["latency_p50_ms"].median(),
+        "first_audio_p50_ms": grouped["first_audio_p50_ms"].median(),
+        "timeouts": grouped["end_reason"].apply(lambda e: int((e == "timeout").sum())),
+        "frames_lost": grouped["frames_lost"].sum(),
+    }).reset_index()
 
 
 def turns_table(results: list[CallResult], manifests: dict[str, RunManifest] | None = None) -> pd.DataFrame:

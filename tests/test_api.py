@@ -235,14 +235,19 @@ class Receiver:
         self.server.shutdown()
 
 
-def wait_done(url: str, call_id: str, until=lambda s: s["state"] == "done") -> dict:  # noqa: ANN001
-    deadline = time.monotonic() + 60
+def poll(url: str, until, timeout_s: float = 120) -> dict:  # noqa: ANN001
+    """GET `url` until `until(body)` holds; the last body when it does."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        state = httpx.get(f"{url}/api/conversations/{call_id}").json()
-        if until(state):
-            return state
+        body = httpx.get(url).json()
+        if until(body):
+            return body
         time.sleep(0.1)
-    raise AssertionError(f"call {call_id} did not finish: {state}")
+    raise AssertionError(f"{url} never got there: {body}")
+
+
+def wait_done(url: str, call_id: str, until=lambda s: s["state"] == "done") -> dict:  # noqa: ANN001
+    return poll(f"{url}/api/conversations/{call_id}", until)
 
 
 def test_a_background_call_is_followed_and_its_callback_delivered_after_a_retry(api) -> None:
@@ -295,13 +300,7 @@ def test_a_background_call_can_use_a_persona_and_names_unknown_ones(api) -> None
 
 
 def wait_run(url: str, run_id: str, until) -> dict:  # noqa: ANN001
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        status = httpx.get(f"{url}/api/runs/{run_id}").json()
-        if until(status):
-            return status
-        time.sleep(0.1)
-    raise AssertionError(f"run {run_id}: {status}")
+    return poll(f"{url}/api/runs/{run_id}", until)
 
 
 def test_a_run_is_started_watched_reported_and_its_calls_read_over_http(api) -> None:

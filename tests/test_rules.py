@@ -193,5 +193,11 @@ def test_the_agents_context_is_sent_once_after_its_first_turn(dataset):
 def test_every_error_is_exported_and_has_one_root():
     leaves = [getattr(errors, name) for name in errors.__all__ if name != "VoiceLabError"]
     assert all(issubclass(leaf, errors.VoiceLabError) for leaf in leaves)
-    assert {leaf.__name__ for leaf in errors.VoiceLabError.__subclasses__()} == set(errors.__all__) - {"VoiceLabError"}
+    def descendants(cls: type) -> set[str]:
+        return {name for sub in cls.__subclasses__() for name in {sub.__name__} | descendants(sub)}
+
+    assert descendants(errors.VoiceLabError) == set(errors.__all__) - {"VoiceLabError"}
+    # each sub-leaf is drawn in the module's tree under its parent
+    for name in ("InvalidField", "RunNotFound"):
+        assert f"└── {name}" in errors.__doc__
     assert not hasattr(errors.VoiceLabError, "retryable")

@@ -363,15 +363,22 @@ def test_bad_run_options_are_named_and_nothing_is_started(api, body, field) -> N
     assert httpx.get(f"{url}/api/runs/nope").status_code == 404
 
 
-def test_an_experiment_runs_over_http(api) -> None:
+def test_an_experiment_runs_over_http(api, artifacts) -> None:
+    """The bundled chargeback-reason experiment, cut to anna (whose checks listen for the reason)."""
     url, _ = api
-    started = httpx.post(f"{url}/api/runs", json={"experiment": "experiments/chargeback-reason.yaml",
-                                                  "repeats": 1}, timeout=60)
+    bundled = (ROOT / "experiments" / "chargeback-reason.yaml").read_text().replace(
+        "agent: chargeback ", "personas: [anna-double-charge] ").replace(
+        "agents/chargeback-forgets-reason.yaml", str(ROOT / "experiments/agents/chargeback-forgets-reason.yaml"))
+    assert "personas: [anna-double-charge]" in bundled
+    (artifacts / "reason-anna.yaml").write_text(bundled)
+    started = httpx.post(f"{url}/api/runs", json={"experiment": str((artifacts / "reason-anna.yaml").relative_to(
+        ROOT)), "repeats": 2}, timeout=60)
     assert started.status_code == 202, started.text
     run_id = started.json()["run_id"]
     status = wait_run(url, run_id, lambda s: s["state"] == "finished")
-    assert status["kind"] == "experiment" and status["counts"]["planned"] == status["counts"]["done"] > 2
-    assert status["gate"]["passed"] is False  # the broken variant fails anna's gate, as on the CLI
+    assert status["kind"] == "experiment" and status["counts"]["planned"] == status["counts"]["done"] == 4
+    assert status["counts"]["passed"] == 2  # anna passes as written and fails without the reason ...
+    assert status["gate"]["passed"] is False  # ... so the broken variant fails anna's gate, as on the CLI
 
 
 # --------------------------------------------------------------------------- schema, key, load

@@ -104,7 +104,7 @@ def test_noise_raises_wer_over_the_clean_twin_and_the_phone_line_is_band_limited
     base = dataset.request("anna-double-charge", mode="voice", audio_dir=str(tmp_path), max_duration_s=60)
 
     def twin(call_id: str, audio: AudioCondition | None):  # noqa: ANN202
-        caller = base.persona.caller.model_copy(update={"audio": audio, "hang_up_after_turns": 2})
+        caller = base.persona.caller.model_copy(update={"audio": audio, "hang_up_after_turns": 1})
         return base.model_copy(update={"call_id": call_id, "persona": base.persona.model_copy(
             update={"caller": caller})})
 

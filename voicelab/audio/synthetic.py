@@ -101,6 +101,7 @@ class SyntheticVoice(AsyncAudioInterface):
         `speech_end` is the send time of the last loud frame: the same instant the backend's
         energy detector takes as the end of the caller's speech."""
         start = time.monotonic()
+        stream_start = self.clock()
         last_loud = 0.0
         while True:
             at = self.clock()
@@ -118,11 +119,12 @@ class SyntheticVoice(AsyncAudioInterface):
             played = bytes(self._playback[:FRAME_BYTES])
             del self._playback[:FRAME_BYTES]
             await send(frame)
-            if self.recorder is not None:
+            if self.recorder is not None:  # on the stream's clock: one frame after another, no seams
+                on_stream = stream_start + self._frames * FRAME_S
                 if frame is not SILENCE:
-                    self.recorder.caller(at, frame)
+                    self.recorder.caller(on_stream, frame)
                 if played:
-                    self.recorder.agent(at, played)
+                    self.recorder.agent(on_stream, played)
             self._frames += 1
             delay = start + self._frames * FRAME_S - time.monotonic()
             if delay < -FRAME_S:

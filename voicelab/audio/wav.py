@@ -21,7 +21,7 @@ class StereoRecorder:
         self._channels = [bytearray(), bytearray()]  # caller, agent (int16 mono each)
 
     def _put(self, channel: int, at_s: float, pcm: bytes) -> None:
-        start = int(at_s * RATE) * 2
+        start = round(at_s * RATE) * 2  # round: frames laid end to end meet exactly
         with self._lock:
             buf = self._channels[channel]
             if len(buf) < start:

@@ -129,11 +129,11 @@ def part_b() -> dict:
         with LocalBackend(ds.agents) as local:
 
             async def place_all() -> None:
-                from voicelab.cli import _place_one
+                from voicelab.runners import place_one
 
                 for _ in range(SEQUENTIAL):
                     start = time.perf_counter()
-                    result = await _place_one(request, local.base_url)
+                    result = await place_one(request, local.base_url)
                     direct.append(time.perf_counter() - start)
                     assert result.status == "completed"
 

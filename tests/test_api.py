@@ -282,6 +282,19 @@ def test_a_callback_that_never_answers_is_retried_and_the_failure_is_visible(api
     assert state["callback"]["attempts"] == 3 and "could not be reached" in state["callback"]["error"]
 
 
+def test_a_call_in_flight_when_the_service_stops_is_stored_as_cancelled(tmp_path) -> None:
+    with serving(tmp_path, latency_ms=2000) as url:
+        call_id = httpx.post(f"{url}/api/conversations", json=ANNA).json()["id"]
+        running = wait_done(url, call_id, until=lambda s: s["state"] == "running")
+        assert running["status"] is None
+        time.sleep(0.5)  # connected, waiting for the agent's slow answer
+    (run,) = [RunStore(tmp_path / "runs").open(p.name) for p in (tmp_path / "runs").iterdir()]
+    (result,) = run.results()
+    assert result.call_id == call_id and result.end_reason == "cancelled" and result.status == "failed"
+    assert result.transcript == [] or result.transcript[0].speaker == "agent"
+    assert run.manifest.state == "finished"
+
+
 def test_a_background_call_can_use_a_persona_and_names_unknown_ones(api) -> None:
     url, _ = api
     call_id = httpx.post(f"{url}/api/conversations",

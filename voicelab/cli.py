@@ -297,27 +297,12 @@ def cmd_call(args: argparse.Namespace) -> int:
                              audio_dir=args.recordings, max_duration_s=args.max_duration)
         runners.preflight([request])
         with backend_url(args.backend, ds, latency_ms=args.latency_ms) as base_url:
-            result = asyncio.run(_place_one(request, base_url))
+            result = asyncio.run(runners.place_one(request, base_url))
     if args.json:
         print(json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False))
     else:
         print(format_result(result, persona.name))
     return 0 if result.success else 1
-
-
-async def _place_one(request, base_url: str | None):  # noqa: ANN001, ANN202 - CallRequest -> CallResult
-    """One call through its caller's runner (the same path as a batch of one)."""
-    got = []
-
-    class Collect:
-        def started(self, request) -> None:  # noqa: ANN001
-            pass
-
-        async def finished(self, result) -> None:  # noqa: ANN001
-            got.append(result)
-
-    await runners.runner(request.caller).run([request], base_url, 1, Collect())
-    return got[0]
 
 
 def _human_call(args: argparse.Namespace, ds):  # noqa: ANN001, ANN202 - Dataset -> CallResult

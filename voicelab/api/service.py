@@ -215,7 +215,8 @@ class Service:
 
     def request_for(self, body: ConversationStartRequest, *, persona_id: str | None = None,
                     agent_id: str | None = None) -> CallRequest:
-        """The call a request asks for (DatasetError for an unknown persona or agent)."""
+        """The call a request asks for: InvalidField for an unknown persona or agent, ConfigError
+        when the service has no chargeback agent to call by default."""
         assert self.dataset is not None, "the service is not started"
         if persona_id is not None:
             if persona_id not in self.dataset.personas:
@@ -249,19 +250,12 @@ class Service:
         request = request.model_copy(update={"run_id": run.run_id, "call_id": call_id or new_call_id()})
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.config.max_concurrent_calls)
-        got: list[CallResult] = []
 
-        class Store:
-            def started(self, request: CallRequest) -> None:
-                pass
-
-            async def finished(self, result: CallResult) -> None:
-                await asyncio.get_running_loop().run_in_executor(None, run.append, result.model_dump_json())
-                got.append(result)
+        async def store(result: CallResult) -> None:  # before anything else, a cancelled call too
+            await asyncio.get_running_loop().run_in_executor(None, run.append, result.model_dump_json())
 
         async with self._slots:
-            await runners.runner(request.caller).run([request], self.base_url, 1, Store())
-        return got[0]
+            return await runners.place_one(request, self.base_url, store)
 
     def _service_run(self, request: CallRequest) -> Run:
         """The run of this service start (made at its first call), with the request's persona listed."""

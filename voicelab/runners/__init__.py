@@ -13,7 +13,7 @@ line below.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 from ..callers.scripted import ScriptedCaller
@@ -76,6 +76,26 @@ def names(*, batch: bool | None = None, console: bool | None = None) -> list[str
             if (batch is None or r.batch == batch) and (console is None or r.console == console)]
 
 
+async def place_one(request: CallRequest, base_url: str | None,
+                    store: Callable[[CallResult], Awaitable[None]] | None = None) -> CallResult:
+    """One call through its caller's runner, the same path as a batch of one (`voicelab call`,
+    the REST service). `store` gets the result first, even when the call is being cancelled
+    (which then raises here, after the cancelled call was stored)."""
+    got: list[CallResult] = []
+
+    class Collect:
+        def started(self, request: CallRequest) -> None:
+            pass
+
+        async def finished(self, result: CallResult) -> None:
+            if store is not None:
+                await store(result)
+            got.append(result)
+
+    await runner(request.caller).run([request], base_url, 1, Collect())
+    return got[0]
+
+
 def turn_policy(request: CallRequest) -> Caller | None:
     return runner(request.caller).turn_policy(request)
 
@@ -96,4 +116,4 @@ def preflight(requests: list[CallRequest]) -> None:
                 checked.add((id(connection.client), connection.agent_id))
 
 
-__all__ = ["RUNNERS", "Runner", "Sink", "names", "preflight", "runner", "turn_policy"]
+__all__ = ["RUNNERS", "Runner", "Sink", "names", "place_one", "preflight", "runner", "turn_policy"]

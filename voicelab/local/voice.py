@@ -1,8 +1,8 @@
 """Voice mode of a local-backend conversation: hear the caller, speak as the agent.
 
 Hearing: `user_audio_chunk`s are scored by energy against a noise floor (the 10th percentile
-of the last 3 s of chunks, digital silence left out; speech must be `NOISE_MARGIN` times louder
-and never below SPEECH_RMS), so a caller in steady noise (a street, a fan) is heard when they
+of the last 3 s of chunks; speech must be `NOISE_MARGIN` times louder and never below
+SPEECH_RMS), so a caller in steady noise (a street, a fan) is heard when they
 speak, not all the time. Like any energy detector it cannot tell speech from babble: a caller in
 a crowd at low SNR is never done talking, and the agent never answers (the call times out); a
 turn ends after `silence_s` of quiet following speech, then pocketsphinx transcribes it (off
@@ -70,8 +70,10 @@ class VoiceChannel:
         """Take caller audio; return True when speech starts while the agent is talking."""
         barge_in = False
         level = rms(pcm)
-        if level >= 1.0:  # digital silence (a lost frame, a muted microphone) says nothing about the room
-            self.levels.append(level)
+        # the last 3 s as they were, quiet included: a clean line's floor stays ~0 (speech has
+        # near-silent frames), so only steady noise raises it; lost frames (zeros) under 10% of
+        # the window do not lower it
+        self.levels.append(level)
         floor = float(np.percentile(self.levels, 10)) if len(self.levels) >= 25 else 0.0
         if level >= max(SPEECH_RMS, NOISE_MARGIN * floor):
             if not self.in_speech:

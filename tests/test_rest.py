@@ -111,7 +111,8 @@ def test_list_filters_and_paging(local_backend, dataset):
 def test_agents_list_feedback_deletion_and_system_variables(backend, dataset):
     client = ElevenLabs(base_url=backend.base_url, api_key="x")
     agents = client.conversational_ai.agents.list()
-    assert {a.agent_id for a in agents.agents} == set(dataset.agents) and not agents.has_more
+    # the served agents, and the caller agent that plays personas for `caller: agent` calls
+    assert {a.agent_id for a in agents.agents} == {*dataset.agents, "voicelab-caller"} and not agents.has_more
     conversation_id = Call(dataset.request("anna-double-charge"), base_url=backend.base_url).run().conversation_id
     api = client.conversational_ai.conversations
     api.feedback.create(conversation_id, feedback="dislike")

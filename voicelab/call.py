@@ -25,6 +25,7 @@ from elevenlabs.conversational_ai.conversation import AsyncConversation, Disconn
 
 from . import hosted, sdk, tool_calls
 from .callers import Caller
+from .callers.agent import AgentCaller
 from .connection import Connection, connect, describe_disconnect, initiation_data
 from .datasets import render
 from .errors import BackendError, UsageError
@@ -32,6 +33,7 @@ from .evaluate import finished_result
 from .models import (
     AgentSaid,
     CallerHeard,
+    CallerSaid,
     CallEvent,
     CallRequest,
     CallResult,
@@ -80,6 +82,10 @@ class Dialogue:
         if isinstance(event, Disconnected | HangUp):
             self.finish(event.end_reason, event.error)
         elif isinstance(event, CallerHeard):  # a human's voice turn, as the agent transcribed it
+            self.recorder.add("user", event.text, at=event.at)
+        elif isinstance(event, CallerSaid):  # an agent caller's turn: typed on (text), or already heard (voice)
+            if self.request.mode == "text":
+                return None, [event.text], False
             self.recorder.add("user", event.text, at=event.at)
         elif isinstance(event, AgentSaid):
             self.recorder.add("agent", event.text, at=event.at, latency_ms=event.latency_ms)
@@ -227,6 +233,9 @@ class Call:
         if self._conversation is not None:
             await sdk.close(self._conversation)
             conversation_id = sdk.conversation_id(self._conversation)
+        live = self.caller if isinstance(self.caller, AgentCaller) else None
+        if live is not None:  # either side hanging up ends both
+            await live.close()
         if self._voice is not None:
             self._voice.save(self.request)
         analysis, calls = await asyncio.get_running_loop().run_in_executor(
@@ -238,6 +247,9 @@ class Call:
             interruptions=self.recorder.interruptions, analysis=analysis, retries=self._retries,
             tool_calls=calls,
             voice=self._voice.stats() if self._voice is not None else None)
+        if live is not None:
+            self._result = self._result.model_copy(update={
+                "caller_conversation_id": live.conversation_id, "caller_transcript": live.entries})
         self._finished.set()
         return self._result
 
@@ -257,12 +269,21 @@ class Call:
             else:
                 events.put_nowait(CallerHeard(text, self.recorder.elapsed()))
 
+        async def on_correction(original: str, corrected: str) -> None:
+            self.recorder.correct(original, corrected)  # the agent was cut off: what was really heard
+
         async def on_disconnect(details: DisconnectionDetails) -> None:
             events.put_nowait(Disconnected(*describe_disconnect(
                 details.reason, details.close_code, details.close_reason, details.message)))
 
         self._started_at = utc_now_iso()
         self.recorder.restart_clock()
+        if isinstance(self.caller, AgentCaller):  # listening before the agent under test first speaks
+            failed = await self.caller.start(events, self.recorder.elapsed, self.base_url,
+                                             self._audio if voice is not None else None)
+            if failed:
+                dialogue.finish("error", failed)
+                return
         try:
             signed = None
             if connection.requires_auth or connection.branch_id:  # fetched here so its retries show in the result
@@ -272,6 +293,7 @@ class Call:
             self._conversation = sdk.open_conversation(
                 connection.client, connection.agent_id, initiation_data(self.request), audio=self._audio,
                 on_agent_response=on_agent, on_user_transcript=on_heard, on_disconnect=on_disconnect,
+                on_correction=on_correction,
                 signed_url=signed, tools=self._tool_handlers(), on_tool_event=self._tool_watcher())
             await self._conversation.start_session()
         except BackendError as exc:  # e.g. a private agent's signed URL was refused
@@ -288,13 +310,18 @@ class Call:
             except TimeoutError:
                 dialogue.finish("timeout")
                 break
+            if isinstance(event, CallerSaid) and voice is not None:
+                voice.said.append(event.text)  # what the persona said, for the WER of what the agent heard
             context, say, hang_up = dialogue.handle(event)
+            agent_turn = sum(1 for e in self.recorder.entries() if e.speaker == "agent")
+            if isinstance(event, AgentSaid) and voice is not None:
+                voice.on_agent_turn(agent_turn)
             if context:
                 with contextlib.suppress(Exception):
                     await self._conversation.send_contextual_update(context)
             if voice is not None:
                 if say or hang_up:  # spoken in real time, after the agent (or over it)
-                    self._turns.append(asyncio.create_task(voice.turn(say, hang_up, events)))
+                    self._turns.append(asyncio.create_task(voice.turn(say, hang_up, events, agent_turn)))
                 continue
             for text in say:
                 try:

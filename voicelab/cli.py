@@ -221,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-ms", type=number(float, 0), default=0.0, metavar="MS",
                    help="the agent's response time, from the end of the caller's turn to its answer "
                         "(default: 0)")
+    p.add_argument("--barge-in-ms", type=number(float, 0), default=0.0, metavar="MS",
+                   help="voice calls: how long after the caller starts talking over the agent it stops; "
+                        "0 stops at once, and only a reaction time longer than a backchannel (~0.5 s) "
+                        "lets the agent talk on through an \"mm-hm\" (default: 0)")
     p.add_argument("--personas", default=None, metavar="PATH",
                    help="personas that pick up outbound phone calls, found by their phone_number "
                         "(default: datasets/personas, if they call the served agents)")
@@ -346,6 +350,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"note: simulations get no personas ({exc}); pass --personas", file=sys.stderr)
     key = settings.api_key() if args.require_key else None
     backend = LocalBackend(agents, host=args.host, port=args.port, latency_s=args.latency_ms / 1000,
+                           barge_in_s=args.barge_in_ms / 1000,
                            personas=personas, require_key=key, voice_silence_s=args.silence_ms / 1000,
                            history_limit=args.history_limit)
 

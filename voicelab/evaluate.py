@@ -152,6 +152,7 @@ def finished_result(request: CallRequest, transcript: list[TranscriptEntry], *, 
         measured = measured.model_copy(update={
             "talk_ratio": voice.talk_ratio, "wer": voice.wer, "first_audio_ms": voice.first_audio_ms,
             "first_speech_ms": voice.first_speech_ms, "frames_lost": voice.frames_lost,
+            "barge_ins": voice.barge_ins,
             "condition": audio.label() if audio is not None else "clean"})
     return CallResult(
         conversation_id=conversation_id, status=status, duration_seconds=duration, transcript=transcript,

@@ -114,6 +114,18 @@ class AudioCondition(_Strict):
         return ", ".join(parts) or "clean"
 
 
+class Interrupt(_Strict):
+    """A timed barge-in (voice calls): the caller starts saying `say` `after_ms` after the agent
+    begins its `agent_turn`-th turn (1: its first message), whether or not the agent is done."""
+
+    after_ms: float = Field(ge=0)
+    say: str = Field(min_length=1)
+    agent_turn: int = Field(default=1, ge=1)
+    #: A backchannel ("mm-hm"): not a bid for the floor. A good agent talks on, and the caller
+    #: still answers the turn once it ends; after a real interruption it waits for the agent's answer.
+    backchannel: bool = False
+
+
 class CallerSpec(_Strict):
     """How the scripted caller behaves; see voicelab/callers/scripted.py for the styles."""
 
@@ -126,6 +138,8 @@ class CallerSpec(_Strict):
     timeout_s: float | None = Field(default=None, gt=0)
     #: Voice calls: the conditions the caller's synthetic voice reaches the agent under.
     audio: AudioCondition | None = None
+    #: Voice calls: talk over one agent turn at a set moment, and measure how the agent stops.
+    interrupt: Interrupt | None = None
 
 
 #: Tool names: what the agent calls them and the SDK registers them by.
@@ -335,6 +349,9 @@ class PlatformSettings(_Strict):
     #: Added to the server's response time for this agent only (a slower model; an experiment's
     #: `latency_ms` variant).
     latency_ms: float = Field(default=0.0, ge=0)
+    #: Added to the server's barge-in reaction time for this agent only: how long after the caller
+    #: starts talking over it the agent stops (0: at once; it then cannot tell a backchannel).
+    barge_in_ms: float = Field(default=0.0, ge=0)
 
 
 class ToolParameter(_Strict):
@@ -524,6 +541,29 @@ class TranscriptEntry(BaseModel):
     timestamp: float  # seconds from call start
     #: For agent turns that answer a user turn: ms from that user turn to this one.
     latency_ms: float | None = None
+    #: An agent turn cut off by the caller: what it meant to say (`text` is what was heard, from
+    #: the platform's agent_response_correction).
+    original_text: str | None = None
+
+
+class BargeIn(BaseModel):
+    """One timed barge-in of a voice call (`caller.interrupt`) and how the agent took it."""
+
+    agent_turn: int
+    said: str
+    backchannel: bool = False
+    #: Seconds into the call the caller's speech began (its first loud frame went out).
+    onset_s: float | None = None
+    #: ms from that onset to the platform's `interruption` event (None: none came).
+    interruption_ms: float | None = None
+    #: ms from that onset to the agent's audio stopping at the caller (cut, or its turn ended).
+    audio_stop_ms: float | None = None
+    #: The agent stopped for it (an `interruption` event came).
+    stopped: bool = False
+    #: The interrupted agent turn was corrected in the transcript to what was really said.
+    corrected: bool = False
+    #: The agent's next turn came after the caller's words and was not its cut-off turn again.
+    answered: bool = False
 
 
 class ToolCallRecord(BaseModel):
@@ -568,6 +608,8 @@ class Metrics(BaseModel):
     #: Voice calls: the caller's audio condition ('clean' when none) and the frames it dropped.
     condition: str | None = None
     frames_lost: int = 0
+    #: Voice calls with `caller.interrupt`: each timed barge-in and the agent's reaction.
+    barge_ins: list[BargeIn] = Field(default_factory=list)
 
 
 class PlatformConversation(BaseModel):
@@ -660,6 +702,10 @@ class CallResult(BaseModel):
     tool_calls: list[ToolCallRecord] = Field(default_factory=list)
     #: The experiment variant (None outside experiments).
     variant: str | None = None
+    #: `caller: agent`: the caller agent's own conversation, and its transcript (its `agent` turns
+    #: are the persona's words, its `user` turns what it heard of the agent under test).
+    caller_conversation_id: str | None = None
+    caller_transcript: list[TranscriptEntry] | None = None
 
 
 def utc_now_iso() -> str:
@@ -747,7 +793,15 @@ class HangUp:
     error: str | None = None
 
 
-CallEvent = AgentSaid | CallerHeard | Disconnected | HangUp
+@dataclass(frozen=True)
+class CallerSaid:
+    """An agent caller's turn (its conversation's `agent_response`), `at` s into the call."""
+
+    text: str
+    at: float
+
+
+CallEvent = AgentSaid | CallerHeard | CallerSaid | Disconnected | HangUp
 
 
 @dataclass(frozen=True)
@@ -768,6 +822,7 @@ class VoiceStats:
     first_speech_ms: list[float] = field(default_factory=list)
     #: 20 ms caller frames the audio condition dropped.
     frames_lost: int = 0
+    barge_ins: list[BargeIn] = field(default_factory=list)
 
     @property
     def talk_ratio(self) -> float | None:

@@ -48,10 +48,12 @@ PRIVATE = {
     "_ws": "know when the websocket is open, so a caller's first words are not sent into nothing, "
            "and when its frames arrive (see `received_at`)",
     "_handle_message": "see the agent_tool_request / agent_tool_response events the SDK ignores (webhook "
-                       "and system tool calls: transfers, language switches)",
+                       "and system tool calls: transfers, language switches), and the audio formats",
 }
 #: Server events the SDK drops that voicelab wants to see.
 TOOL_EVENTS = ("agent_tool_request", "agent_tool_response")
+#: The first server event: its audio formats are not exposed by the SDK.
+METADATA = "conversation_initiation_metadata"
 #: How long to wait for the SDK to close its side after the call ended.
 CLOSE_GRACE_S = 2.0
 
@@ -84,10 +86,13 @@ def open_conversation(
     signed_url: str | None = None,
     tools: dict[str, Callable[[dict], Awaitable[Any]]] | None = None,
     on_tool_event: Callable[[str, dict], None] | None = None,
+    on_metadata: Callable[[dict], None] | None = None,
+    on_correction: Callable[[str, str], Awaitable[None]] | None = None,
 ) -> AsyncConversation:
     """An AsyncConversation on the running loop (one ClientTools on that loop, not a thread per
     call), connecting to `signed_url` when given; `tools` are registered as client tools;
-    `on_tool_event(type, event)` sees each agent_tool_request / agent_tool_response."""
+    `on_tool_event(type, event)` sees each agent_tool_request / agent_tool_response;
+    `on_metadata(event)` the conversation_initiation_metadata event (its audio formats)."""
     client_tools = ClientTools(loop=asyncio.get_running_loop())
     for name, handler in (tools or {}).items():
         client_tools.register(name, handler, is_async=True)
@@ -95,18 +100,20 @@ def open_conversation(
         client, agent_id, requires_auth=False, config=initiation,
         client_tools=client_tools, audio_interface=audio,
         callback_agent_response=on_agent_response, callback_user_transcript=on_user_transcript,
-        callback_disconnect=on_disconnect)
+        callback_disconnect=on_disconnect, callback_agent_response_correction=on_correction)
     check(conversation)
     if signed_url is not None:
         conversation._get_wss_url = lambda: signed_url  # the SDK then connects to it as given
-    if on_tool_event is not None:
+    if on_tool_event is not None or on_metadata is not None:
         handle = conversation._handle_message
 
         async def handle_message(message: Any, ws: Any) -> None:
             kind = message.get("type") if isinstance(message, dict) else None
-            if kind in TOOL_EVENTS and isinstance(message.get(kind), dict):
-                with contextlib.suppress(Exception):  # a watcher's bug must not break the call
+            with contextlib.suppress(Exception):  # a watcher's bug must not break the call
+                if on_tool_event is not None and kind in TOOL_EVENTS and isinstance(message.get(kind), dict):
                     on_tool_event(kind, message[kind])
+                elif on_metadata is not None and kind == METADATA:
+                    on_metadata(message.get(f"{METADATA}_event") or {})
             await handle(message, ws)
 
         conversation._handle_message = handle_message  # type: ignore[method-assign]

@@ -57,6 +57,16 @@ class TranscriptRecorder:
             self._on_entry(entry)
         return entry
 
+    def correct(self, original: str, corrected: str) -> None:
+        """An agent turn was cut off (agent_response_correction): keep what the caller heard as
+        its text and what it meant to say as `original_text`."""
+        with self._lock:
+            for index in range(len(self._entries) - 1, -1, -1):
+                entry = self._entries[index]
+                if entry.speaker == "agent" and entry.original_text is None and entry.text.strip() == original.strip():
+                    self._entries[index] = entry.model_copy(update={"text": corrected, "original_text": entry.text})
+                    return
+
     def entries(self) -> list[TranscriptEntry]:
         with self._lock:
             return list(self._entries)

@@ -18,7 +18,7 @@ from typing import Any
 from .audio.synthetic import SyntheticVoice
 from .audio.wav import StereoRecorder
 from .errors import UsageError
-from .models import CallRequest, HangUp, VoiceStats
+from .models import BargeIn, CallRequest, HangUp, VoiceStats
 from .speech import voice_for, word_error_rate
 from .transcript import TranscriptRecorder
 
@@ -42,6 +42,10 @@ def audio_source(request: CallRequest, audio: Any, recorder: TranscriptRecorder)
     return audio
 
 
+def _ms(start: float | None, end: float | None) -> float | None:
+    return round((end - start) * 1000, 1) if start is not None and end is not None else None
+
+
 class VoiceSide:
     """A voice call's audio side; `audio` comes from `audio_source` and is recorded on the
     call's clock."""
@@ -53,6 +57,10 @@ class VoiceSide:
         audio.clock, audio.recorder = recorder.elapsed, self.wav
         self.audio = audio
         self.barges_in = request.persona.caller.style == "interrupting"
+        self.interrupt = request.persona.caller.interrupt
+        self._barge: asyncio.Task | None = None
+        #: Agent turns (1-based) the caller took the floor in with a timed barge-in: no reply to them.
+        self.talked_over: set[int] = set()
         self.said: list[str] = []
         self.heard: list[str] = []
         self.audio_path: str | None = None
@@ -66,8 +74,34 @@ class VoiceSide:
         self.audio.speech_end = None
         return round((at - end) * 1000, 1)
 
-    async def turn(self, lines: list[str], hang_up: bool, events: asyncio.Queue) -> None:
-        """Speak one caller turn: after the agent has finished, or over it (interrupting style)."""
+    def on_agent_turn(self, number: int) -> None:
+        """The agent began its `number`-th turn (1: its first message): time a barge-in over it."""
+        spec = self.interrupt
+        if spec is not None and number == spec.agent_turn and self._barge is None and hasattr(self.audio, "barge_in"):
+            self._barge = asyncio.create_task(self._talk_over(number))
+
+    async def _talk_over(self, number: int) -> None:
+        """`caller.interrupt`: start talking `after_ms` after the agent's audio for this turn began."""
+        spec, audio = self.interrupt, self.audio
+        assert spec is not None
+        pcm = await audio.render(spec.say)  # ready before the moment comes
+        for _ in range(int(AUDIO_WAIT_S / 0.005)):
+            if audio.agent_playing:
+                break
+            await asyncio.sleep(0.005)
+        began = self.recorder.elapsed()
+        await asyncio.sleep(max(0.0, began + spec.after_ms / 1000 - self.recorder.elapsed()))
+        if not audio.agent_playing:
+            return  # the turn was over before the moment came: nothing to talk over (no barge-in recorded)
+        if not spec.backchannel:
+            self.talked_over.add(number)
+        self.recorder.add("user", spec.say)
+        self.said.append(spec.say)
+        audio.barge_in(pcm)
+
+    async def turn(self, lines: list[str], hang_up: bool, events: asyncio.Queue, agent_turn: int = 0) -> None:
+        """Speak one caller turn: after the agent has finished, or over it (interrupting style).
+        Nothing is said to a turn the caller took the floor in (it waits for the agent's answer)."""
         heard_so_far = self.audio.agent_audio_s
         async with self._lock:  # one utterance at a time, in order
             if not self.barges_in:
@@ -78,6 +112,8 @@ class VoiceSide:
                     await asyncio.sleep(0.02)
                 await self.audio.until_quiet()
                 await asyncio.sleep(PAUSE_S)
+            if agent_turn in self.talked_over:
+                lines = []
             text = " ".join(lines)
             if text:
                 self.recorder.add("user", text)
@@ -87,6 +123,28 @@ class VoiceSide:
                 await self.audio.until_quiet(both=False)
                 await asyncio.sleep(PAUSE_S)
                 events.put_nowait(HangUp())
+
+    def barge_ins(self) -> list[BargeIn]:
+        """The timed barge-ins so far, judged against the transcript: was the cut turn corrected,
+        and did the agent's next turn (after the caller's words) answer rather than repeat it?"""
+        spec, out = self.interrupt, []
+        if spec is None:
+            return out
+        entries = self.recorder.entries()
+        agent_turns = [e for e in entries if e.speaker == "agent"]
+        cut = agent_turns[spec.agent_turn - 1] if len(agent_turns) >= spec.agent_turn else None
+        for raw in getattr(self.audio, "barge_ins", []):
+            onset, stop, event = raw["onset"], raw["audio_stop"], raw["interruption"]
+            ends = (onset or 0.0) + (raw["seconds"] or 0.0)
+            following = next((e for e in agent_turns if e.timestamp > ends), None)
+            meant = cut.original_text or cut.text if cut is not None else None
+            out.append(BargeIn(agent_turn=spec.agent_turn, said=spec.say, backchannel=spec.backchannel,
+                               onset_s=round(onset, 3) if onset is not None else None,
+                               interruption_ms=_ms(onset, event), audio_stop_ms=_ms(onset, stop),
+                               stopped=event is not None,
+                               corrected=cut is not None and cut.original_text is not None,
+                               answered=following is not None and following.text != meant))
+        return out
 
     def stats(self) -> VoiceStats:
         """The figures so far (final once the call has ended and `save` ran)."""
@@ -98,7 +156,8 @@ class VoiceSide:
                           input_level=getattr(audio, "level", 0.0), wer=wer, audio_path=self.audio_path,
                           first_audio_ms=list(getattr(audio, "first_audio_ms", [])),
                           first_speech_ms=list(getattr(audio, "first_speech_ms", [])),
-                          frames_lost=getattr(getattr(getattr(audio, "conditioner", None), "loss", None), "lost", 0))
+                          frames_lost=getattr(getattr(getattr(audio, "conditioner", None), "loss", None), "lost", 0),
+                          barge_ins=self.barge_ins())
 
     def save(self, request: CallRequest) -> None:
         """Write the recording under a name no other call has: the call id (persona-repeat), or

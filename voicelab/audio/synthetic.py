@@ -51,6 +51,15 @@ class SyntheticVoice(AsyncAudioInterface):
         self.first_speech_ms: list[float] = []
         self._waiting_audio: float | None = None
         self._waiting_speech: float | None = None
+        #: Timed barge-ins (`caller.interrupt`): per barge-in, on the call's clock, when its first
+        #: loud frame went out (`onset`), when the `interruption` event came, when the agent's
+        #: audio stopped playing here (`audio_stop`).
+        self.barge_ins: list[dict[str, float | None]] = []
+        self._barge_skip = 0
+        self._was_playing = False
+        #: A caller-agent bridge: gets every 20 ms of the agent's audio as the persona hears it
+        #: (silence included), on the same tick the persona's frame goes out.
+        self.on_played: Callable[[bytes], Awaitable[None]] | None = None
 
     # --- AsyncAudioInterface
     async def start(self, input_callback: Callable[[bytes], Awaitable[None]]) -> None:
@@ -74,6 +83,11 @@ class SyntheticVoice(AsyncAudioInterface):
 
     async def interrupt(self) -> None:
         self.interruptions += 1
+        barge = self.barge_ins[-1] if self.barge_ins else None
+        if barge is not None and barge["onset"] is not None and barge["interruption"] is None:
+            barge["interruption"] = now = self.clock()
+            if barge["audio_stop"] is None and self._playback:
+                barge["audio_stop"] = now
         self._playback.clear()
 
     # --- the persona
@@ -90,6 +104,27 @@ class SyntheticVoice(AsyncAudioInterface):
         pcm = await asyncio.get_running_loop().run_in_executor(None, speak, text, self.voice, self.words_per_minute)
         self._speech += pcm
         self.caller_speech_s += len(pcm) / BYTES_PER_S
+
+    def feed(self, pcm: bytes) -> None:
+        """Speech from outside (a caller agent's audio, 16 kHz PCM): it goes out in real time."""
+        self._speech += pcm[: len(pcm) - len(pcm) % 2]
+        self.caller_speech_s += len(pcm) / BYTES_PER_S
+
+    async def render(self, text: str) -> bytes:
+        """`text` in the persona's voice, ready to go out at once (for a barge-in on time)."""
+        return await asyncio.get_running_loop().run_in_executor(None, speak, text, self.voice, self.words_per_minute)
+
+    def barge_in(self, pcm: bytes) -> None:
+        """Start saying `pcm` now, over whatever the agent is saying, and time how it stops."""
+        self._barge_skip = len(self._speech)
+        self.barge_ins.append({"onset": None, "interruption": None, "audio_stop": None,
+                               "seconds": len(pcm) / BYTES_PER_S})
+        self._speech += pcm
+        self.caller_speech_s += len(pcm) / BYTES_PER_S
+
+    def cut_speech(self) -> None:
+        """The caller is interrupted: what it had still to say is dropped."""
+        self._speech.clear()
 
     async def until_quiet(self, both: bool = True) -> None:
         """Wait until the persona has finished speaking (and, if `both`, the agent too)."""
@@ -110,6 +145,11 @@ class SyntheticVoice(AsyncAudioInterface):
                 del self._speech[:FRAME_BYTES]
                 if rms(frame) >= SPEECH_RMS:
                     last_loud = at  # a frame is "heard" when it is sent, as from a real microphone
+                    if self.barge_ins and self.barge_ins[-1]["onset"] is None and self._barge_skip <= 0:
+                        self.barge_ins[-1]["onset"] = at
+                        if not self._playback and not self._was_playing:  # the agent had already stopped
+                            self.barge_ins[-1]["audio_stop"] = at
+                self._barge_skip -= FRAME_BYTES
                 if not self._speech:
                     self.speech_end = self._waiting_audio = self._waiting_speech = last_loud
             else:
@@ -118,7 +158,14 @@ class SyntheticVoice(AsyncAudioInterface):
                 frame = self.conditioner(None if frame is SILENCE else frame)  # what the agent receives
             played = bytes(self._playback[:FRAME_BYTES])
             del self._playback[:FRAME_BYTES]
+            if self._was_playing and not played and self.barge_ins:
+                barge = self.barge_ins[-1]
+                if barge["onset"] is not None and barge["audio_stop"] is None:
+                    barge["audio_stop"] = at  # the agent's audio ran out here
+            self._was_playing = bool(played)
             await send(frame)
+            if self.on_played is not None:
+                await self.on_played(played.ljust(FRAME_BYTES, b"\0"))
             if self.recorder is not None:  # on the stream's clock: one frame after another, no seams
                 on_stream = stream_start + self._frames * FRAME_S
                 if frame is not SILENCE:

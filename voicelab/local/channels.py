@@ -30,8 +30,8 @@ class Channel(Protocol):
         """Take caller audio; True when the caller starts speaking over the agent (barge-in)."""
         ...
 
-    def turn_ended(self, now: float) -> tuple[bytes, float] | None:
-        """The caller's finished spoken turn (audio, when its speech ended), once silence followed."""
+    def turn_ended(self, now: float) -> tuple[Any, float] | None:
+        """The caller's finished spoken turn (its audio, when its speech ended), once silence followed."""
         ...
 
     def cut(self, now: float) -> str:
@@ -70,7 +70,7 @@ class TextChannel:
     def on_chunk(self, pcm: bytes, now: float) -> bool:
         return False  # audio in a text-only conversation is not listened to
 
-    def turn_ended(self, now: float) -> tuple[bytes, float] | None:
+    def turn_ended(self, now: float) -> tuple[Any, float] | None:
         return None
 
     def cut(self, now: float) -> str:

@@ -34,6 +34,8 @@ class Accepted:
     language: str
     first_message: str | None
     text_only: bool
+    #: The prompt the client sent as an override (the caller agent follows it).
+    prompt: str | None = None
     #: The whole initiation message, kept with the conversation (GET conversation shows it).
     client_data: dict[str, Any] = field(default_factory=dict)
     #: Set when the client overrode a field the agent does not allow: sent after the metadata.
@@ -179,5 +181,6 @@ def handshake(init: Mapping[str, Any], query: Mapping[str, str], agents: Mapping
     first = agent_override.get("first_message")
     return Accepted(agent=agent, variables=variables, language=language,
                     first_message=str(first) if first else None,
+                    prompt=str(_section(override, "agent", "prompt").get("prompt") or "") or None,
                     text_only=agent.platform.text_only or text_only(override),
                     client_data={**init, "language": language}, refusal=refused_reason, tool_mocks=mocks)

@@ -27,6 +27,7 @@ from ..datasets import DEFAULT_AGENTS, load_agents
 from ..errors import BackendError
 from ..models import AgentSpec, Persona, Tool, pick_language
 from ..speech import TranscriberPool
+from .caller_agent import CALLER_AGENT_ID, caller_agent_spec
 from .faults import Faults
 from .history import History, dump
 from .messages import MAX_FRAME_BYTES
@@ -83,13 +84,16 @@ class LocalBackend:
         host: str = "127.0.0.1",
         port: int = 0,
         latency_s: float = 0.0,
+        barge_in_s: float = 0.0,
         ping_interval_s: float = 5.0,
         personas: dict[str, Persona] | None = None,
         require_key: str | None = None,
         voice_silence_s: float = 0.5,
         history_limit: int = 1000,
     ) -> None:
-        self.agents = agents if isinstance(agents, dict) else load_agents(agents)
+        self.agents = dict(agents) if isinstance(agents, dict) else load_agents(agents)
+        #: The caller agent of `caller: agent` calls, unless a spec of that id is served instead.
+        self.agents.setdefault(CALLER_AGENT_ID, caller_agent_spec())
         #: When set: REST needs this xi-api-key, conversations need a signed URL.
         self.require_key = require_key
         #: Voice mode: this much quiet after speech ends the caller's turn.
@@ -98,6 +102,8 @@ class LocalBackend:
         self._transcribers: TranscriberPool | None = None
         self.host, self.port = host, port
         self.latency_s = latency_s
+        #: The agent's barge-in reaction time (ground truth for stop-latency metrics).
+        self.barge_in_s = barge_in_s
         self.ping_interval_s = ping_interval_s
         #: Benchmarks: called with the perf_counter of every agent audio chunk sent.
         self.on_agent_audio: Callable[[float], None] | None = None
@@ -238,7 +244,8 @@ class LocalBackend:
         """What a conversation starting now gets (settings changed later do not reach it)."""
         return SessionConfig(
             agents=self.agents, history=self.history, faults=self.faults, transcribers=self.transcribers,
-            latency_s=self.latency_s, ping_interval_s=self.ping_interval_s, voice_silence_s=self.voice_silence_s,
+            latency_s=self.latency_s, barge_in_s=self.barge_in_s, ping_interval_s=self.ping_interval_s,
+            voice_silence_s=self.voice_silence_s,
             check_signature=self.signature_ok if self.require_key else None, on_agent_audio=self.on_agent_audio)
 
     async def _conversation(self, request: web.Request) -> web.StreamResponse:

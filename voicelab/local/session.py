@@ -27,6 +27,7 @@ from aiohttp import WSMsgType, web
 
 from ..models import AgentSpec, Tool, ToolMock
 from ..speech import TranscriberPool
+from .caller_agent import engine_for
 from .channels import Channel, TextChannel
 from .faults import Fault, Faults
 from .flow import FlowEngine, Reply
@@ -69,6 +70,8 @@ class SessionConfig:
     faults: Faults
     transcribers: Callable[[], TranscriberPool]
     latency_s: float = 0.0
+    #: Barge-in reaction time: the agent stops this long after the caller starts talking over it.
+    barge_in_s: float = 0.0
     ping_interval_s: float = 5.0
     voice_silence_s: float = 0.5
     #: Private agents: checks a signed URL's token (None: agents are public).
@@ -101,6 +104,7 @@ class Session:
         self.events = set(ALWAYS_SENT)  # until the agent is known: its client_events join in begin()
         self.thinking = False  # the agent is preparing an answer: new input restarts it
         self.text_kept = 0
+        self.barge_task: asyncio.Task | None = None  # a barge-in being decided (reaction time)
         self.tool_waiters: dict[str, asyncio.Future] = {}  # client tool calls awaiting their result
         self.tool_mocks: dict[str, ToolMock] = {}  # webhook mocks the client sent (TOOL_MOCKS_VARIABLE)
         self.secrets: dict[str, str] = {}  # secret__ variables: for webhook headers only
@@ -344,6 +348,8 @@ class Session:
             await self.loop()
         finally:
             pinger.cancel()
+            if self.barge_task:
+                self.barge_task.cancel()
             if self.reply_task:
                 self.reply_task.cancel()
             self.record.close_audio()
@@ -376,8 +382,7 @@ class Session:
         self.secrets = {k: v for k, v in accepted.variables.items() if k.startswith("secret__")}
         variables = {k: v for k, v in accepted.variables.items() if not k.startswith("secret__")}
         variables |= system_variables(conversation_id, agent.id)
-        self.engine = FlowEngine(agent, variables, language=accepted.language,
-                                 first_message=accepted.first_message)
+        self.engine = engine_for(agent, variables, accepted.language, accepted.first_message, accepted.prompt)
         self.deadline = time.monotonic() + agent.platform.max_duration_s
         self.events |= set(agent.platform.client_events)
         self.record = ConversationRecord(
@@ -392,7 +397,8 @@ class Session:
             self.record.recording = Recording(config.history.audio_path(conversation_id))
             self.channel = VoiceChannel(self.send, accepted.language, silence_s=config.voice_silence_s,
                                         transcribers=config.transcribers, on_audio_sent=config.on_agent_audio,
-                                        recorder=self.record.recording.agent_audio)
+                                        recorder=self.record.recording.agent_audio,
+                                        voice=getattr(self.engine, "voice", None))
 
     def agent_busy(self) -> bool:
         return self.reply_task is not None and not self.reply_task.done()
@@ -485,7 +491,7 @@ class Session:
             if self.record.recording is not None:
                 self.record.recording.caller_audio(message.pcm)
             if self.channel.on_chunk(message.pcm, now):
-                await self.barge_in(now)
+                await self.start_barge_in(now)
             if self.channel.in_speech:
                 self.last_activity = now  # speech is activity; silent frames are not
 
@@ -506,6 +512,27 @@ class Session:
                          "user_transcription_event": {"user_transcript": text, "event_id": self.next_id()}})
         self.record.add("user", text, medium="audio")
         await self.respond(self.engine.on_user(text), not_before=speech_end + self.think_s)
+
+    async def start_barge_in(self, onset: float) -> None:
+        """The caller started talking over the agent: stop at once, or decide after the reaction
+        time (the server's plus the agent's `platform.barge_in_ms`), when a backchannel can be told."""
+        assert self.engine is not None
+        delay = self.config.barge_in_s + self.engine.agent.platform.barge_in_ms / 1000
+        if delay <= 0:
+            await self.barge_in(onset)
+            return
+        self.barge_task = asyncio.create_task(self.decide_barge_in(onset, delay))
+
+    async def decide_barge_in(self, onset: float, delay: float) -> None:
+        assert isinstance(self.channel, VoiceChannel)
+        await asyncio.sleep(max(0.0, onset + delay - time.monotonic()))
+        now = time.monotonic()
+        if self.closed or not self.channel.agent_talking(now):
+            return  # the agent's turn ended meanwhile: nothing to stop
+        if self.channel.backchannel(onset, now):
+            self.channel.ignore_turn()  # "mm-hm": the agent talks on, and does not answer it
+            return
+        await self.barge_in(now)
 
     async def barge_in(self, now: float) -> None:
         """The caller talks over the agent: stop, say so, and correct the cut-off turn."""

@@ -22,6 +22,8 @@ import base64
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,22 +34,43 @@ CHUNK_BYTES = 3200  # 100 ms
 #: Speech is this many times louder than the noise floor (about 9.5 dB).
 NOISE_MARGIN = 3.0
 FLOOR_CHUNKS = 150  # 3 s of 20 ms chunks
+#: A long turn is transcribed in pieces as it comes (cut at a pause this long, once this much
+#: audio is waiting), so its text is ready soon after it ends, as with a streaming recogniser:
+#: pocketsphinx needs ~0.25 s per second of speech, which a whole 10 s turn would add at its end.
+SEGMENT_PAUSE_S = 0.25
+SEGMENT_MIN_S = 1.5
+#: A backchannel ("mm-hm", "okay") over the agent: speech that lasted at most this long and had
+#: stopped this long before the agent decided (its barge-in reaction time) whether to stop.
+BACKCHANNEL_MAX_S = 0.8
+BACKCHANNEL_GAP_S = 0.1
 LEAD_S = 0.3  # how far ahead of real time agent audio is sent
+
+
+@dataclass
+class Utterance:
+    """A finished caller turn: pieces already being transcribed, and the rest of its audio."""
+
+    segments: list[Future]
+    rest: bytes
 
 
 class VoiceChannel:
     def __init__(self, send: Callable[[dict[str, Any]], Awaitable[None]], language: str, *,
                  silence_s: float, transcribers: Callable[[], TranscriberPool],
                  on_audio_sent: Callable[[float], None] | None = None,
-                 recorder: Callable[[bytes, float], None] | None = None) -> None:
+                 recorder: Callable[[bytes, float], None] | None = None, voice: str | None = None) -> None:
         self.send = send
         self.transcribers = transcribers
-        self.voice = voice_for("agent", language, agent=True)
+        self.voice = voice or voice_for("agent", language, agent=True)
         self.silence_s = silence_s
         self.buffer = bytearray()
         self.levels: deque[float] = deque(maxlen=FLOOR_CHUNKS)
         self.in_speech = False
         self.last_speech = 0.0
+        self.quiet_s = 0.0  # quiet since the last speech of this turn
+        self.segments: list[Future] = []  # the turn's pieces, already being transcribed
+        self.rest_loud = False  # the buffer (the turn's last piece) holds speech
+        self.ignoring = False  # this turn was a backchannel: not transcribed, not answered
         # the agent's current turn
         self.speaking: asyncio.Task | None = None
         self.spoken_text = ""
@@ -81,21 +104,43 @@ class VoiceChannel:
                 barge_in = self.agent_talking(now)
             self.last_speech = now
             self.buffer += pcm
+            self.quiet_s, self.rest_loud = 0.0, True
         elif self.in_speech:
             self.buffer += pcm
+            self.quiet_s += len(pcm) / BYTES_PER_S
+            if self.quiet_s >= SEGMENT_PAUSE_S and self.rest_loud and len(self.buffer) >= SEGMENT_MIN_S * BYTES_PER_S:
+                self.segments.append(self.transcribers().submit(bytes(self.buffer)))
+                self.buffer.clear()
+                self.rest_loud = False
         return barge_in
 
-    def turn_ended(self, now: float) -> tuple[bytes, float] | None:
-        """The caller's finished turn (audio, time its speech ended), once enough silence followed."""
+    def backchannel(self, onset: float, now: float) -> bool:
+        """Was the speech that began at `onset` a backchannel, judged at `now`?"""
+        return now - self.last_speech >= BACKCHANNEL_GAP_S and self.last_speech - onset <= BACKCHANNEL_MAX_S
+
+    def ignore_turn(self) -> None:
+        self.ignoring = True
+
+    def turn_ended(self, now: float) -> tuple[Utterance, float] | None:
+        """The caller's finished turn (its audio, time its speech ended), once enough silence followed."""
         if self.in_speech and now - self.last_speech >= self.silence_s:
             self.in_speech = False
-            speech = bytes(self.buffer)
+            if self.ignoring:
+                self.buffer.clear()
+                self.segments, self.rest_loud, self.ignoring = [], False, False
+                return None
+            utterance = Utterance(self.segments, bytes(self.buffer) if self.rest_loud else b"")
             self.buffer.clear()
-            return speech, self.last_speech
+            self.segments, self.rest_loud = [], False
+            return utterance, self.last_speech
         return None
 
-    async def transcribe(self, pcm: bytes) -> str:
-        return await asyncio.wrap_future(self.transcribers().submit(pcm))
+    async def transcribe(self, utterance: Utterance) -> str:
+        pieces = list(utterance.segments)
+        if utterance.rest or not pieces:
+            pieces.append(self.transcribers().submit(utterance.rest))
+        texts = [await asyncio.wrap_future(piece) for piece in pieces]
+        return " ".join(t for t in texts if t)
 
     # ------------------------------------------------------------------ speaking
 

@@ -2,6 +2,7 @@
 
     scripted   voicelab's rule-based caller over the conversation websocket (text or voice)
     human      a person at the keyboard or microphone, over the same websocket (the console)
+    agent      a second ElevenLabs conversation plays the persona, bridged by text or by voice
     platform   the platform's simulated user, through the agent-testing API
     phone      an outbound phone call placed by the platform
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
+from ..callers.agent import AgentCaller
 from ..callers.scripted import ScriptedCaller
 from ..connection import connect
 from ..errors import UsageError
@@ -56,9 +58,12 @@ class Runner(Protocol):
 
 RUNNERS: dict[str, Runner] = {
     "scripted": ConversationRunner("scripted", "voicelab's rule-based caller plays the persona (default)",
-                                   policy=ScriptedCaller, batch=True, console=True),
+                                   policy=lambda request: ScriptedCaller(request.persona), batch=True, console=True),
     "human": ConversationRunner("human", "you play the persona: type in the console, or talk through the "
                                 "microphone (--mode voice)", policy=None, batch=False, console=True),
+    "agent": ConversationRunner("agent", "a second ElevenLabs agent plays the persona, prompted with it and "
+                                "bridged to the agent under test by text or voice (hosted: set "
+                                "ELEVENLABS_CALLER_AGENT_ID)", policy=AgentCaller, batch=True, console=True),
     "platform": PlatformRunner(),
     "phone": PhoneRunner(),
 }

@@ -12,7 +12,7 @@ from ..errors import UsageError
 
 if TYPE_CHECKING:
     from ..callers import Caller
-    from ..models import CallRequest, Persona
+    from ..models import CallRequest
     from . import Sink
 
 
@@ -21,18 +21,21 @@ class ConversationRunner:
     name: str
     help: str
     #: The turn policy that plays the persona; None: a person does.
-    policy: Callable[[Persona], Caller] | None
+    policy: Callable[[CallRequest], Caller] | None
     batch: bool
     console: bool
     modes: tuple[str, ...] = ("text", "voice")
 
     def turn_policy(self, request: CallRequest) -> Caller | None:
-        return self.policy(request.persona) if self.policy is not None else None
+        return self.policy(request) if self.policy is not None else None
 
     def preflight(self, request: CallRequest) -> None:
         check_secrets(request)  # the webhooks' secret__ variables, on any backend
         if request.backend != "local":
             connect(request)  # API key and hosted agent id
+            extra = getattr(self.policy, "preflight", None)
+            if extra is not None:
+                extra(request)  # e.g. the hosted caller agent's id
 
     async def run(self, plan: list[CallRequest], base_url: str | None, concurrency: int, sink: Sink) -> None:
         """Place the calls, at most `concurrency` at once; each is stored before its slot is reused.

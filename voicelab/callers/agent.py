@@ -1,0 +1,294 @@
+"""The agent caller: a persona played by a second ElevenLabs conversation (`caller: agent`).
+
+The scripted caller answers by keyword rules, which a real LLM agent's wording soon slips past.
+Here the persona becomes a prompt for an agent of its own (the *caller agent*), and the two
+conversations are bridged: in text mode each side's `agent_response` is sent to the other as a
+`user_message`; in voice mode each side's audio goes to the other every 20 ms (the persona's
+synthetic voice pump in audio/synthetic.py carries both directions), so both sides' speech
+recognition, turn-taking and barge-in are exercised.
+
+Where the caller agent runs follows the call's backend: on the hosted platform it is the agent
+named by ELEVENLABS_CALLER_AGENT_ID, with the persona's prompt sent as an override (its
+Security tab must allow `prompt` and `first_message` overrides); on the local backend it is the
+built-in agent `voicelab-caller`, which follows the same prompt to the letter: the prompt's
+hints are the persona's reply rules, played by the scripted caller (local/caller_agent.py). The
+client side is the same code for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..models import CallerSaid, CallerSpec, HangUp, Persona, ReplyRule, TranscriptEntry
+from . import Action
+from .scripted import LINES, ScriptedCaller
+
+if TYPE_CHECKING:
+    from elevenlabs.conversational_ai.conversation import AsyncConversation, DisconnectionDetails
+
+    from ..audio.synthetic import SyntheticVoice
+    from ..models import CallRequest
+
+#: The local backend's built-in caller agent.
+CALLER_AGENT_ID = "voicelab-caller"
+#: The hosted caller agent's id comes from this setting.
+CALLER_AGENT_SETTING = "ELEVENLABS_CALLER_AGENT_ID"
+
+STYLE_TEXT = {
+    "cooperative": "Friendly and helpful: answer each question plainly, in one or two short sentences.",
+    "impatient": "In a hurry: answer with one short sentence and hang up after at most three of your turns.",
+    "confused": "Easily lost: before answering a new question, ask what the agent means.",
+    "silent": "You say nothing at all, whatever the agent says.",
+    "interrupting": "You talk over the agent: answer at once and add your next point before it has replied.",
+}
+
+#: An unmatched turn heard as fewer words than this is a fragment: ask again rather than move on.
+MIN_GIST_WORDS = 3
+_QUOTED = r'"(?:[^"\\]|\\.)*"'
+_HINT = re.compile(rf"^- when the agent says ({_QUOTED}(?: or {_QUOTED})*), say ({_QUOTED})$")
+_FALLBACK = re.compile(rf"^If you do not understand the agent, say ({_QUOTED})$")
+_STYLE = re.compile(r"\(style: (\w+)\)")
+_TURNS = re.compile(r"After (\d+) of your turns")
+_NAME = re.compile(r"^You are (.+?)\. ")
+
+
+def caller_prompt(persona: Persona) -> str:
+    """The caller agent's system prompt: who the persona is, what they know (its variables),
+    their goal, their style, their replies as hints, and when to hang up.
+
+    Written for an LLM to read; the local backend's caller agent reads the same text back with
+    `parse_caller_prompt`, so every rule is on a line of its own with its strings in JSON quotes."""
+    spec, lines = persona.caller, LINES.get(persona.language, LINES["en"])
+    out = [f"You are {persona.name}. {persona.summary}",
+           f"You are on a phone call with a company's voice agent. Play {persona.name}: a real person, not an "
+           "assistant. Never say you are an AI, never offer help, and keep every answer short and spoken.",
+           f"Speak {persona.language} only.", ""]
+    if persona.variables:
+        out.append("What you know (give these facts when you are asked for them):")
+        out += [f"- {name}: {value}" for name, value in persona.variables.items()]
+        out.append("")
+    out += ["Your goal: get what the first paragraph says you want; answer the agent's questions and confirm "
+            "what is right.", "", f"How you talk (style: {spec.style}): {STYLE_TEXT[spec.style]}", ""]
+    if spec.replies:
+        out.append("What you would say (hints; when the agent's turn contains one of the first phrases, "
+                   "answer along the lines of the last):")
+        out += [f"- when the agent says {' or '.join(json.dumps(p) for p in rule.when)}, say {json.dumps(rule.say)}"
+                for rule in spec.replies]
+    out += [f"If you do not understand the agent, say {json.dumps(spec.fallback)}", "",
+            "When to hang up: when the agent says goodbye, say nothing more and let it end the call. "
+            f"After {spec.hang_up_after_turns} of your turns, say {json.dumps(lines['bye'])} and end the call "
+            "with the end_call tool."]
+    return "\n".join(out)
+
+
+def parse_caller_prompt(prompt: str, language: str = "en") -> Persona:
+    """The persona a `caller_prompt` describes (its name, style, replies, fallback and turn limit):
+    what the local backend's caller agent follows. Lines it does not know are ignored."""
+    spec: dict[str, Any] = {"replies": []}
+    name = "Caller"
+    for line in prompt.splitlines():
+        line = line.strip()
+        if (match := _NAME.match(line)) and name == "Caller":
+            name = match.group(1)
+        if match := _HINT.match(line):
+            spec["replies"].append(ReplyRule(when=[json.loads(p) for p in re.findall(_QUOTED, match.group(1))],
+                                             say=json.loads(match.group(2))))
+        elif match := _FALLBACK.match(line):
+            spec["fallback"] = json.loads(match.group(1))
+        if (match := _STYLE.search(line)) and match.group(1) in STYLE_TEXT:
+            spec["style"] = match.group(1)
+        if match := _TURNS.search(line):
+            spec["hang_up_after_turns"] = max(1, int(match.group(1)))
+    return Persona(id="caller-agent", name=name, summary="the persona of a caller prompt", agent="caller",
+                   language=language, caller=CallerSpec(**spec))
+
+
+class PersonaFlow(ScriptedCaller):
+    """How the local caller agent follows a persona's prompt: its replies as a flow, in order.
+
+    A matching hint wins, as for the scripted caller. But where the scripted caller falls back
+    ("could you say that again?") whenever its phrases miss, an LLM playing the persona gets the
+    gist and moves on; so does this flow: an unmatched turn gets the next reply not given yet,
+    the same turn heard again gets the same answer again, and the fallback is left for a fragment
+    too short to get the gist of, or for when the replies are used up. That keeps a bridged
+    voice call going through the recogniser's errors (pocketsphinx mishears espeak's agent voice
+    about one word in two)."""
+
+    def __init__(self, persona: Persona) -> None:
+        super().__init__(persona)
+        self.next_reply = 0
+        self._last: tuple[str, tuple[str, int | None]] | None = None
+
+    def _answer(self, agent_text: str) -> tuple[str, int | None]:
+        heard = " ".join(agent_text.lower().split())
+        if self._last is not None and self._last[0] == heard:
+            return self._last[1]
+        index = self._rule(agent_text)
+        if index is None and len(heard.split()) >= MIN_GIST_WORDS and self.next_reply < len(self.spec.replies):
+            index = self.next_reply
+        if index is not None:
+            self.next_reply = max(self.next_reply, index + 1)
+        answer = (self.spec.replies[index].say if index is not None else self.spec.fallback), index
+        self._last = heard, answer
+        return answer
+
+
+def first_words(request: CallRequest) -> str:
+    """What the caller agent says first: nothing when the agent under test opens the call (the
+    usual case: it greets by name), else a hello, as someone answering the phone would."""
+    if request.agent.first_message:
+        return ""
+    persona = request.persona
+    name = persona.variables.get("first_name") or persona.name
+    return f"Hallo, hier ist {name}." if persona.language == "de" else f"Hello, this is {name}."
+
+
+@dataclass
+class CallerLeg:
+    """The caller conversation's audio interface: what the caller agent says goes into the
+    persona's voice (and on to the agent under test); what the agent under test says, 20 ms at a
+    time, is sent to the caller agent. Formats other than 16 kHz PCM are converted."""
+
+    voice: SyntheticVoice
+    input_format: str = "pcm_16000"
+    output_format: str = "pcm_16000"
+    send: Callable[[bytes], Awaitable[None]] | None = None
+
+    async def start(self, input_callback: Callable[[bytes], Awaitable[None]]) -> None:
+        self.send = input_callback
+        self.voice.on_played = self.hear
+
+    async def stop(self) -> None:
+        self.voice.on_played = None
+        self.send = None
+
+    async def output(self, audio: bytes) -> None:
+        from ..audio.formats import to_pcm16k
+
+        self.voice.feed(to_pcm16k(audio, self.output_format))
+
+    async def interrupt(self) -> None:
+        self.voice.cut_speech()  # the agent under test talked over the caller agent
+
+    async def hear(self, frame: bytes) -> None:
+        from ..audio.formats import from_pcm16k
+
+        if self.send is not None:
+            await self.send(from_pcm16k(frame, self.input_format))
+
+
+class AgentCaller:
+    """A live turn policy: the persona's words come from the caller conversation, as events."""
+
+    def __init__(self, request: CallRequest) -> None:
+        self.request = request
+        self.conversation: AsyncConversation | None = None
+        self.conversation_id: str | None = None
+        self.entries: list[TranscriptEntry] = []
+        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._forward: asyncio.Task | None = None
+        self._ended = False
+        self._clock: Callable[[], float] = lambda: 0.0
+
+    @staticmethod
+    def preflight(request: CallRequest) -> None:
+        """Hosted: the caller agent's id must be set (ConfigError before anything is placed)."""
+        from ..connection import connect_caller
+
+        connect_caller(request)
+
+    def on_agent_turn(self, text: str) -> Action:
+        """Text mode: the agent under test's turn goes to the caller agent (voice: its audio does)."""
+        if self.request.mode == "text" and not self._ended:
+            self._outbox.put_nowait(text)
+        return Action()
+
+    def heard(self, text: str, at: float) -> None:
+        self.entries.append(TranscriptEntry(speaker="user", text=text, timestamp=round(at, 3)))
+
+    async def start(self, events: asyncio.Queue, clock: Callable[[], float], base_url: str | None,
+                    voice: SyntheticVoice | None) -> str | None:
+        """Connect the caller conversation; its turns arrive in `events` as CallerSaid, its end as
+        HangUp. Returns an error message when it could not start (nothing to bridge then)."""
+        from .. import sdk
+        from ..connection import caller_initiation, connect_caller, describe_disconnect
+
+        self._clock = clock
+        connection = connect_caller(self.request, base_url)
+        leg = CallerLeg(voice) if voice is not None else None
+
+        async def on_response(text: str) -> None:
+            at = clock()
+            self.entries.append(TranscriptEntry(speaker="agent", text=text, timestamp=round(at, 3)))
+            if not self._ended:
+                events.put_nowait(CallerSaid(text, at))
+
+        async def on_transcript(text: str) -> None:
+            self.heard(text, clock())
+
+        async def on_disconnect(details: DisconnectionDetails) -> None:
+            if self._ended:
+                return
+            self._ended = True
+            reason, error = describe_disconnect(details.reason, details.close_code, details.close_reason,
+                                                details.message)
+            if reason == "agent_ended":  # the caller agent hung up (end_call)
+                if voice is not None:  # its last words are still on their way to the agent under test
+                    await voice.until_quiet(both=False)
+                events.put_nowait(HangUp("caller_ended"))
+            else:
+                if error and "Override for field" in (details.close_reason or ""):
+                    error = (f"the caller agent refused the persona's prompt ({details.close_reason}): allow "
+                             f"'prompt' and 'first_message' overrides in the Security tab of the agent "
+                             f"{CALLER_AGENT_SETTING} names")
+                events.put_nowait(HangUp("error", f"the caller agent's conversation failed: {error}"))
+
+        def on_metadata(event: dict) -> None:
+            if leg is not None:
+                leg.input_format = str(event.get("user_input_audio_format") or leg.input_format)
+                leg.output_format = str(event.get("agent_output_audio_format") or leg.output_format)
+
+        try:
+            signed = None
+            if connection.requires_auth:
+                from ..hosted import signed_ws_url
+                signed = await asyncio.get_running_loop().run_in_executor(
+                    None, signed_ws_url, connection.client, connection.agent_id, [], None)
+            self.conversation = sdk.open_conversation(
+                connection.client, connection.agent_id, caller_initiation(self.request, first_words(self.request)),
+                audio=leg, on_agent_response=on_response, on_user_transcript=on_transcript,
+                on_disconnect=on_disconnect, signed_url=signed, on_metadata=on_metadata)
+            await self.conversation.start_session()
+            if not await sdk.until_connected(self.conversation):
+                return "the caller agent's conversation did not connect"
+        except Exception as exc:  # noqa: BLE001 - a caller that cannot start is a failed call
+            return f"the caller agent's conversation could not start: {exc}"
+        self._forward = asyncio.create_task(self._forward_turns())
+        return None
+
+    async def _forward_turns(self) -> None:
+        """Text mode: the agent under test's turns, in order, as the caller agent's user messages."""
+        assert self.conversation is not None
+        while True:
+            text = await self._outbox.get()
+            with contextlib.suppress(Exception):  # the caller agent hung up meanwhile
+                at = self._clock()
+                await self.conversation.send_user_message(text)
+                self.heard(text, at)
+
+    async def close(self) -> None:
+        """End the caller conversation (the call has ended on either side)."""
+        from .. import sdk
+
+        self._ended = True
+        if self._forward is not None:
+            self._forward.cancel()
+        if self.conversation is not None:
+            await sdk.close(self.conversation)
+            self.conversation_id = sdk.conversation_id(self.conversation)

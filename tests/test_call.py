@@ -88,9 +88,11 @@ def test_run_and_arun_place_the_same_voice_call(dataset, local_backend, tmp_path
     metrics are there exactly in voice mode."""
     server = local_backend(latency_s=1.5)
     req = request(dataset, "kevin-in-a-hurry", mode="voice")
-    through_sync = Call(req.model_copy(update={"audio_dir": str(tmp_path / "sync")}), base_url=server.base_url).run()
+    sync = Call(req.model_copy(update={"audio_dir": str(tmp_path / "sync")}), base_url=server.base_url)
+    sync.start()  # the sync API (run() is start() + wait()) on its own loop thread, while the async one runs
     through_async = asyncio.run(Call(req.model_copy(update={"audio_dir": str(tmp_path / "async")}),
                                      base_url=server.base_url).arun())
+    through_sync = sync.wait(timeout=120)
     for result in (through_sync, through_async):
         assert result.mode == "voice" and result.end_reason == "caller_ended", result
         assert not server.history.get(result.conversation_id).text_only, "the backend was asked for audio"

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from voicelab.audio.formats import from_pcm16k, to_pcm16k, ulaw_decode, ulaw_encode
@@ -18,6 +19,7 @@ from voicelab.call import Call
 from voicelab.callers.agent import CALLER_AGENT_ID, PersonaFlow, caller_prompt, parse_caller_prompt
 from voicelab.errors import ConfigError
 from voicelab.models import CallerSpec, Interrupt, Persona, ReplyRule
+from voicelab.tables import barge_ins_table, calls_table
 
 from .conftest import AGENTS, PERSONAS
 
@@ -97,6 +99,16 @@ def test_the_caller_agent_hanging_up_ends_both_conversations(backend, dataset):
     assert result.transcript[-1].speaker == "user" and "Goodbye" in result.transcript[-1].text
     for conversation_id in (result.conversation_id, result.caller_conversation_id):
         assert backend.history.get(conversation_id).ended is not None  # both closed
+
+
+def test_the_time_limit_ends_both_conversations(backend, dataset):
+    request = dataset.request("anna-double-charge", caller="agent").model_copy(update={"max_duration_s": 1.0})
+    request = with_caller(request, style="silent")  # the caller agent never speaks: only the limit ends it
+    result = Call(request, base_url=backend.base_url).run()
+    assert result.end_reason == "timeout" and 0.9 < result.duration_seconds < 2.0
+    assert [e.speaker for e in result.transcript] == ["agent"]  # the greeting, never answered
+    for conversation_id in (result.conversation_id, result.caller_conversation_id):
+        assert backend.history.get(conversation_id).ended is not None
 
 
 def test_a_batch_of_agent_callers_is_stored_with_both_conversations(tmp_path: Path):
@@ -188,6 +200,13 @@ def test_voice_agent_caller_and_timed_barge_ins(local_backend, dataset, tmp_path
     (back,) = mm.metrics.barge_ins
     assert back.backchannel and not back.stopped and back.interruption_ms is None and not back.corrected
     assert back.audio_stop_ms > 3000 and mm.success and mm.metrics.interruptions == 0
+
+    # and as tables: one row per barge-in; the calls table's stop latency counts only real stops
+    rows = barge_ins_table([cut, mm])
+    assert rows["stopped"].tolist() == [True, False] and rows["backchannel"].tolist() == [False, True]
+    calls = calls_table([voice, cut, mm]).set_index("call_id")
+    assert abs(calls.loc["interrupted", "stop_latency_ms"] - 300) <= 30
+    assert pd.isna(calls.loc["backchannel", "stop_latency_ms"]) and calls.loc["bridged", "caller_conversation_id"]
 
 
 def _channels(path: str) -> tuple[np.ndarray, np.ndarray]:

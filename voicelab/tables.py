@@ -28,9 +28,12 @@ CALL_COLUMNS = [
     "checks_total", "failed_checks",
     "error", "conversation_id", "started_at", "retries", "platform_call_successful", "platform_verdict",
     "agrees_with_platform", "variant", "condition", "first_audio_p50_ms", "first_speech_p50_ms", "frames_lost",
+    "stop_latency_ms", "caller_conversation_id",
 ]
 TURN_COLUMNS = ["run_id", "call_id", "persona_id", "agent_id", "style", "language", "turn", "speaker", "text",
                 "timestamp_s", "latency_ms", "variant"]
+BARGE_IN_COLUMNS = ["run_id", "call_id", "persona_id", "agent_id", "variant", "agent_turn", "said", "backchannel",
+                    "stopped", "interruption_ms", "audio_stop_ms", "corrected", "answered"]
 TOOL_COLUMNS = ["run_id", "call_id", "persona_id", "agent_id", "turn", "tool", "type", "args", "result", "is_error",
                 "at_s", "latency_ms", "tool_call_id"]
 
@@ -80,8 +83,21 @@ def calls_table(results: list[CallResult], manifests: dict[str, RunManifest] | N
             "platform_verdict": verdict_text, "agrees_with_platform": agrees, "variant": r.variant,
             "condition": r.metrics.condition, "first_audio_p50_ms": percentile(r.metrics.first_audio_ms, 50),
             "first_speech_p50_ms": percentile(r.metrics.first_speech_ms, 50), "frames_lost": r.metrics.frames_lost,
+            "stop_latency_ms": percentile([b.audio_stop_ms for b in r.metrics.barge_ins
+                                           if b.stopped and b.audio_stop_ms is not None], 50),
+            "caller_conversation_id": r.caller_conversation_id,
         })
     return pd.DataFrame(rows, columns=CALL_COLUMNS)
+
+
+def barge_ins_table(results: list[CallResult]) -> pd.DataFrame:
+    """One row per timed barge-in (`caller.interrupt`): did the agent stop, how fast (from the
+    caller's onset to the `interruption` event and to its audio stopping), was its cut turn
+    corrected, did it answer what was said over it. A backchannel row should show `stopped` False."""
+    rows = [{"run_id": r.run_id, "call_id": r.call_id, "persona_id": r.persona_id, "agent_id": r.agent_id,
+             "variant": r.variant, **b.model_dump(exclude={"onset_s"})}
+            for r in results for b in r.metrics.barge_ins]
+    return pd.DataFrame(rows, columns=BARGE_IN_COLUMNS)
 
 
 def by_condition(calls: pd.DataFrame) -> pd.DataFrame:

@@ -192,6 +192,7 @@ class CallConsole:
         persona = self.dataset.persona(self.persona_picker.value) if self.dataset else None
         agent_name = self.dataset.agents[self.agent_picker.value].name if self.dataset else ""
         how = ("Speak into the microphone." if mode == "voice" else "Type your replies below.") if human \
+            else "A second agent plays the persona." if self.caller_picker.value == "agent" \
             else "The scripted caller plays the persona."
         self.status.value = (f"Connected to <b>{html.escape(agent_name)}</b> as "
                              f"{html.escape(persona.name if persona else '')}. {how}")

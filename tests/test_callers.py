@@ -130,6 +130,8 @@ def test_hosted_caller_agent_needs_its_setting_and_then_works(monkeypatch, local
 
     with pytest.raises(ConfigError, match="ELEVENLABS_CALLER_AGENT_ID"):
         preflight([request])
+    with pytest.raises(ConfigError, match="ELEVENLABS_CALLER_AGENT_ID"):
+        Call(request).run()  # a Call placed directly checks it too, before anything connects
     monkeypatch.setenv("ELEVENLABS_CALLER_AGENT_ID", CALLER_AGENT_ID)
     preflight([request])
     result = Call(request).run()

@@ -26,7 +26,7 @@ from elevenlabs.conversational_ai.conversation import AsyncConversation, Disconn
 from . import hosted, sdk, tool_calls
 from .callers import Caller
 from .callers.agent import AgentCaller
-from .connection import Connection, connect, describe_disconnect, initiation_data
+from .connection import Connection, connect, connect_caller, describe_disconnect, initiation_data
 from .datasets import render
 from .errors import BackendError, UsageError
 from .evaluate import finished_result
@@ -173,7 +173,7 @@ class Call:
         (or has failed). Raises ConfigError at once for a missing setting."""
         if self._thread is not None or self._loop is not None:
             raise UsageError("this call was already started; place a new Call for another conversation")
-        self._connection = connect(self.request, self.base_url)
+        self._connection = self._connect()
 
         def drive() -> None:
             try:
@@ -214,7 +214,7 @@ class Call:
         """Place the call on the running loop. Cancelling it ends the call as `cancelled`."""
         if self._loop is not None:
             raise UsageError("this call was already started; place a new Call for another conversation")
-        connection = self._connection or connect(self.request, self.base_url)  # ConfigError: nothing started
+        connection = self._connection or self._connect()  # ConfigError: nothing started
         self._loop = asyncio.get_running_loop()
         self._events = asyncio.Queue()
         dialogue = self._dialogue
@@ -252,6 +252,12 @@ class Call:
                 "caller_conversation_id": live.conversation_id, "caller_transcript": live.entries})
         self._finished.set()
         return self._result
+
+    def _connect(self) -> Connection:
+        """The agent under test's connection; the caller agent's settings are checked too."""
+        if isinstance(self.caller, AgentCaller):
+            connect_caller(self.request, self.base_url)
+        return connect(self.request, self.base_url)
 
     async def _converse(self, connection: Connection) -> None:
         """Connect, then take events until the call has ended."""

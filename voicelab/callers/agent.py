@@ -180,7 +180,8 @@ class CallerLeg:
         from ..audio.formats import from_pcm16k
 
         if self.send is not None:
-            await self.send(from_pcm16k(frame, self.input_format))
+            with contextlib.suppress(Exception):  # a caller side that is gone must not stop the call's clock
+                await self.send(from_pcm16k(frame, self.input_format))
 
 
 class AgentCaller:

@@ -10,8 +10,6 @@ Hanging up is the platform's way too: the goodbye, then `end_call`.
 from __future__ import annotations
 
 from ..callers.agent import CALLER_AGENT_ID, PersonaFlow, parse_caller_prompt
-
-__all__ = ["CALLER_AGENT_ID", "PersonaEngine", "caller_agent_spec", "engine_for"]
 from ..models import AgentSpec, Flow, FlowStep, PlatformSettings, Silence
 from ..speech import voice_for
 from .flow import FlowEngine, Reply
@@ -63,3 +61,6 @@ def engine_for(agent: AgentSpec, variables: dict[str, str], language: str | None
     if agent.id == CALLER_AGENT_ID:
         return PersonaEngine(agent, variables, language, first_message, prompt)
     return FlowEngine(agent, variables, language=language, first_message=first_message)
+
+
+__all__ = ["CALLER_AGENT_ID", "PersonaEngine", "caller_agent_spec", "engine_for"]

@@ -5,11 +5,13 @@ of the last 3 s of chunks; speech must be `NOISE_MARGIN` times louder and never 
 SPEECH_RMS), so a caller in steady noise (a street, a fan) is heard when they
 speak, not all the time. Like any energy detector it cannot tell speech from babble: a caller in
 a crowd at low SNR is never done talking, and the agent never answers (the call times out); a
-turn ends after `silence_s` of quiet following speech, then pocketsphinx transcribes it (off
-the event loop). Speaking: espeak-ng renders the agent's turn, sent as 100 ms PCM chunks a
-little ahead of real time. If the caller
-speaks while agent audio is still playing, the agent stops, sends `interruption` (a larger
-event id than the cut-off turn) and an `agent_response_correction` with what was really said.
+turn ends after `silence_s` of quiet following speech; pocketsphinx transcribes it (off the
+event loop), a long turn in pieces as it comes. Speaking: espeak-ng renders the agent's turn,
+sent as 100 ms PCM chunks a little ahead of real time. If the caller speaks while agent audio
+is still playing, the agent decides after its barge-in reaction time (session.py): a short
+burst already over by then is a backchannel, ignored; otherwise it stops, sends `interruption`
+(a larger event id than the cut-off turn) and an `agent_response_correction` with what was
+really said.
 
 Injected latency is the agent's response time: the first audio of an answer leaves
 `latency_s` after the caller's speech ended (or as soon as ASR and TTS allow, if later).

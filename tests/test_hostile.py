@@ -1,6 +1,7 @@
 """Hostile and malformed client input against the local backend, over a raw websocket (no SDK
 to tidy the frames): every case is refused the platform's way (ignored, or an `error` event and
-close 1008 with a reason), never 1011, never a traceback, and the server goes on serving."""
+close 1008 with a reason), never 1011, never a traceback, and the server goes on serving. REST
+bodies the same: a 4xx in the platform's error shape, never a 500."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import socket
 import struct
 import time
 
+import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -71,6 +73,9 @@ def outcome_of(ws, frames: list[str | bytes]) -> tuple[str, int | None, str]:
 
 
 B64 = base64.b64encode(b"\x00\x01" * 800).decode()
+#: JSON nested past what Python's parser takes (RecursionError), and deep but parseable.
+ABYSS = "[" * 100_000 + "]" * 100_000
+DEEP = "[" * 900 + "]" * 900
 
 # (name, frames sent mid-conversation, text-only?, expected: IGNORED or (1008, reason part))
 CASES = [
@@ -117,6 +122,11 @@ CASES = [
      (1008, "even number of bytes")),
     ("audio chunk in a text conversation", [json.dumps({"user_audio_chunk": B64})], True, IGNORED),
     ("user_activity with junk", ['{"type": "user_activity", "extra": [1, {"a": null}]}'], True, IGNORED),
+    ("json nested 100,000 deep", [ABYSS], True, (1008, "nested deeper")),
+    ("user_message with a field nested 100,000 deep", ['{"type": "user_message", "text": "hi", "x": ' + ABYSS + "}"],
+     True, (1008, "nested deeper")),
+    ("client_tool_result nested 900 deep", ['{"type": "client_tool_result", "tool_call_id": "a", "result": '
+                                            + DEEP + "}"], True, (1008, "nested deeper")),
 ]
 
 
@@ -152,6 +162,10 @@ FIRST_FRAMES = [
     ("override agent a list", init(conversation_config_override={"agent": []}), "override.agent must be"),
     ("first_message a number", init(conversation_config_override={"agent": {"first_message": 5}}),
      "first_message must be a string"),
+    ("first frame nested 100,000 deep", '{"type": "conversation_initiation_client_data", "x": ' + ABYSS + "}",
+     "nested deeper"),
+    ("override nested 900 deep", '{"type": "conversation_initiation_client_data", "conversation_config_override": '
+     '{"agent": {"prompt": ' + DEEP + "}}}", "nested deeper"),
 ]
 
 
@@ -161,6 +175,33 @@ def test_bad_first_frame_is_refused_1008(backend, no_tracebacks, name, first, re
     with pytest.raises(ConnectionClosed):
         read_until(ws, is_agent)
     assert ws.close_code == 1008 and reason in (ws.close_reason or ""), (ws.close_code, ws.close_reason)
+
+
+def test_a_refused_deep_frame_leaves_the_server_serving(backend, no_tracebacks):
+    ws = open_conversation(backend.base_url, first=ABYSS)
+    with pytest.raises(ConnectionClosed):
+        read_until(ws, is_agent)
+    assert ws.close_code == 1008
+    other = open_conversation(backend.base_url)
+    assert "Anna" in read_until(other, is_agent)[-1]["agent_response_event"]["agent_response"]
+    other.close()
+
+
+@pytest.mark.parametrize("path", ["/v1/convai/agent-testing/create", "/v1/convai/agents/chargeback/run-tests",
+                                  "/v1/convai/agents/chargeback/simulate-conversation",
+                                  "/v1/convai/twilio/outbound-call"])
+@pytest.mark.parametrize("body", [ABYSS, '{"name": ' + DEEP + "}"], ids=["100000 deep", "900 deep"])
+def test_a_deeply_nested_rest_body_is_a_422_not_a_500(backend, no_tracebacks, path, body):
+    got = httpx.post(backend.base_url + path, content=body, headers={"Content-Type": "application/json"})
+    assert got.status_code == 422, got.text
+    assert "nested deeper" in got.json()["detail"][0]["msg"]
+
+
+def test_a_deeply_nested_mock_result_is_a_422_not_a_500(backend, no_tracebacks):
+    test = {"name": "t", "type": "simulation", "simulation_scenario": "A caller.",
+            "tool_mock_overrides": {"lookup_dispute": [{"mock_result": ABYSS}]}}
+    got = httpx.post(backend.base_url + "/v1/convai/agent-testing/create", json=test)
+    assert got.status_code == 422 and "nested deeper" in got.json()["detail"][0]["msg"], got.text
 
 
 def test_override_of_a_field_the_agent_does_not_allow(local_backend, dataset):

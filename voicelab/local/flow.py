@@ -12,6 +12,7 @@ from typing import Any
 
 from ..datasets import render
 from ..models import AgentSpec, Intent, LocalText, pick_language
+from .messages import load_json
 
 
 def result_field(result: Any, path: str) -> Any:
@@ -19,8 +20,8 @@ def result_field(result: Any, path: str) -> Any:
     the result has no such field."""
     if isinstance(result, str):
         try:
-            result = json.loads(result)
-        except ValueError:
+            result = load_json(result)
+        except ValueError:  # plain text, or nested too deeply to read
             return None
     for key in path.split("."):
         if isinstance(result, dict) and key in result:

@@ -9,13 +9,13 @@ sends it *after* the conversation metadata (an `error` event, then close 1008), 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..datasets import SYSTEM_PREFIX, required_variables, secret_variables
 from ..models import LANGUAGES, TOOL_MOCKS_VARIABLE, AgentSpec, ToolMock
+from .messages import TooDeep, load_json
 
 #: The one message a conversation must start with.
 INIT_TYPE = "conversation_initiation_client_data"
@@ -51,7 +51,7 @@ def take_tool_mocks(variables: dict[str, str]) -> dict[str, ToolMock] | Refused:
     if raw is None:
         return {}
     try:
-        data = json.loads(raw)
+        data = load_json(raw)
         if not isinstance(data, dict):
             raise ValueError("not an object")
         return {str(name): ToolMock.model_validate(mock) for name, mock in data.items()}
@@ -61,9 +61,13 @@ def take_tool_mocks(variables: dict[str, str]) -> dict[str, ToolMock] | Refused:
 
 def parse_first_message(raw: Any) -> dict[str, Any] | Refused:
     """The first frame's JSON, or the platform's refusal of it."""
+    if not isinstance(raw, str | bytes):
+        return Refused(1008, "invalid_message: the first message must be JSON")
     try:
-        data = json.loads(raw)
-    except (TypeError, ValueError):
+        data = load_json(raw)
+    except TooDeep as exc:
+        return Refused(1008, f"invalid_message: {exc}")
+    except ValueError:
         return Refused(1008, "invalid_message: the first message must be JSON")
     if not isinstance(data, dict) or data.get("type") != INIT_TYPE:
         return Refused(1008, f"missing_fields: expected {INIT_TYPE} first")

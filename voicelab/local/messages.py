@@ -20,6 +20,41 @@ from typing import Any
 MAX_FRAME_BYTES = 1024 * 1024
 #: Longest user message or contextual update accepted, in characters.
 MAX_TEXT_CHARS = 20_000
+#: Deepest nesting of JSON arrays and objects accepted from a client. Python's parser gives up
+#: near 1000 levels with a RecursionError, and a value a few hundred deep would still overflow
+#: the stack later (storing, echoing, validating it); no message of the protocol goes past ten.
+MAX_JSON_DEPTH = 100
+
+
+class TooDeep(ValueError):
+    """JSON nested deeper than MAX_JSON_DEPTH: refused like any other bad JSON."""
+
+
+def load_json(raw: str | bytes) -> Any:
+    """`json.loads`, but a value nested deeper than MAX_JSON_DEPTH raises TooDeep (a ValueError)
+    instead of a RecursionError or a value that overflows the stack later."""
+    brackets = raw.count("[") + raw.count("{") if isinstance(raw, str) else raw.count(b"[") + raw.count(b"{")
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise TooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    if brackets > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
+        raise TooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than `limit` levels (iteratively: no recursion)."""
+    todo = [(value, 1)]
+    while todo:
+        node, depth = todo.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        todo.extend((child, depth + 1) for child in children)
+    return False
 
 
 @dataclass(frozen=True)
@@ -78,7 +113,9 @@ def parse(raw: str) -> Message | Invalid | None:
     if len(raw) > MAX_FRAME_BYTES:
         return Invalid(f"invalid_message: frame of {len(raw)} bytes is larger than {MAX_FRAME_BYTES}")
     try:
-        data = json.loads(raw)
+        data = load_json(raw)
+    except TooDeep as exc:
+        return Invalid(f"invalid_message: {exc}")
     except ValueError:
         return Invalid("invalid_message: not JSON")
     if not isinstance(data, dict):

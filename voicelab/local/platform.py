@@ -29,6 +29,7 @@ from ..datasets import SYSTEM_PREFIX
 from ..models import E164_PATTERN, AgentSpec, Persona, ToolMock
 from .handshake import variable_text
 from .history import ConversationRecord, History, dump, new_conversation_id, system_variables
+from .messages import TooDeep, load_json
 from .rest import Unprocessable, error_response, field, read_json
 from .scenario import judge, judge_tool_test, overall, simulated_user
 from .session import TRANSFER_REASON
@@ -56,7 +57,9 @@ def _tool_mocks(raw: Any) -> dict[str, ToolMock]:
         if plain:
             text = plain[0]["mock_result"]
             try:
-                value = json.loads(text)
+                value = load_json(text)
+            except TooDeep as exc:
+                raise Unprocessable("body", "tool_mock_overrides", f"{name}: mock_result is {exc}") from None
             except ValueError:
                 value = text
             mocks[str(name)] = ToolMock(error=text) if plain[0].get("is_error") else ToolMock(result=value)

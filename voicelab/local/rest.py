@@ -11,6 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .messages import TooDeep, load_json
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -32,7 +34,9 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The request's JSON object body, or Unprocessable naming what is wrong with it."""
     try:
-        body = await request.json()
+        body = load_json(await request.text())
+    except TooDeep as exc:
+        raise Unprocessable("body", "", f"the body is {exc}", "json_invalid") from None
     except ValueError:
         raise Unprocessable("body", "", "the body is not valid JSON", "json_invalid") from None
     if not isinstance(body, dict):

@@ -9,13 +9,13 @@ hang or a body that is not JSON each become one `is_error` result the flow branc
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import aiohttp
 
 from ..datasets import render
 from ..models import Tool
+from .messages import load_json
 
 #: Most of a webhook's answer the agent reads (the rest is cut off, as a context budget would).
 MAX_BODY = 64 * 1024
@@ -41,8 +41,8 @@ async def call_webhook(tool: Tool, args: dict[str, Any], variables: dict[str, st
             if response.status >= 400:
                 return False, f"HTTP {response.status} from {tool.name}: {text[:500]}"
             try:
-                return True, json.loads(text)
-            except ValueError:
+                return True, load_json(text)
+            except ValueError:  # TooDeep too: a text answer it is
                 return True, text  # the platform hands a text answer to the agent as it is
     except TimeoutError:
         return False, f"{tool.name} did not answer within {tool.response_timeout_s:g} s"

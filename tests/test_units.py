@@ -156,3 +156,42 @@ def test_a_close_reason_fits_a_close_frame():
     cut = close_reason(long)
     assert len(cut) <= 123 and long.startswith(cut.decode())  # whole characters, never a protocol error
     assert close_reason("Agent not found") == b"Agent not found"
+
+
+def test_kill_int_stops_a_backgrounded_run_that_inherited_sigint_as_ignored(tmp_path):
+    """`voicelab run ... &` from a script starts with SIGINT ignored (a non-interactive shell does
+    that to background jobs); `kill -INT` must still stop it as Ctrl+C does: exit 130, the calls
+    finished so far stored, the run interrupted and resumable."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from voicelab.store import RunStore
+
+    from .conftest import AGENTS, PERSONAS
+
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    brisk = ["anna-double-charge", "tomasz-merchant-refunded", "olga-credit-question", "sven-wrong-person"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voicelab.cli", "run", "--personas", str(PERSONAS), "--agents", str(AGENTS),
+         "--persona", *brisk, "--repeats", "5", "--concurrency", "2", "--latency-ms", "200", "--run-id", "bg",
+         "--runs", str(tmp_path), "--no-report"],
+        env={**os.environ, "NO_PROXY": "127.0.0.1,localhost"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=ignore_sigint)  # noqa: PLW1509 - the point: a child that starts with SIGINT ignored
+    calls = tmp_path / "bg" / "calls.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and (not calls.exists() or len(calls.read_bytes().splitlines()) < 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted (Ctrl+C)" in out, out
+    stored = [json.loads(line) for line in calls.read_bytes().splitlines() if line.strip()]
+    assert 2 <= len({r["call_id"] for r in stored}) < 20
+    run = RunStore(tmp_path).open("bg")
+    assert run.manifest.state == "interrupted" and run.manifest.sessions[0].stopped_by == "Ctrl+C"

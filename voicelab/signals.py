@@ -1,9 +1,13 @@
-"""SIGTERM and SIGHUP mean what Ctrl+C means.
+"""SIGINT, SIGTERM and SIGHUP all mean what Ctrl+C means.
 
 CI runners, `timeout` and `docker stop` send SIGTERM; a closed terminal sends SIGHUP. Both are
 turned into `Stopped`, a KeyboardInterrupt, so every path that already handles Ctrl+C (in-flight
 calls recorded as cancelled, the run marked interrupted, the summary and the resume hint) handles
 them too, and the exit status says which signal it was (128 + its number: 130, 143, 129).
+
+SIGINT is installed explicitly as well: a command started in the background by a non-interactive
+shell (`voicelab run ... &` in a script) inherits SIGINT as ignored, and Python then leaves it
+ignored, so `kill -INT` would do nothing at all.
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ import signal
 import threading
 from types import FrameType
 
-#: The signals treated as Ctrl+C besides SIGINT itself.
-HANDLED = (signal.SIGTERM, signal.SIGHUP)
+#: The signals treated as Ctrl+C (SIGINT itself too: it may have been inherited as ignored).
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Stopped(KeyboardInterrupt):
@@ -33,8 +37,8 @@ def _raise(signum: int, _frame: FrameType | None) -> None:
 
 
 def install() -> dict[int, object]:
-    """Route SIGTERM and SIGHUP to `Stopped` (main thread only; elsewhere a no-op). Returns the
-    handlers it replaced, for `restore`."""
+    """Route SIGINT, SIGTERM and SIGHUP to `Stopped` (main thread only; elsewhere a no-op).
+    Returns the handlers it replaced, for `restore`."""
     if threading.current_thread() is not threading.main_thread():
         return {}
     return {signum: signal.signal(signum, _raise) for signum in HANDLED}
@@ -66,5 +70,5 @@ def exiting() -> None:
     otherwise, arriving while Python shuts down, kill the process with its default action and
     lose the exit status)."""
     if threading.current_thread() is threading.main_thread():
-        for signum in (*HANDLED, signal.SIGINT):
+        for signum in HANDLED:
             signal.signal(signum, signal.SIG_IGN)

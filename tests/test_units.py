@@ -137,6 +137,63 @@ def test_scripted_caller_styles(dataset):
     assert first_sentence("Yes. Make it quick.") == "Yes."
 
 
+#: The languages personas are written in that the scripted caller must speak (issue: a Spanish
+#: caller said "Thanks, that's all. Goodbye." and did not hear "Adiós").
+CALLER_LANGUAGES = ["en", "de", "es", "fr", "it", "pt", "nl", "pl"]
+
+
+def persona_speaking(dataset, language: str, **caller) -> object:
+    persona = dataset.persona("anna-double-charge")
+    spec = persona.caller.model_copy(update=caller)
+    return persona.model_copy(update={"language": language, "caller": spec})
+
+
+@pytest.mark.parametrize("language", CALLER_LANGUAGES)
+def test_the_callers_own_lines_are_in_the_personas_language(dataset, language):
+    from voicelab.callers.scripted import LINES, says_goodbye
+
+    lines = LINES[language]
+    done = ScriptedCaller(persona_speaking(dataset, language, hang_up_after_turns=1))
+    done.on_agent_turn("Am I speaking with Anna?")
+    closing = done.on_agent_turn("Anything else?")
+    assert closing.hang_up and closing.say == [lines.bye]
+    rushed = ScriptedCaller(persona_speaking(dataset, language, style="impatient", hang_up_after_turns=1))
+    rushed.on_agent_turn("Am I speaking with Anna?")
+    assert rushed.on_agent_turn("Anything else?").say == [lines.rushed]
+    confused = ScriptedCaller(persona_speaking(dataset, language, style="confused"))
+    assert confused.on_agent_turn("Am I speaking with Anna?").say == [lines.confused]
+    # every closing line is a goodbye another caller recognises, and a line is never English
+    # unless the language is
+    assert says_goodbye(lines.bye) and says_goodbye(lines.rushed) and not says_goodbye(lines.confused)
+    if language != "en":
+        assert lines.bye != LINES["en"].bye and lines.confused != LINES["en"].confused
+
+
+@pytest.mark.parametrize(("language", "agent_turn"), [
+    ("es", "Muchas gracias por su tiempo, Anna. Adiós."), ("es", "Gracias. ADIOS."), ("es", "Hasta luego, Anna."),
+    ("fr", "Merci beaucoup. Au revoir."), ("it", "Grazie mille. Arrivederci!"), ("pt", "Obrigada. Até logo."),
+    ("nl", "Dank u wel. Tot ziens."), ("pl", "Dziękuję bardzo. Do widzenia."), ("de", "Danke. Tschüß!"),
+    ("es", "Thank you for your time. Goodbye."),  # an English agent's goodbye, to a Spanish caller
+])
+def test_the_caller_hears_goodbye_in_its_language_and_lets_the_agent_hang_up(dataset, language, agent_turn):
+    caller = ScriptedCaller(persona_speaking(dataset, language))
+    action = caller.on_agent_turn(agent_turn)
+    assert action.say == [] and not action.hang_up
+
+
+@pytest.mark.parametrize("agent_turn", ["Is the byelaw clear?", "Did you say goodbyes to the old card?",
+                                         "Ciao Anna, am I speaking with you?", "Hola, ¿habla Anna?"])
+def test_a_goodbye_is_whole_words_not_part_of_another(dataset, agent_turn):
+    caller = ScriptedCaller(persona_speaking(dataset, "es"))
+    assert caller.on_agent_turn(agent_turn).say, "not a goodbye: the caller answers"
+
+
+def test_a_regional_language_speaks_its_language(dataset):
+    from voicelab.callers.scripted import LINES, lines_for
+
+    assert lines_for("pt-BR") == LINES["pt"] and lines_for("ja") == LINES["en"]
+
+
 def test_the_cli_called_in_process_leaves_the_callers_signal_handlers():
     """A notebook or script may call voicelab.cli.main(); its own Ctrl+C / SIGTERM handling must
     survive (the command's SIGTERM-as-Ctrl+C, and ignoring signals on exit, are the process's)."""

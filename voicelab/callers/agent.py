@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..models import CallerSaid, CallerSpec, HangUp, Persona, ReplyRule, TranscriptEntry
 from . import Action
-from .scripted import LINES, ScriptedCaller
+from .scripted import ScriptedCaller, lines_for
 
 if TYPE_CHECKING:
     from elevenlabs.conversational_ai.conversation import AsyncConversation, DisconnectionDetails
@@ -64,7 +64,7 @@ def caller_prompt(persona: Persona) -> str:
 
     Written for an LLM to read; the local backend's caller agent reads the same text back with
     `parse_caller_prompt`, so every rule is on a line of its own with its strings in JSON quotes."""
-    spec, lines = persona.caller, LINES.get(persona.language, LINES["en"])
+    spec, lines = persona.caller, lines_for(persona.language)
     out = [f"You are {persona.name}. {persona.summary}",
            f"You are on a phone call with a company's voice agent. Play {persona.name}: a real person, not an "
            "assistant. Never say you are an AI, never offer help, and keep every answer short and spoken.",
@@ -82,7 +82,7 @@ def caller_prompt(persona: Persona) -> str:
                 for rule in spec.replies]
     out += [f"If you do not understand the agent, say {json.dumps(spec.fallback)}", "",
             "When to hang up: when the agent says goodbye, say nothing more and let it end the call. "
-            f"After {spec.hang_up_after_turns} of your turns, say {json.dumps(lines['bye'])} and end the call "
+            f"After {spec.hang_up_after_turns} of your turns, say {json.dumps(lines.bye)} and end the call "
             "with the end_call tool."]
     return "\n".join(out)
 

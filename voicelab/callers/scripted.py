@@ -13,19 +13,69 @@ so a changed verdict means the agent changed, not the caller.
 from __future__ import annotations
 
 import re
+import unicodedata
+from dataclasses import dataclass
 
 from ..models import Persona
 from . import Action
 
-GOODBYES = ("goodbye", "good bye", "auf wiedersehen", "auf wiederhören", "tschüss")
 IMPATIENT_TURNS = 3
-LINES = {
-    "en": {"bye": "Thanks, that's all. Goodbye.", "rushed": "Sorry, I have no time for this. Goodbye.",
-           "confused": "Sorry, what do you mean?"},
-    "de": {"bye": "Danke, das war alles. Auf Wiederhören.",
-           "rushed": "Tut mir leid, ich habe keine Zeit. Auf Wiederhören.",
-           "confused": "Entschuldigung, wie meinen Sie das?"},
+
+
+@dataclass(frozen=True)
+class Lines:
+    """The scripted caller's own words in one language: its closing lines, its confused question,
+    and the words that tell it the agent is saying goodbye."""
+
+    bye: str
+    rushed: str
+    confused: str
+    goodbyes: tuple[str, ...]
+
+
+#: The one table of the caller's own words, by language (the persona's `language`, region
+#: ignored: pt-BR speaks pt). A language not here speaks English.
+LINES: dict[str, Lines] = {
+    "en": Lines("Thanks, that's all. Goodbye.", "Sorry, I have no time for this. Goodbye.",
+                "Sorry, what do you mean?", ("goodbye", "good bye", "bye-bye", "bye bye")),
+    "de": Lines("Danke, das war alles. Auf Wiederhören.", "Tut mir leid, ich habe keine Zeit. Auf Wiederhören.",
+                "Entschuldigung, wie meinen Sie das?", ("auf wiedersehen", "auf wiederhören", "tschüss", "tschüs")),
+    "es": Lines("Gracias, eso es todo. Adiós.", "Lo siento, no tengo tiempo para esto. Adiós.",
+                "Perdone, ¿qué quiere decir?", ("adiós", "hasta luego", "hasta pronto")),
+    "fr": Lines("Merci, c'est tout. Au revoir.", "Désolé, je n'ai pas le temps. Au revoir.",
+                "Pardon, qu'est-ce que vous voulez dire ?", ("au revoir", "à bientôt", "bonne journée")),
+    "it": Lines("Grazie, è tutto. Arrivederci.", "Mi scusi, non ho tempo per questo. Arrivederci.",
+                "Scusi, che cosa intende?", ("arrivederci", "arrivederla", "a presto")),
+    "pt": Lines("Obrigado, é tudo. Adeus.", "Desculpe, não tenho tempo para isto. Adeus.",
+                "Desculpe, o que quer dizer?", ("adeus", "tchau", "até logo", "até mais")),
+    "nl": Lines("Bedankt, dat was alles. Tot ziens.", "Sorry, ik heb hier geen tijd voor. Tot ziens.",
+                "Sorry, wat bedoelt u?", ("tot ziens", "tot horens", "doei")),
+    "pl": Lines("Dziękuję, to wszystko. Do widzenia.", "Przepraszam, nie mam na to czasu. Do widzenia.",
+                "Przepraszam, co to znaczy?", ("do widzenia", "do usłyszenia", "do zobaczenia")),
 }
+
+
+def lines_for(language: str) -> Lines:
+    """The caller's words for a persona's language (`pt-BR` -> pt), English when there are none."""
+    return LINES.get(language.split("-")[0].lower(), LINES["en"])
+
+
+def _folded(text: str) -> str:
+    """Lowercase without accents, so "Adiós", "adios" and "ADIÓS" are one word ("ß" is "ss")."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+#: A goodbye in any language of the table, as whole words: the agent may close in another
+#: language than the caller's ("Goodbye" to a German caller of an English agent).
+_GOODBYE = re.compile(r"(?<!\w)(?:" + "|".join(sorted({re.escape(_folded(word)) for lines in LINES.values()
+                                                         for word in lines.goodbyes}, key=len, reverse=True))
+                      + r")(?!\w)")
+
+
+def says_goodbye(text: str) -> bool:
+    """Whether the agent's turn says goodbye (whole words, any language, accents optional)."""
+    return _GOODBYE.search(_folded(text)) is not None
 
 
 def first_sentence(text: str) -> str:
@@ -38,7 +88,7 @@ class ScriptedCaller:
         self.persona = persona
         self.spec = persona.caller
         self.style = persona.caller.style
-        self.lines = LINES.get(persona.language, LINES["en"])
+        self.lines = lines_for(persona.language)
         self.turns = 0
         self.confused_about: str | None = None
 
@@ -57,21 +107,21 @@ class ScriptedCaller:
         """What the caller says (or does) after the agent's turn `text`."""
         if self.style == "silent":
             return Action()
-        if any(word in text.lower() for word in GOODBYES):
+        if says_goodbye(text):
             return Action()  # the agent is closing; wait for it to hang up
         limit = self.spec.hang_up_after_turns
         if self.style == "impatient":
             limit = min(limit, IMPATIENT_TURNS)
         if self.turns >= limit:
             self.turns += 1
-            line = self.lines["rushed" if self.style == "impatient" else "bye"]
+            line = self.lines.rushed if self.style == "impatient" else self.lines.bye
             return Action(say=[line], hang_up=True)
         self.turns += 1
 
         if self.style == "confused":
             if self.confused_about is None:
                 self.confused_about = text
-                return Action(say=[self.lines["confused"]])
+                return Action(say=[self.lines.confused])
             text, self.confused_about = f"{self.confused_about} {text}", None
 
         reply, index = self._answer(text)

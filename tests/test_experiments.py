@@ -47,12 +47,27 @@ def test_fishers_exact_test_matches_the_lady_tasting_tea():
     assert math.isnan(stats.exact_p(0, 0, 1, 1))
 
 
-def test_calls_needed_follows_cohens_h():
-    """Per side n = 2 ((z_0.975 + z_0.8) / h)^2, h = 2 asin sqrt(p1) - 2 asin sqrt(p2): each arcsine
-    has variance 1/n (Cohen 1988, ch. 6: n = n_.10 / (100 h^2) + 1 = 1570 / 9.28 + 1 = 170)."""
-    h = 2 * math.asin(math.sqrt(0.65)) - 2 * math.asin(math.sqrt(0.5))
-    assert stats.calls_needed(0.5, 0.65) == math.ceil(2 * ((1.959964 + 0.841621) / h) ** 2) == 170
+def brute_power(p_high: float, p_low: float, n: int) -> float:
+    """Power of the one-sided Fisher test by brute force: scipy's test on every table of n calls a
+    side, weighted by its binomial probability (what stats.fisher_power computes faster)."""
+    from scipy import stats as sps
+
+    return sum(sps.binom.pmf(x, n, p_high) * sps.binom.pmf(y, n, p_low)
+               for x in range(n + 1) for y in range(n + 1)
+               if stats.below_alpha(sps.fisher_exact([[x, n - x], [y, n - y]], alternative="greater").pvalue))
+
+
+def test_calls_needed_is_the_smallest_n_an_exact_fisher_test_detects():
+    """3/3 against 0/3 is one-sided p = 1/20, not below 0.05 (the normal approximation said 2 calls
+    per side would do); 4/4 against 0/4 is 1/70. Every n below the answer has under 80% power."""
+    assert stats.exact_p(3, 3, 0, 3, alternative="greater") == pytest.approx(1 / 20)
+    assert stats.calls_needed(1.0, 0.0) == 4 == stats.calls_needed(0.0, 1.0)
+    n = stats.calls_needed(1.0, 0.5)
+    assert brute_power(1.0, 0.5, n) >= 0.8 > max(brute_power(1.0, 0.5, m) for m in range(2, n))
+    assert stats.fisher_power(0.9, 0.4, 12) == pytest.approx(brute_power(0.9, 0.4, 12), abs=1e-12)
     assert stats.calls_needed(0.9, 0.9) is None
+    assert stats.calls_needed(0.9, 0.88) == stats.MAX_CALLS + 1
+    assert stats.needed_text(stats.MAX_CALLS + 1) == f"more than {stats.MAX_CALLS}"
 
 
 def test_bootstrap_difference_of_latency_quantiles():

@@ -106,3 +106,43 @@ def test_no_secret_in_runs_notebooks_reports_or_logs(tmp_path: Path, monkeypatch
         assert FAKE_KEY not in p.read_text(errors="ignore"), p
     for output in (proc.stdout, proc.stderr, server_log):
         assert FAKE_KEY not in output
+
+
+def test_building_a_report_never_changes_the_processs_working_directory(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch):
+    """The REST service builds reports in the process that places calls: a thread writing to a
+    relative path while a report is built keeps writing where it started (papermill's `cwd=`
+    would os.chdir the whole process into the run folder for the notebook's run)."""
+    import threading
+
+    from voicelab.batch import run_batch
+
+    monkeypatch.chdir(tmp_path)
+    run_batch(str(PERSONAS), str(AGENTS), persona_ids=["anna-double-charge"], runs_root="runs", run_id="cwd",
+              progress=False)
+    home = os.getcwd()
+    seen: set[str] = set()
+    lines = 0
+    stop = threading.Event()
+
+    def place_calls() -> None:  # as a run being stored: appends to a path relative to the working directory
+        nonlocal lines
+        while not stop.is_set():
+            seen.add(os.getcwd())
+            with open("calls-in-flight.jsonl", "a", encoding="utf-8") as f:
+                f.write("{}\n")
+            lines += 1
+            stop.wait(0.005)
+
+    writer = threading.Thread(target=place_calls)
+    writer.start()
+    try:
+        path = build_report("cwd", runs_root="runs", reports_dir="reports")
+    finally:
+        stop.set()
+        writer.join()
+    assert seen == {home} and os.getcwd() == home
+    assert (tmp_path / "calls-in-flight.jsonl").read_text().count("\n") == lines > 10
+    assert not (tmp_path / "runs" / "cwd" / "calls-in-flight.jsonl").exists()
+    assert path == Path("reports") / "cwd.html" and (tmp_path / "reports" / "cwd.html").is_file()
+    assert "anna-double-charge" in (tmp_path / "reports" / "cwd.html").read_text()

@@ -99,8 +99,8 @@ def latency_distribution(turns: pd.DataFrame) -> Figure:
 def failed_checks(calls: pd.DataFrame, top: int = 12) -> Figure:
     """The checks that failed most often, across all calls."""
     title = "Checks failed most often"
-    names = [n.strip() for cell in calls.get("failed_checks", pd.Series(dtype=str)).fillna("")
-             for n in cell.split(",") if n.strip()]
+    names = [n.strip() for cell in calls.get("failed_checks", pd.Series(dtype=str))
+             if isinstance(cell, str) for n in cell.split(",") if n.strip()]
     if not names:
         return _empty(Figure(figsize=(8, 2.2)), title, "no failed checks")
     counts = pd.Series(names).value_counts().head(top).sort_values()
@@ -198,10 +198,13 @@ def success_by_side(success: pd.DataFrame) -> Figure:
     height = 0.8 / len(sides)
     palette = ["#1565c0", "#ef6c00", "#6a1b9a", "#00838f", "#558b2f", "#ad1457"]
     for i, side in enumerate(sides):
-        part = success[success["side"] == side].set_index("persona_id").reindex(personas)
+        part = success[success["side"] == side].drop_duplicates("persona_id").set_index("persona_id")
+        part = part.reindex(personas)
         ys = [p + i * height for p in range(len(personas))]
-        rate = part["rate"] * 100
-        err = [(rate - part["ci_low"] * 100).fillna(0), (part["ci_high"] * 100 - rate).fillna(0)]
+        rate = (part["rate"].astype(float) * 100).fillna(0)
+        # never negative, whatever rounding did to an interval's end (Wilson's 0.9999999999999999)
+        err = [(rate - part["ci_low"].astype(float) * 100).fillna(0).clip(lower=0),
+               (part["ci_high"].astype(float) * 100 - rate).fillna(0).clip(lower=0)]
         ax.barh(ys, rate, height=height, color=palette[i % len(palette)], label=side, xerr=err,
                 error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "#333"})
     ax.set_yticks([p + height * (len(sides) - 1) / 2 for p in range(len(personas))], personas)

@@ -69,8 +69,26 @@ def variant_sides(tables: Tables) -> list[Side]:
 # --------------------------------------------------------------------------- pass rates
 
 
+def distinct(sides: list[Side]) -> list[Side]:
+    """The sides with labels that tell them apart: a run compared with itself is shown as
+    `RUN (baseline)` and `RUN (candidate)`, other repeated labels get `#2`, `#3`, ..."""
+    labels = [s.label for s in sides]
+    if len(set(labels)) == len(labels):
+        return sides
+    if len(sides) == 2:
+        new = [f"{labels[0]} (baseline)", f"{labels[1]} (candidate)"]
+    else:
+        seen: dict[str, int] = {}
+        new = []
+        for label in labels:
+            seen[label] = seen.get(label, 0) + 1
+            new.append(label if seen[label] == 1 else f"{label} #{seen[label]}")
+    return [Side(label, s.calls, s.turns) for s, label in zip(sides, new, strict=True)]
+
+
 def _rate_row(calls: pd.DataFrame) -> dict:
-    n, passed = len(calls), int(calls["success"].sum()) if len(calls) else 0
+    n = len(calls)
+    passed = int(calls["success"].fillna(False).astype(bool).sum()) if n else 0
     low, high = stats.wilson(passed, n)
     return {"calls": n, "passed": passed, "rate": passed / n if n else math.nan, "ci_low": low, "ci_high": high}
 
@@ -78,7 +96,7 @@ def _rate_row(calls: pd.DataFrame) -> dict:
 def success_table(sides: list[Side]) -> pd.DataFrame:
     """Per side and persona (and all personas): calls, passed, pass rate and its Wilson interval."""
     rows = []
-    for s in sides:
+    for s in distinct(sides):
         rows.append({"side": s.label, "persona_id": ALL, **_rate_row(s.calls)})
         for persona_id, group in s.calls.groupby("persona_id", sort=True):
             rows.append({"side": s.label, "persona_id": persona_id, **_rate_row(group)})
@@ -86,39 +104,56 @@ def success_table(sides: list[Side]) -> pd.DataFrame:
 
 
 def _failed_checks(calls: pd.DataFrame) -> set[str]:
-    return {name for cell in calls["failed_checks"].fillna("") for name in str(cell).split(", ") if name}
+    return {name for cell in calls["failed_checks"] if isinstance(cell, str) for name in cell.split(", ") if name}
 
 
-def _compare_rows(base: pd.DataFrame, cand: pd.DataFrame) -> dict:
+def _compare_rows(base: pd.DataFrame, cand: pd.DataFrame, needed: bool) -> dict:
     b, c = _rate_row(base), _rate_row(cand)
     p = stats.exact_p(b["passed"], b["calls"], c["passed"], c["calls"])
+    worse_p = stats.exact_p(b["passed"], b["calls"], c["passed"], c["calls"], alternative="greater")
     difference = c["rate"] - b["rate"]
-    significant = bool(p < stats.ALPHA) if not math.isnan(p) else False
+    significant = stats.below_alpha(p)
+    # passed every call before, fails every call now, on enough calls that it is no fluke of one
+    consistent = (b["calls"] >= MIN_CONSISTENT and c["calls"] >= MIN_CONSISTENT and b["passed"] == b["calls"]
+                  and c["passed"] == 0)
     newly = sorted(_failed_checks(cand) - _failed_checks(base))
-    needed = None
-    if not significant and b["calls"] and c["calls"]:
-        needed = stats.calls_needed(b["rate"], c["rate"]) if difference else None
+    calls_needed = None
+    if needed and not significant and b["calls"] and c["calls"] and difference:
+        calls_needed = stats.calls_needed(b["rate"], c["rate"])
     return {"base_calls": b["calls"], "base_passed": b["passed"], "base_rate": b["rate"],
             "cand_calls": c["calls"], "cand_passed": c["passed"], "cand_rate": c["rate"],
-            "difference": difference, "p_value": p, "significant": significant,
-            "regression": significant and difference < 0, "newly_failing": ", ".join(newly),
-            "calls_needed": needed}
+            "difference": difference, "p_value": p, "significant": significant, "p_worse": worse_p,
+            "p_worse_holm": worse_p, "consistently_worse": consistent, "regression": False,
+            "newly_failing": ", ".join(newly), "calls_needed": calls_needed}
 
 
+#: The consistency rule's least number of calls on each side (1/1 -> 0/1 is no evidence).
+MIN_CONSISTENT = 2
 COMPARE_COLUMNS = ["persona_id", "base_calls", "base_passed", "base_rate", "cand_calls", "cand_passed",
-                   "cand_rate", "difference", "p_value", "significant", "regression", "newly_failing", "calls_needed"]
+                   "cand_rate", "difference", "p_value", "significant", "p_worse", "p_worse_holm",
+                   "consistently_worse", "regression", "newly_failing", "calls_needed"]
 
 
-def persona_comparison(base: Side, cand: Side) -> pd.DataFrame:
-    """Per persona both sides have (and all of them): pass rates, the difference, Fisher's exact
-    p-value, whether it is a significant drop (a regression), the checks that fail only in the
-    candidate, and the calls per side a non-significant difference would need."""
-    rows = [{"persona_id": ALL, **_compare_rows(base.calls, cand.calls)}]
-    shared = sorted(set(base.calls["persona_id"]) & set(cand.calls["persona_id"]))
+def persona_comparison(base: Side, cand: Side, *, calls_needed: bool = True) -> pd.DataFrame:
+    """Per persona both sides have (first row: all calls): pass rates, the difference, Fisher's
+    exact p-value (two-sided) and whether it is significant, the one-sided p that the candidate is
+    worse (per persona Holm-adjusted over the personas), whether it passed every baseline call and
+    fails every candidate call, whether that is a regression (what fails the gate), the checks that
+    fail only in the candidate, and the calls per side a non-significant difference would need
+    (`calls_needed=False` leaves that search out: the gate does not need it)."""
+    rows = [{"persona_id": ALL, **_compare_rows(base.calls, cand.calls, calls_needed)}]
+    shared = sorted(set(base.calls["persona_id"].dropna()) & set(cand.calls["persona_id"].dropna()), key=str)
     for persona_id in shared:
-        rows.append({"persona_id": persona_id, **_compare_rows(base.calls[base.calls["persona_id"] == persona_id],
-                                                               cand.calls[cand.calls["persona_id"] == persona_id])})
-    return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
+        rows.append({"persona_id": persona_id,
+                     **_compare_rows(base.calls[base.calls["persona_id"] == persona_id],
+                                     cand.calls[cand.calls["persona_id"] == persona_id], calls_needed)})
+    for row, adjusted in zip(rows[1:], stats.holm([r["p_worse"] for r in rows[1:]]), strict=True):
+        row["p_worse_holm"] = adjusted
+    for row in rows:
+        row["regression"] = stats.below_alpha(row["p_worse_holm"]) or row["consistently_worse"]
+    table = pd.DataFrame(rows, columns=COMPARE_COLUMNS)
+    table["calls_needed"] = pd.Series([r["calls_needed"] for r in rows], dtype=object)  # ints or None
+    return table
 
 
 def flaky(sides: list[Side]) -> pd.DataFrame:
@@ -159,31 +194,53 @@ def _quantile(values: list[float], q: float) -> float:
 
 @dataclass
 class Decision:
-    """`worse`: the candidate is significantly worse in pass rate, or its p95 latency is worse by
-    more than the margin. `reasons` says which; `evidence` is the one-screen summary."""
+    """`worse`: the candidate passes significantly less often over all calls, or some persona is
+    worse (see `persona_comparison`: significantly after Holm, or failing every call it passed),
+    or its p95 latency is worse by more than the margin. `reasons` says which, `personas` names
+    the personas that are worse and `newly_failing` their checks that fail only in the candidate;
+    `evidence` is the one-screen summary."""
 
     base: str
     candidate: str
     worse: bool
     reasons: list[str] = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
+    personas: list[str] = field(default_factory=list)
+    newly_failing: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _pct(v: float) -> str:
     return "n/a" if v != v else f"{v:.0%}"
 
 
+def _persona_reason(r: pd.Series, personas: int) -> str:
+    counts = f"{int(r['base_passed'])}/{int(r['base_calls'])} -> {int(r['cand_passed'])}/{int(r['cand_calls'])} passed"
+    if stats.below_alpha(r["p_worse_holm"]):
+        why = f"one-sided Fisher p = {r['p_worse']:.3g}"
+        why += f", Holm-adjusted over {personas} personas {r['p_worse_holm']:.3g}" if personas > 1 else ""
+        why += f" < {stats.ALPHA}"
+    else:
+        why = f"it passed every baseline call and fails every candidate call (Fisher p = {r['p_worse']:.3g})"
+    newly = r["newly_failing"] or "none (its calls failed without a failing check)"
+    return f"persona {r['persona_id']}: {counts} ({why}); checks failing only in the candidate: {newly}"
+
+
 def decide(base: Side, cand: Side, latency_margin_ms: float = 100.0) -> Decision:
-    """The gate of `compare --fail-if-worse`: a one-sided Fisher test (alpha 0.05) that the
-    candidate passes less often, and the p95 latency's point difference against the margin."""
-    overall = persona_comparison(base, cand).iloc[0]
-    one_sided = stats.exact_p(int(overall["base_passed"]), int(overall["base_calls"]),
-                              int(overall["cand_passed"]), int(overall["cand_calls"]), alternative="greater")
+    """The gate of `compare --fail-if-worse`, from the calls alone (no chart or report is needed,
+    so nothing that renders them can lose it): worse when the one-sided Fisher test (alpha 0.05)
+    says the candidate passes less often over all calls, or any single persona is worse (its
+    one-sided test Holm-adjusted over the personas, or every baseline call passed and every
+    candidate call failed, at least 2 each), or the p95 latency's point difference exceeds the margin."""
+    table = persona_comparison(base, cand, calls_needed=False)
+    overall, personas = table.iloc[0], table.iloc[1:]
     latency = latency_comparison(base, cand).set_index("measure").loc["response latency p95 (ms)"]
     reasons = []
-    if not math.isnan(one_sided) and one_sided < stats.ALPHA:
-        reasons.append(f"pass rate {_pct(overall['cand_rate'])} vs {_pct(overall['base_rate'])} "
-                       f"(one-sided Fisher p = {one_sided:.3g} < {stats.ALPHA})")
+    if overall["regression"]:
+        why = (f"one-sided Fisher p = {overall['p_worse']:.3g} < {stats.ALPHA}" if stats.below_alpha(overall["p_worse"])
+               else "every call passed in the baseline and every call fails in the candidate")
+        reasons.append(f"pass rate {_pct(overall['cand_rate'])} vs {_pct(overall['base_rate'])} ({why})")
+    worse = personas[personas["regression"]]
+    reasons += [_persona_reason(r, len(personas)) for _, r in worse.iterrows()]
     if not math.isnan(latency["difference"]) and latency["difference"] > latency_margin_ms:
         reasons.append(f"p95 latency {latency['candidate']:.0f} ms vs {latency['base']:.0f} ms "
                        f"(+{latency['difference']:.0f} ms > margin {latency_margin_ms:.0f} ms)")
@@ -193,34 +250,47 @@ def decide(base: Side, cand: Side, latency_margin_ms: float = 100.0) -> Decision
         f"candidate {cand.label}: {int(overall['cand_passed'])}/{int(overall['cand_calls'])} passed "
         f"({_pct(overall['cand_rate'])}), p95 latency {_ms(latency['candidate'])}",
         f"pass rate difference {_points(overall['difference'])}, Fisher p = {_p(overall['p_value'])} (two-sided), "
-        f"{_p(one_sided)} (candidate worse)",
+        f"{_p(overall['p_worse'])} (candidate worse)",
+        f"personas compared: {len(personas)}; worse: {', '.join(map(str, worse['persona_id'])) or 'none'} "
+        "(one-sided Fisher, Holm-adjusted, or every call that passed now failing)",
         f"p95 latency difference {_signed_ms(latency['difference'])}, 95% CI "
         f"[{_signed_ms(latency['ci_low'])}, {_signed_ms(latency['ci_high'])}], margin {latency_margin_ms:.0f} ms",
     ]
-    evidence += advice(base, cand)
-    return Decision(base.label, cand.label, bool(reasons), reasons, evidence)
+    evidence += advice(base, cand, table)
+    return Decision(base.label, cand.label, bool(reasons), reasons, evidence,
+                    personas=[str(p) for p in worse["persona_id"]],
+                    newly_failing={str(r["persona_id"]): [c for c in r["newly_failing"].split(", ") if c]
+                                   for _, r in worse.iterrows()})
 
 
-def advice(base: Side, cand: Side) -> list[str]:
-    """Where the calls are too few to tell: what a difference would need (per persona too)."""
-    table = persona_comparison(base, cand)
-    overall = table.iloc[0]
+def advice(base: Side, cand: Side, table: pd.DataFrame | None = None) -> list[str]:
+    """Where the calls are too few to tell: how many calls per side an exact test would need to
+    see the observed difference (or a 10-point one, when none is seen) with 80% power. `table`:
+    their `persona_comparison`, when it is at hand."""
+    table = persona_comparison(base, cand, calls_needed=False) if table is None else table
+    overall, personas = table.iloc[0], max(1, len(table) - 1)
     lines = []
-    if not overall["significant"] and overall["base_calls"] and overall["cand_calls"]:
-        personas = max(1, len(table) - 1)
-        if overall["difference"]:
-            n = int(overall["calls_needed"])
-            lines.append(f"too few calls to tell: {n} calls per side (about {math.ceil(n / personas)} repeats "
-                         f"per persona) would detect a difference of {_points(overall['difference'])} "
-                         "at 80% power")
-        else:
-            rate = float(overall["base_rate"])
-            target = max(rate - 0.1, 0.0) if rate > 0.05 else min(rate + 0.1, 1.0)
-            n = stats.calls_needed(rate, target)
-            if n:
-                lines.append(f"no difference seen; detecting a 10-point change from {_pct(rate)} would need "
-                             f"{n} calls per side (about {math.ceil(n / personas)} repeats per persona)")
+    if overall["significant"] or not overall["base_calls"] or not overall["cand_calls"]:
+        return lines
+    if overall["difference"]:
+        n = stats.calls_needed(float(overall["base_rate"]), float(overall["cand_rate"]))
+        if n is not None:
+            lines.append(f"too few calls to tell: {_calls(n, personas)} would detect a difference of "
+                         f"{_points(overall['difference'])} at 80% power (one-sided Fisher exact test)")
+    else:
+        rate = float(overall["base_rate"])
+        target = max(rate - 0.1, 0.0) if rate > 0.05 else min(rate + 0.1, 1.0)
+        n = stats.calls_needed(rate, target)
+        if n:
+            lines.append(f"no difference seen; detecting a 10-point change from {_pct(rate)} would need "
+                         f"{_calls(n, personas)}")
     return lines
+
+
+def _calls(n: int, personas: int) -> str:
+    if n > stats.MAX_CALLS:
+        return f"more than {stats.MAX_CALLS} calls per side"
+    return f"{n} calls per side (about {math.ceil(n / personas)} repeats per persona)"
 
 
 def _p(v: float) -> str:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import stats
 from .audio.wav import compressed
-from .compare import Side, decide, flaky, latency_comparison, persona_comparison, success_table, variant_sides
+from .compare import Side, decide, distinct, flaky, latency_comparison, persona_comparison, success_table, variant_sides
 from .errors import MissingDependency, ReportError
 from .models import CallResult, ToolCallRecord
 from .store import DEFAULT_ROOT, RunStore
@@ -55,6 +55,15 @@ AUDIO_MODES = ("embed", "link", "none")
 
 def _fmt(value: float, unit: str = "", digits: int = 0) -> str:
     return "n/a" if value != value else f"{value:.{digits}f}{unit}"  # NaN-safe
+
+
+def _text(value: object) -> str:
+    """A table cell as escaped HTML text: "" for a missing one (None, or the NaN pandas puts in a
+    text column where a value is missing), so a call without an `error` beside one with it, or
+    any other gap, never breaks a report."""
+    if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
+        return ""
+    return html.escape(str(value))
 
 
 def header_html(tables: Tables) -> str:
@@ -96,13 +105,12 @@ def header_html(tables: Tables) -> str:
 def failures_html(tables: Tables) -> str:
     """Every call that did not succeed, with why."""
     calls = tables.calls
-    bad = calls[~calls["success"].astype(bool)] if len(calls) else calls
+    bad = calls[~calls["success"].fillna(False).astype(bool)] if len(calls) else calls
     if bad.empty:
         return '<p class="vl-pass" id="vl-failures">Every call succeeded.</p>'
     rows = "".join(
-        f"<tr><td>{html.escape(str(r.call_id))}</td><td>{html.escape(r.status)}</td>"
-        f"<td>{html.escape(r.end_reason)}</td><td>{html.escape(r.failed_checks or '')}</td>"
-        f"<td>{html.escape(r.error or '')}</td></tr>"
+        f"<tr><td>{_text(r.call_id)}</td><td>{_text(r.status)}</td><td>{_text(r.end_reason)}</td>"
+        f"<td>{_text(r.failed_checks)}</td><td>{_text(r.error)}</td></tr>"
         for r in bad.itertuples())
     return (f'<table class="vl-table" id="vl-failures"><tr><th>call</th><th>status</th><th>end reason</th>'
             f"<th>failed checks</th><th>error</th></tr>{rows}</table>")
@@ -264,9 +272,10 @@ def build_report(run_id: str, *, runs_root: str | Path = DEFAULT_ROOT,
     if audio not in AUDIO_MODES:
         raise ReportError(f"audio {audio!r}: use one of {', '.join(AUDIO_MODES)}")
     run = RunStore(runs_root).open(run_id)
-    return _render(REPORT_NOTEBOOK, run.path / "report.ipynb", Path(reports_dir) / f"{run.run_id}.html",
-                   {"run_dir": str(run.path.resolve()), "audio": audio,
-                    "report_dir": str(Path(reports_dir).resolve())}, cwd=run.path, log_output=log_output)
+    folder = run.path.resolve()
+    return _render(REPORT_NOTEBOOK, folder / "report.ipynb", Path(reports_dir) / f"{run.run_id}.html",
+                   {"run_dir": str(folder), "audio": audio, "report_dir": str(Path(reports_dir).resolve())},
+                   kernel_cwd=folder, log_output=log_output)
 
 
 def build_comparison(base: str, candidate: str, *, runs_root: str | Path = DEFAULT_ROOT,
@@ -278,12 +287,18 @@ def build_comparison(base: str, candidate: str, *, runs_root: str | Path = DEFAU
     out.mkdir(parents=True, exist_ok=True)
     return _render(COMPARE_NOTEBOOK, out / f"{name}.ipynb", out / f"{name}.html",
                    {"base": base, "candidate": candidate, "runs_root": str(Path(runs_root).resolve()),
-                    "latency_margin_ms": latency_margin_ms}, cwd=out)
+                    "latency_margin_ms": latency_margin_ms}, kernel_cwd=out.resolve())
 
 
-def _render(notebook: Path, executed: Path, html_path: Path, parameters: dict, *, cwd: Path,
+def _render(notebook: Path, executed: Path, html_path: Path, parameters: dict, *, kernel_cwd: Path,
             log_output: bool = False) -> Path:
-    """Execute a report notebook with papermill and convert it to one offline HTML file."""
+    """Execute a report notebook with papermill and convert it to one offline HTML file.
+
+    Every path is absolute and the notebook gets what it reads as parameters. The kernel starts
+    in `kernel_cwd` through nbclient's `resources` (the working directory of the kernel process
+    alone): papermill's own `cwd=` would os.chdir this whole process for the notebook's run, and
+    a call being stored by another thread of it (the REST service) would then miss its relative
+    `runs/<id>/calls.jsonl`."""
     try:
         import papermill
         from nbconvert import HTMLExporter
@@ -295,8 +310,9 @@ def _render(notebook: Path, executed: Path, html_path: Path, parameters: dict, *
     logging.getLogger("papermill").setLevel(logging.WARNING)
     try:
         papermill.execute_notebook(
-            str(notebook), str(executed), parameters=parameters,
-            kernel_name="python3", progress_bar=False, log_output=log_output, cwd=str(cwd.resolve()),
+            str(notebook), str(executed.resolve()), parameters=parameters,
+            kernel_name="python3", progress_bar=False, log_output=log_output,
+            resources={"metadata": {"path": str(kernel_cwd.resolve())}},
             # no kernel chatter in the terminal, not even its complaint when a stop signal closes its
             # sockets mid-cell (the notebook's own errors still come back through papermill)
             extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
@@ -325,25 +341,26 @@ def comparison_html(base: Side, cand: Side, latency_margin_ms: float = 100.0) ->
     verdict = (f'<p class="vl-fail">{html.escape(cand.label)} is worse than {html.escape(base.label)}: '
                f"{html.escape('; '.join(decision.reasons))}</p>" if decision.worse else
                f'<p class="vl-pass">{html.escape(cand.label)} is not worse than {html.escape(base.label)} '
-               f"(no significant drop in pass rate; p95 latency within {latency_margin_ms:.0f} ms).</p>")
+               "(no significant drop in pass rate, overall or for any persona; no persona failing every call "
+               f"it passed; p95 latency within {latency_margin_ms:.0f} ms).</p>")
     evidence = "".join(f"<li>{html.escape(line)}</li>" for line in decision.evidence)
     rows = []
     for r in persona_comparison(base, cand).itertuples():
-        css = ' class="vl-regression"' if r.regression or r.newly_failing else (
+        css = ' class="vl-regression"' if r.regression or _text(r.newly_failing) else (
             ' class="vl-better"' if r.significant and r.difference > 0 else "")
+        worse = ("yes: every call that passed now fails" if r.consistently_worse else "yes") if r.regression else "no"
         rows.append(
-            f"<tr{css}><td>{html.escape(str(r.persona_id))}</td>"
+            f"<tr{css}><td>{_text(r.persona_id)}</td>"
             f"<td>{r.base_passed}/{r.base_calls} ({_num(r.base_rate, '.0%')})</td>"
             f"<td>{r.cand_passed}/{r.cand_calls} ({_num(r.cand_rate, '.0%')})</td>"
             f"<td>{_num(r.difference * 100 if r.difference == r.difference else None, '+.0f')}</td>"
-            f"<td>{_num(r.p_value, '.3g')}</td><td>{'yes' if r.significant else 'no'}</td>"
-            f"<td>{html.escape(r.newly_failing)}</td>"
-            f"<td>{'' if r.calls_needed is None or r.calls_needed != r.calls_needed else int(r.calls_needed)}</td>"
-            "</tr>")
+            f"<td>{_num(r.p_value, '.3g')}</td><td>{_num(r.p_worse_holm, '.3g')}</td><td>{worse}</td>"
+            f"<td>{_text(r.newly_failing)}</td><td>{html.escape(stats.needed_text(r.calls_needed))}</td></tr>")
     personas = ('<table class="vl-table vl-compare"><tr><th>persona</th><th>baseline passed</th>'
-                "<th>candidate passed</th><th>difference (points)</th><th>Fisher p</th><th>significant</th>"
-                "<th>checks failing only in the candidate</th><th>calls per side to tell</th></tr>"
-                + "".join(rows) + "</table>")
+                "<th>candidate passed</th><th>difference (points)</th><th>Fisher p (two-sided)</th>"
+                "<th>p candidate worse (one-sided, Holm-adjusted)</th><th>worse (fails the gate)</th>"
+                "<th>checks failing only in the candidate</th><th>calls per side to tell (exact, 80% power)</th>"
+                "</tr>" + "".join(rows) + "</table>")
     lat = latency_comparison(base, cand)
     lat_rows = "".join(
         f"<tr><td>{html.escape(r.measure)}</td><td>{_num(r.base, '.1f')}</td><td>{_num(r.candidate, '.1f')}</td>"
@@ -361,7 +378,7 @@ def flaky_html(sides: list[Side]) -> str:
     table = flaky(sides)
     if table.empty:
         return '<p id="vl-flaky">No flaky personas: each passed always or never within a variant.</p>'
-    rows = "".join(f"<tr><td>{html.escape(r.side)}</td><td>{html.escape(r.persona_id)}</td>"
+    rows = "".join(f"<tr><td>{_text(r.side)}</td><td>{_text(r.persona_id)}</td>"
                    f"<td>{r.passed}/{r.calls} ({r.rate:.0%})</td></tr>" for r in table.itertuples())
     return ('<table class="vl-table" id="vl-flaky"><tr><th>variant</th><th>persona</th><th>passed</th></tr>'
             f"{rows}</table>")
@@ -370,7 +387,7 @@ def flaky_html(sides: list[Side]) -> str:
 def success_html(sides: list[Side]) -> str:
     table = success_table(sides)
     rows = "".join(
-        f"<tr><td>{html.escape(r.side)}</td><td>{html.escape(r.persona_id)}</td><td>{r.passed}/{r.calls}</td>"
+        f"<tr><td>{_text(r.side)}</td><td>{_text(r.persona_id)}</td><td>{r.passed}/{r.calls}</td>"
         f"<td>{_num(r.rate, '.0%')}</td><td>[{_num(r.ci_low, '.0%')}, {_num(r.ci_high, '.0%')}]</td></tr>"
         for r in table.itertuples())
     return ('<table class="vl-table" id="vl-success"><tr><th>variant</th><th>persona</th><th>passed</th>'
@@ -431,5 +448,6 @@ def variant_figures(tables: Tables) -> list:
 def comparison_figures(sides: list[Side]) -> list:
     from . import charts
 
+    sides = distinct(sides)  # a run compared with itself: two labels, two bars
     return [charts.success_by_side(success_table(sides)),
             charts.latency_by_side({s.label: s.turns["latency_ms"] for s in sides})]

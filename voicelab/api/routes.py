@@ -13,11 +13,14 @@ import hmac
 import json
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -224,6 +227,38 @@ def _install_error_handlers(app: FastAPI) -> None:
                               "details")
 
 
+# --------------------------------------------------------------------------- docs (offline)
+
+#: Swagger UI and ReDoc, shipped with the package (static/README.md names versions and source),
+#: so /docs and /redoc work on a machine that cannot reach a CDN.
+STATIC = Path(__file__).parent / "static"
+#: The docs pages may load nothing from elsewhere (ReDoc's bundle would fetch its vendor's logo).
+DOCS_POLICY = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+               "script-src 'self' 'unsafe-inline'; worker-src 'self' blob:"}
+
+
+def _install_docs(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> HTMLResponse:
+        page = get_swagger_ui_html(openapi_url="/openapi.json", title="voicelab API",
+                                   swagger_js_url="/static/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger-ui.css",
+                                   swagger_favicon_url="/static/favicon-32x32.png",
+                                   swagger_ui_parameters={"validatorUrl": None})
+        page.headers.update(DOCS_POLICY)
+        return page
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        page = get_redoc_html(openapi_url="/openapi.json", title="voicelab API",
+                              redoc_js_url="/static/redoc.standalone.js",
+                              redoc_favicon_url="/static/favicon-32x32.png", with_google_fonts=False)
+        page.headers.update(DOCS_POLICY)
+        return page
+
+
 # --------------------------------------------------------------------------- the app
 
 
@@ -244,9 +279,11 @@ def create_app(config: ServiceSettings | None = None) -> FastAPI:
             await service.cancel_calls()
             await run_in_threadpool(service.close)
 
-    app = FastAPI(title="voicelab", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="voicelab", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     app.add_middleware(Guard, holder=holder)
     _install_error_handlers(app)
+    _install_docs(app)
 
     def service() -> Service:
         return holder["service"]

@@ -85,6 +85,10 @@ def test_two_resumes_at_once_place_nothing_twice(tmp_path: Path):
     proc.send_signal(signal.SIGKILL)  # the holder dies: its lock must die with it
     proc.wait()
     stored = collections.Counter(call_ids(tmp_path, "race"))
+    crashed = RunStore(tmp_path).open("race")  # opened after the crash: its record is repaired
+    assert crashed.manifest.state == "interrupted", "a dead process's run is not shown as running"
+    session = crashed.manifest.sessions[0]
+    assert (session.state, session.calls_stored) == ("interrupted", sum(stored.values()))
 
     resumes = [subprocess.Popen([*VOICELAB, "run", "--resume", "race", "--runs", str(tmp_path), "--no-report"],
                                 env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]

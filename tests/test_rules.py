@@ -200,4 +200,5 @@ def test_every_error_is_exported_and_has_one_root():
     # each sub-leaf is drawn in the module's tree under its parent
     for name in ("InvalidField", "RunNotFound"):
         assert f"└── {name}" in errors.__doc__
+    assert "├── StoreNotWritable" in errors.__doc__
     assert not hasattr(errors.VoiceLabError, "retryable")

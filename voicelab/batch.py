@@ -18,7 +18,7 @@ from typing import Any
 from . import __version__, heap, runners, sdk, signals
 from .backends import backend_url
 from .datasets import Dataset, load_dataset
-from .errors import UsageError
+from .errors import StoreNotWritable, UsageError
 from .experiment import apply_variant, with_variants
 from .models import AgentSpec, CallRequest, CallResult, Persona, RunManifest, RunSession, Variant, utc_now_iso
 from .store import Run, RunStore, new_run_id
@@ -69,7 +69,9 @@ def plan_calls(run: Run, dataset: Dataset) -> list[CallRequest]:
 
 class _Progress:
     """The runners' sink: stores each result (before its slot is reused) and shows tqdm (the
-    notebook widget inside Jupyter) with done / failed / running counts."""
+    notebook widget inside Jupyter) with done / failed / running counts. When the store cannot be
+    written it takes no more calls, lets those in flight finish, and keeps their results outside
+    the store (`Run.keep_unsaved`); `store_error` then says what happened."""
 
     def __init__(self, run: Run, total: int, enabled: bool,
                  observer: Callable[[int, int, int], None] | None = None) -> None:
@@ -79,17 +81,27 @@ class _Progress:
         self.observer = observer
         self.bar = tqdm(total=total, unit="call", desc="calls", disable=not enabled, dynamic_ncols=True)
         self.done = self.failed = self.running = 0
+        self.store_error: StoreNotWritable | None = None
+        self.unsaved = 0
 
-    def started(self, request: CallRequest) -> None:
+    def started(self, request: CallRequest) -> bool:
+        if self.store_error is not None:
+            return False
         self.running += 1
         self._show()
+        return True
 
     async def finished(self, result: CallResult) -> None:
         # fsync runs off the loop so the other calls' turns are not held up by the disk; the
         # JSON is made here, since a thread holding the GIL for it would hold up the loop anyway
         # (for up to the 5 ms switch interval at a time)
         line = result.model_dump_json()
-        await asyncio.get_running_loop().run_in_executor(None, self.run.append, line)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.run.append, line)
+        except StoreNotWritable as exc:
+            kept = self.run.keep_unsaved(line)
+            self.unsaved += 1
+            self.store_error = StoreNotWritable(str(exc), path=exc.path, kept=kept)
         self.running -= 1
         self.done += 1
         self.failed += result.status == "failed"
@@ -282,7 +294,9 @@ def place_run(run: Run, dataset: Dataset, *, progress: bool = True, cancel_event
               observer: Callable[[int, int, int], None] | None = None) -> BatchOutcome:
     """Place the run's calls that have no result yet (blocking; `cancel_event` or Ctrl+C stops it,
     keeping what finished). `observer(done, failed, running)` hears every change of the counts."""
+    run.check_writable()  # a read-only or full store refuses the run before anything is placed
     with run.placing():  # one writer per run: a second process is refused here, before anything
+        run.take_unsaved()  # results a full store could not take last time: stored now, not placed again
         m = run.manifest
         dataset = with_variants(dataset, m.variants)  # the variants' agents, served beside the originals
         plan = plan_calls(run, dataset)
@@ -306,9 +320,22 @@ def place_run(run: Run, dataset: Dataset, *, progress: bool = True, cancel_event
             raise
         finally:
             sink.close()
+            if sink.store_error is not None and stopped_by is None:
+                stopped_by = f"error: {sink.store_error}"
             m.state = session.state = "interrupted" if stopped_by else "finished"
             session.stopped_by = stopped_by
             session.calls_stored = run.appended
             m.ended_at = session.ended_at = utc_now_iso()
-            run.save_manifest()
+            try:
+                run.save_manifest()
+            except StoreNotWritable:
+                if stopped_by is None:
+                    raise
+                # else the store's failure, or the exception in flight, is what the user must read
+        if sink.store_error is not None:
+            error, n = sink.store_error, sink.unsaved
+            kept = (f"; the run stopped, and the {n} result{'s' if n != 1 else ''} it could not store "
+                    f"{'are' if n != 1 else 'is'} kept in {error.kept} (a resume stores "
+                    f"{'them' if n != 1 else 'it'} first)") if error.kept else "; the run stopped"
+            raise StoreNotWritable(f"{error}{kept}", path=error.path, kept=error.kept)
     return BatchOutcome(run=run, interrupted=stopped_by is not None, stopped_by=stopped_by)

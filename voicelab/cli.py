@@ -1,7 +1,7 @@
 """`voicelab` on the command line: personas, call, run, report, serve, api (and cli_lab's).
 
 Every VoiceLabError is printed as one readable line and exits with status 2; no tracebacks for
-mistakes a user can fix.
+mistakes a user can fix. Anything else is a bug: one line naming a traceback log, exit 3.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 import textwrap
 from typing import NoReturn
 
-from . import cli_api, cli_lab, heap, runners, signals
+from . import cli_api, cli_lab, crashlog, heap, runners, signals
 from .errors import UsageError, VoiceLabError
 
 EPILOG_PERSONAS = """example:
@@ -40,7 +40,10 @@ EXIT_CODES_RUN = """exit status (for CI):
   0    every persona reached its pass_threshold (default: every call succeeded), or with --fail-under
        the run's pass rate reached it (personas with their own pass_threshold still count)
   1    a gate failed: calls failed their checks or could not be placed (the reasons are printed)
-  2    bad input or settings: nothing was placed (checked first, a hosted API key included)
+  2    bad input or settings: nothing was placed (checked first, a hosted API key included); or the
+       run store cannot be written (read-only, full disk): the line names the path and the fix, and
+       every finished result is kept
+  3    an internal failure: one line naming a traceback log
   130  interrupted by Ctrl+C (143 SIGTERM, 129 SIGHUP): what finished is stored; --resume continues"""
 
 
@@ -74,11 +77,11 @@ def number(kind: type, low: float | None = None, high: float | None = None, *, a
 
 
 def run_id(text: str) -> str:
-    from .store import RUN_ID
+    from .store import run_id_problem
 
-    if not RUN_ID.match(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not usable as a folder name: use letters, digits, '.', '_' "
-                                         "and '-', starting with a letter or digit")
+    problem = run_id_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return text
 
 
@@ -417,7 +420,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
     from .store import RunStore
 
-    run = RunStore(args.runs).open(args.run_id)
+    store = RunStore(args.runs)
+    store.require_inside(args.run_id)
+    run = store.open(args.run_id)
     run.results()  # warns on the terminal about lines it cannot read; the report's header says so too
     path = build_report(args.run_id, runs_root=args.runs, reports_dir=args.reports, audio=args.audio)
     print(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB)")
@@ -472,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `voicelab personas | head`: the reader is gone, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception as exc:  # a bug: one line and a log, never a traceback taken for a verdict
+        print(f"voicelab: {crashlog.one_line(exc)}", file=sys.stderr)
+        return crashlog.INTERNAL
     finally:
         signals.restore(previous)
 

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import textwrap
 from typing import Any
 
-from . import signals
+from . import crashlog, signals
+from .errors import VoiceLabError
 
 EXIT_CODES_GATE = """exit status (for CI):
   0    the gates passed: every persona reached its pass_threshold (default: every call), or with
        --fail-under the overall pass rate reached it (personas with their own pass_threshold still count)
   1    a gate failed (the reasons are printed)
-  2    bad input or settings: nothing was placed
+  2    bad input or settings: nothing was placed (or the run store could not be written: the line
+       names the path; every finished result is kept)
+  3    an internal failure (one line naming a traceback log); a gate decided before it still decides
   130  interrupted by Ctrl+C (143 SIGTERM, 129 SIGHUP): what finished is stored; --resume continues"""
 EPILOG_EXPERIMENT = """examples:
   voicelab experiment experiments/chargeback-reason.yaml
@@ -28,7 +32,9 @@ exit status:
   0    the candidate is not worse (or --fail-if-worse not given)
   1    --fail-if-worse and the candidate is worse: significantly lower pass rate (one-sided Fisher
        exact test, alpha 0.05) or p95 response latency worse by more than --latency-margin-ms
-  2    bad input (unknown run or variant)"""
+  2    bad input (unknown run or variant)
+  3    an internal failure (one line naming a traceback log); the decision above is printed first
+       and, when the report is what failed, still decides the exit status"""
 EPILOG_MUTATE = """examples:
   voicelab mutate --agent chargeback
   voicelab mutate --agent applicant-screening --only drop-sentence skip-step --json
@@ -118,17 +124,28 @@ def finish_run(outcome, args: argparse.Namespace, *, resume_hint: str) -> int:  
     if outcome.interrupted:
         print(f"\ninterrupted ({outcome.stopped_by}): what finished is stored; continue with `{resume_hint} {run_id}`")
         return signals.exit_code()
+    reasons = gate_failures(tables, args.fail_under)  # decided first: no later failure can lose it
     if getattr(args, "junit", None):
-        print(f"JUnit XML: {write_junit(tables, args.junit)}")
+        _tolerant("JUnit XML", lambda: write_junit(tables, args.junit))
     if not args.no_report:
         print("\nwriting the report ...", flush=True)
-        print(f"report: {build_report(run_id, runs_root=args.runs, reports_dir=args.reports)}")
-    reasons = gate_failures(tables, args.fail_under)
+        _tolerant("report", lambda: build_report(run_id, runs_root=args.runs, reports_dir=args.reports))
     if args.fail_under is not None and not reasons:
         print(f"{tables.kpis()['success_rate']:.0%} of calls succeeded: at least --fail-under {args.fail_under:.0%}")
     for reason in reasons:
         print(f"gate failed: {reason}")
     return 1 if reasons else 0
+
+
+def _tolerant(what: str, write) -> None:  # noqa: ANN001 - a callable returning the path written
+    """Write an artifact (report, JUnit XML) after the verdict is decided: print its path, or one
+    line saying why it could not be written; the verdict, not this, decides the exit status."""
+    try:
+        print(f"{what}: {write()}", flush=True)
+    except (VoiceLabError, OSError) as exc:
+        print(f"voicelab: {what} not written: {exc}", flush=True)
+    except Exception as exc:  # a bug in the report: logged, and the verdict still stands
+        print(f"voicelab: {what} not written: {crashlog.one_line(exc)}", flush=True)
 
 
 def experiment_text(tables) -> str:  # noqa: ANN001 - Tables
@@ -163,9 +180,12 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import decide, latency_comparison, load_side, persona_comparison
+    from .compare import decide, latency_comparison, load_side, parse_ref, persona_comparison
     from .report import build_comparison
+    from .store import RunStore
 
+    for ref in (args.base, args.candidate):
+        RunStore(args.runs).require_inside(parse_ref(ref)[0])
     base, cand = load_side(args.base, args.runs), load_side(args.candidate, args.runs)
     decision = decide(base, cand, args.latency_margin_ms)
     table = persona_comparison(base, cand)
@@ -187,9 +207,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
                   f"{r.cand_calls:<4} {_points(r.difference):>6} {_p(r.p_value):>9}  "
                   f"{textwrap.shorten(r.newly_failing, 50) or '-'}{flag}")
     if not args.no_report:
-        path = build_comparison(args.base, args.candidate, runs_root=args.runs, reports_dir=args.reports,
-                                latency_margin_ms=args.latency_margin_ms)
-        print(f"\nreport: {path}")
+        print()
+        _tolerant("report", lambda: build_comparison(args.base, args.candidate, runs_root=args.runs,
+                                                     reports_dir=args.reports,
+                                                     latency_margin_ms=args.latency_margin_ms))
     return 1 if args.fail_if_worse and decision.worse else 0
 
 
@@ -208,11 +229,15 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     if outcome.interrupted:
         print(f"interrupted ({outcome.stopped_by}): continue with `voicelab run --resume {outcome.run.run_id}`")
         return signals.exit_code()
-    report = None if args.no_report else build_report(outcome.run.run_id, runs_root=args.runs,
-                                                      reports_dir=args.reports)
+    report, report_error = None, None  # the score is decided: a report that fails cannot lose it
+    if not args.no_report:
+        try:
+            report = build_report(outcome.run.run_id, runs_root=args.runs, reports_dir=args.reports)
+        except Exception as exc:  # noqa: BLE001 - said in one line; the score still decides
+            report_error = str(exc) if isinstance(exc, VoiceLabError | OSError) else crashlog.one_line(exc)
     if args.json:
         print(json.dumps({**result.as_dict(), "wall_s": round(wall, 1),
-                          "report": str(report) if report else None}, indent=2))
+                          "report": str(report) if report else None, "report_error": report_error}, indent=2))
     else:
         print(f"\nmutation score {result.score:.2f}: {result.caught} of {len(result.mutants)} mutants of "
               f"{args.agent} caught ({result.calls} calls in {wall:.0f} s, run {outcome.run.run_id})")
@@ -222,6 +247,8 @@ def cmd_mutate(args: argparse.Namespace) -> int:
             print(f"  survived {m.id}: {m.change}\n    would be caught by: {m.catch_hint}")
         if report:
             print(f"report: {report}")
+    if report_error:
+        print(f"voicelab: report not written: {report_error}", file=sys.stderr if args.json else sys.stdout)
     return 1 if args.min_score is not None and result.score < args.min_score else 0
 
 

@@ -11,6 +11,7 @@ a traceback. Each leaf means one thing; catch the leaf you can act on, or `Voice
     ├── BackendError        the backend refused a request or could not be reached
     ├── SdkError            the installed elevenlabs SDK lacks something voicelab relies on
     ├── RunStoreError       a stored run is unreadable, or its state refuses what was asked
+    │   ├── StoreNotWritable  the run store cannot be written (read-only, full disk): names the path
     │   └── RunNotFound     no run has that id
     ├── ReportError         a report could not be built (the notebook failed or is missing)
     └── MissingDependency   an optional part is not installed (names what to install)
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendError", "ConfigError", "DatasetError", "InvalidField", "MissingDependency", "ReportError", "RunNotFound",
-    "RunStoreError", "SdkError", "UsageError", "VoiceLabError",
+    "RunStoreError", "SdkError", "StoreNotWritable", "UsageError", "VoiceLabError",
 ]
 
 
@@ -96,6 +97,16 @@ class RunStoreError(VoiceLabError):
 
 class RunNotFound(RunStoreError):
     """No stored run has that id (the message lists recent ones)."""
+
+
+class StoreNotWritable(RunStoreError):
+    """The run store cannot be written (a read-only folder or file, a full disk, a path that is
+    too long). The message names the path and the fix; `path` is that path and `kept` where the
+    results that could not be stored were written instead (None when there were none)."""
+
+    def __init__(self, message: str, *, path: str, kept: str | None = None) -> None:
+        self.path, self.kept = path, kept
+        super().__init__(message)
 
 
 class ReportError(VoiceLabError):

@@ -4,6 +4,12 @@
     runs/<run_id>/calls.jsonl   one CallResult per line, appended, flushed and fsynced per call
     runs/<run_id>/.lock         held (flock) by the one process placing the run's calls
 
+A store that cannot be written (read-only, full disk) is found before a run places anything
+(`Run.check_writable`) where it can be, and otherwise raises `StoreNotWritable` naming the path
+and the fix: a failed append is rolled back to the last whole line, never left torn. A run whose
+process died while placing (kill -9, power loss) still says `running` in run.json; `RunStore.open`
+sees that nobody holds its lock and repairs the record from what calls.jsonl holds.
+
 A line that cannot be read (a torn write from a killed process, cut anywhere, even inside a
 multi-byte character) is skipped with a warning when loading; the file is read as bytes so no
 cut can stop the rest from loading. A call that was re-run on resume appears twice in the file;
@@ -13,25 +19,59 @@ loading keeps the last result per call id.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
 import re
+import sys
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from .errors import RunNotFound, RunStoreError
-from .models import CallResult, RunManifest
+from .errors import RunNotFound, RunStoreError, StoreNotWritable
+from .models import CallResult, RunManifest, utc_now_iso
 
 log = logging.getLogger(__name__)
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: A run id is a folder name: at most 128 characters, so its files' names stay far below the
+#: 255 bytes a file system allows.
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: Room a run needs before it starts placing calls (a result is a few kB; a voice call's WAV ~2 MB).
+MIN_FREE_BYTES = 4 * 1024 * 1024
 DEFAULT_ROOT = Path("runs")
 _WARNED: set[tuple[str, int]] = set()
+
+
+def run_id_problem(run_id: str) -> str | None:
+    """Why `run_id` cannot name a run folder, or None when it can."""
+    if len(run_id) > 128:
+        return f"run id of {len(run_id)} characters is too long: use at most 128"
+    if not RUN_ID.match(run_id):
+        return (f"run id {run_id!r} is not usable as a folder name: use letters, digits, '.', '_' and '-', "
+                "starting with a letter or digit")
+    return None
+
+
+def not_writable(path: Path | str, exc: OSError, *, kept: str | None = None) -> StoreNotWritable:
+    """The one-line StoreNotWritable for an OSError while writing `path`, with the fix."""
+    reason = exc.strerror or exc.__class__.__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free some disk space there, or store runs on another disk with --runs DIR"
+    elif exc.errno == errno.ENAMETOOLONG:
+        fix = "use a shorter --run-id or persona id"
+    else:
+        fix = "make it writable (check its permissions and mount), or store runs elsewhere with --runs DIR"
+    message = f"{path} cannot be written ({reason}): {fix}"
+    if kept:
+        message += f"; the results that could not be stored are in {kept}"
+    return StoreNotWritable(message, path=str(path), kept=kept)
 
 
 def new_run_id() -> str:
@@ -57,7 +97,14 @@ class Run:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                for attempt in range(10):  # a reader's `lock_held` probe holds it for microseconds
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if attempt == 9:
+                            raise
+                        time.sleep(0.02)
             except BlockingIOError:
                 holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
                 raise RunStoreError(
@@ -78,9 +125,137 @@ class Run:
         return self.path / "calls.jsonl"
 
     def save_manifest(self) -> None:
+        """Rewrite run.json atomically; StoreNotWritable (and no stray run.json.tmp) when it cannot be."""
         tmp = self.path / "run.json.tmp"
-        tmp.write_text(self.manifest.model_dump_json(indent=2), encoding="utf-8")
-        os.replace(tmp, self.path / "run.json")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(self.manifest.model_dump_json(indent=2))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path / "run.json")
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise not_writable(self.path / "run.json", exc) from None
+
+    def check_writable(self) -> None:
+        """Refuse to start placing calls whose results could not be stored: calls.jsonl must take an
+        append and the disk must have room (`MIN_FREE_BYTES`). StoreNotWritable names the path."""
+        try:
+            with open(self.calls_path, "ab"):
+                pass
+            probe = self.path / ".write-probe"
+            with open(probe, "wb") as f:  # a real write: some full or read-only disks accept an open
+                f.write(b"\0" * 4096)
+                f.flush()
+                os.fsync(f.fileno())
+            probe.unlink()
+            free = os.statvfs(self.path).f_bavail * os.statvfs(self.path).f_frsize
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                (self.path / ".write-probe").unlink()
+            raise not_writable(self.calls_path, exc) from None
+        if free < MIN_FREE_BYTES:
+            raise not_writable(self.calls_path, OSError(errno.ENOSPC, f"only {free // 1024} kB free"))
+
+    @property
+    def unsaved_path(self) -> Path:
+        """Where results go that this run's store could not take: outside the store, in the system's
+        temporary folder (VOICELAB_UNSAVED_DIR overrides), one JSON line each as in calls.jsonl; the
+        name has a digest of the run's folder, so another store's run of the same id never takes them."""
+        root = Path(os.environ.get("VOICELAB_UNSAVED_DIR") or Path(tempfile.gettempdir()) / "voicelab-unsaved")
+        digest = hashlib.sha1(str(self.path.resolve()).encode()).hexdigest()[:10]
+        return root / f"{self.run_id}-{digest}.jsonl"
+
+    def keep_unsaved(self, line: str) -> str | None:
+        """Keep a result the store refused at `unsaved_path`; that path, or None when it cannot be
+        written either (the line then goes to stderr, the last place it can be read from)."""
+        path = self.unsaved_path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(line.rstrip("\n") + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            return str(path)
+        except OSError:
+            print(f"voicelab: a result that could not be stored: {line}", file=sys.stderr, flush=True)
+            return None
+
+    def take_unsaved(self) -> int:
+        """Store the results `keep_unsaved` kept (before a resume plans, so they are not placed
+        again) and remove that file; how many were stored."""
+        path = self.unsaved_path
+        try:
+            lines = [raw for raw in path.read_text(encoding="utf-8", errors="replace").splitlines() if raw.strip()]
+        except FileNotFoundError:
+            return 0
+        for line in lines:
+            self.append(line)
+        path.unlink()
+        log.warning("%s: stored %d result(s) kept in %s while the store could not be written",
+                    self.calls_path, len(lines), path)
+        return len(lines)
+
+    def lock_held(self) -> bool:
+        """True while some live process is placing this run's calls (holds .lock)."""
+        try:
+            fd = os.open(self.path / ".lock", os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)  # releases it again if we got it
+        return False
+
+    def repair(self) -> bool:
+        """A run whose process died while placing (run.json says running, a session is running, and
+        nobody holds the lock): mark it and that session interrupted, count the results it stored,
+        and save that when the store can be written. True if anything was repaired."""
+        m = self.manifest
+        open_sessions = [s for s in m.sessions if s.state == "running"]
+        if m.state != "running" or not open_sessions or self.lock_held():
+            return False
+        stored = self._count_results()
+        earlier = sum(s.calls_stored for s in m.sessions if s.state != "running")
+        try:
+            mtime = datetime.fromtimestamp(self.calls_path.stat().st_mtime, UTC)
+            ended = mtime.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        except OSError:
+            ended = utc_now_iso()
+        for session in open_sessions:
+            session.state = "interrupted"
+            session.stopped_by = "crash: the placing process ended without closing the run"
+            session.calls_stored = max(stored - earlier, 0)
+            session.ended_at = session.ended_at or ended
+            earlier += session.calls_stored
+        m.state, m.ended_at = "interrupted", m.ended_at or ended
+        try:
+            self.save_manifest()
+        except StoreNotWritable:
+            log.warning("%s: repaired in memory only (run.json cannot be written)", self.path)
+        return True
+
+    def _count_results(self) -> int:
+        """Readable result lines in calls.jsonl (re-runs count again, as `appended` does)."""
+        try:
+            data = self.calls_path.read_bytes()
+        except OSError:
+            return 0
+        count = 0
+        for raw in data.split(b"\n"):
+            if raw.strip():
+                try:
+                    json.loads(raw)
+                except ValueError:
+                    continue
+                count += 1
+        return count
 
     def _ends_torn(self) -> bool:
         """True if the file's last line was cut off (a crash mid-write): no final newline."""
@@ -102,10 +277,26 @@ class Run:
             self.appended += 1
 
     def _write(self, line: str) -> None:
-        with open(self.calls_path, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        """Append one line durably, or nothing: a failed write (a full disk mid-line) is cut back to
+        where the file ended, so no torn line is left, and raised as StoreNotWritable."""
+        data = line.encode("utf-8")
+        try:
+            fd = os.open(self.calls_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise not_writable(self.calls_path, exc) from None
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                raise not_writable(self.calls_path, exc) from None
+        finally:
+            os.close(fd)
 
     def results(self) -> list[CallResult]:
         """Every call's latest result, in the order first recorded; unreadable lines are skipped
@@ -150,19 +341,31 @@ class RunStore:
         self.root = Path(root)
 
     def create(self, manifest: RunManifest) -> Run:
-        """A new run under `manifest.run_id`; RunStoreError if that id is taken."""
-        if not RUN_ID.match(manifest.run_id):
-            raise RunStoreError(f"run id {manifest.run_id!r} is not usable as a folder name: "
-                                "use letters, digits, '.', '_' and '-'")
+        """A new run under `manifest.run_id`; RunStoreError if that id is taken or unusable,
+        StoreNotWritable if the store cannot take it."""
+        problem = run_id_problem(manifest.run_id)
+        if problem:
+            raise RunStoreError(problem)
         path = self.root / manifest.run_id
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise not_writable(path, exc) from None
         try:  # claimed atomically: two processes creating one id cannot both succeed
             os.close(os.open(path / "run.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         except FileExistsError:
             raise RunStoreError(f"run '{manifest.run_id}' already exists in {self.root}: pick another --run-id, "
                                 f"or continue it with `voicelab run --resume {manifest.run_id}`") from None
+        except OSError as exc:
+            raise not_writable(path / "run.json", exc) from None
         run = Run(path, manifest)
-        run.save_manifest()
+        try:
+            run.save_manifest()
+        except StoreNotWritable:
+            with contextlib.suppress(OSError):  # leave no half-made run behind
+                (path / "run.json").unlink()
+                path.rmdir()
+            raise
         return run
 
     def create_new(self, manifest: RunManifest) -> Run:
@@ -171,12 +374,39 @@ class RunStore:
         base = manifest.run_id
         for n in range(1, 1000):
             manifest.run_id = base if n == 1 else f"{base}-{n}"
-            with contextlib.suppress(RunStoreError):
+            try:
                 return self.create(manifest)
+            except StoreNotWritable:
+                raise
+            except RunStoreError:
+                continue
         raise RunStoreError(f"no free run id near '{base}' in {self.root}: pass --run-id")
 
+    def require_inside(self, ref: str) -> None:
+        """The CLI's rule: a run is named by its id, or by its folder inside this store (as a shell
+        completes `runs/<id>`), never by a folder elsewhere, where a report's notebook would be
+        written. (Python callers may open any run folder: `load_runs("/data/nightly-3")`.)"""
+        given = Path(ref)
+        if len(given.parts) <= 1 and not given.is_absolute():
+            return
+        try:
+            inside = given.resolve().relative_to(self.root.resolve())
+        except ValueError:
+            raise RunNotFound(f"{ref} is outside the run store {self.root}/: give its run id, or pass "
+                              f"--runs {given.parent} to use that store") from None
+        if len(inside.parts) != 1:
+            raise RunNotFound(f"{ref} is not a run folder of {self.root}/: give a run id")
+
     def open(self, run_id: str) -> Run:
-        path = Path(run_id) if Path(run_id).is_dir() and (Path(run_id) / "run.json").exists() else self.root / run_id
+        """The stored run `run_id`, or the run folder at that path (a crashed run is repaired, see
+        `Run.repair`)."""
+        given = Path(run_id)
+        if (len(given.parts) > 1 or given.is_absolute()) and (given / "run.json").exists():
+            path = given
+        elif run_id_problem(run_id):
+            raise RunNotFound(f"no run '{run_id[:80]}' in {self.root}/: {run_id_problem(run_id)}")
+        else:
+            path = self.root / run_id
         manifest_path = path / "run.json"
         if not manifest_path.exists():
             known = ", ".join(self.list()[-5:]) or "none yet"
@@ -186,7 +416,9 @@ class RunStore:
         except (ValueError, ValidationError) as exc:
             raise RunStoreError(f"{manifest_path} is unreadable ({exc.__class__.__name__}); "
                                 "the run's calls.jsonl is still intact") from None
-        return Run(path, manifest)
+        run = Run(path, manifest)
+        run.repair()
+        return run
 
     def list(self) -> list[str]:
         if not self.root.is_dir():

@@ -32,9 +32,11 @@ if TYPE_CHECKING:
 
 
 class Sink(Protocol):
-    """Where a runner reports: a call started, a call finished (stored before the next starts)."""
+    """Where a runner reports: a call is about to start, a call finished (stored before the next
+    starts). `started` answers False when the sink takes no more calls (its store cannot be
+    written): the runner then does not place that call, and lets the calls in flight finish."""
 
-    def started(self, request: CallRequest) -> None: ...
+    def started(self, request: CallRequest) -> bool: ...
 
     def finished(self, result: CallResult) -> Awaitable[None]: ...
 
@@ -89,8 +91,8 @@ async def place_one(request: CallRequest, base_url: str | None,
     got: list[CallResult] = []
 
     class Collect:
-        def started(self, request: CallRequest) -> None:
-            pass
+        def started(self, request: CallRequest) -> bool:
+            return True
 
         async def finished(self, result: CallResult) -> None:
             if store is not None:

@@ -49,7 +49,8 @@ class ConversationRunner:
 
         async def one(request: CallRequest) -> None:
             async with slots:
-                sink.started(request)
+                if not sink.started(request):
+                    return
                 await sink.finished(await Call(request, base_url=base_url).arun())
 
         tasks = [asyncio.create_task(one(r)) for r in plan]

@@ -114,7 +114,8 @@ class PhoneRunner:
 
         async def one(request: CallRequest) -> None:
             async with slots:
-                sink.started(request)
+                if not sink.started(request):
+                    return
                 await sink.finished(await loop.run_in_executor(None, place_phone_call, request, base_url))
 
         await asyncio.gather(*(one(r) for r in plan))

@@ -192,10 +192,9 @@ class PlatformRunner:
     async def run(self, plan: list[CallRequest], base_url: str | None, concurrency: int, sink: Sink) -> None:
         """Create a test per persona, run each agent's tests with repeats, poll, report every run.
         The platform runs them; `concurrency` is its business."""
-        for request in plan:
-            sink.started(request)
+        accepted = [request for request in plan if sink.started(request)]
         by_agent: dict[str, list[CallRequest]] = {}
-        for request in plan:
+        for request in accepted:
             by_agent.setdefault(request.agent.id, []).append(request)
         for requests in by_agent.values():
             await _run_agent_tests(requests, base_url, sink.finished)

@@ -224,3 +224,15 @@ def test_the_gate_decides_the_exit_status_when_the_report_cannot_be_written(tmp_
     assert "report not written" in out.stdout and "gate failed: anna-double-charge" in out.stdout
     assert "Traceback" not in out.stderr
     shutil.rmtree(tmp_path / "runs")
+
+
+def test_a_persona_id_too_long_for_a_file_name_is_refused_at_load(tmp_path: Path):
+    from voicelab.datasets import load_dataset
+    from voicelab.errors import DatasetError
+
+    personas = tmp_path / "personas.yaml"
+    original = (PERSONAS / "chargeback.yaml").read_text()
+    personas.write_text(original.replace("id: anna-double-charge", "id: " + "a" * 300))
+    with pytest.raises(DatasetError) as raised:
+        load_dataset(personas, AGENTS)
+    assert "field 'id'" in str(raised.value) and "at most 64" in str(raised.value)

@@ -35,9 +35,16 @@ def known_language(value: str) -> str:
     return value
 
 
+#: Longest persona, agent or variant id: ids become file names (`<variant>-<persona>#<n>.wav`), which
+#: a file system allows 255 bytes.
+MAX_ID = 64
+
+
 def _id_shape(value: str) -> str:
     if not ID_PATTERN.match(value):
         raise ValueError("must be lowercase letters, digits and dashes ([a-z0-9-]+)")
+    if len(value) > MAX_ID:
+        raise ValueError(f"is {len(value)} characters long: use at most {MAX_ID} (ids become file names)")
     return value
 
 

@@ -92,11 +92,14 @@ def bootstrap_difference(base: Sequence[float], cand: Sequence[float], q: float,
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-adjusted p-values (statsmodels multipletests), nan kept as nan."""
+    """Holm-adjusted p-values (statsmodels multipletests), nan kept as nan; one p-value is its
+    own adjustment (and skips multipletests, which runs a full garbage collection per call)."""
     values = [float(p) for p in p_values]
     known = [i for i, p in enumerate(values) if p == p]
     out = [math.nan] * len(values)
-    if known:
+    if len(known) == 1:
+        out[known[0]] = values[known[0]]
+    elif known:
         adjusted = multipletests([values[i] for i in known], alpha=ALPHA, method="holm")[1]
         for i, p in zip(known, adjusted, strict=True):
             out[i] = float(p)

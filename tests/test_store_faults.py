@@ -236,3 +236,20 @@ def test_a_persona_id_too_long_for_a_file_name_is_refused_at_load(tmp_path: Path
     with pytest.raises(DatasetError) as raised:
         load_dataset(personas, AGENTS)
     assert "field 'id'" in str(raised.value) and "at most 64" in str(raised.value)
+
+
+@pytest.mark.slow
+def test_a_recording_that_cannot_be_written_loses_the_recording_not_the_call(tmp_path: Path, dataset, backend):
+    from voicelab.call import Call
+
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("a file where the recordings folder should be")
+    import threading
+
+    request = dataset.request("anna-double-charge", mode="voice", audio_dir=str(not_a_folder / "audio"))
+    call = Call(request, base_url=backend.base_url)
+    threading.Timer(4, call.stop).start()  # the caller hangs up after the agent's greeting
+    result = call.run()
+    assert result.conversation_id and result.transcript, "the call that happened is kept"
+    assert result.end_reason == "caller_ended"
+    assert result.audio_path is None

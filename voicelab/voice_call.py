@@ -11,6 +11,7 @@ microphone and speaker), the recording on the call's clock, and the voice metric
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,11 @@ class VoiceSide:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")[:-3]
         base = (request.call_id or f"{request.persona.id}-{stamp}").replace("#", "-")
         path, n = folder / f"{base}.wav", 2
-        while path.exists():
-            path, n = folder / f"{base}-{n}.wav", n + 1
-        self.audio_path = str(self.wav.write(path))
+        try:
+            while path.exists():
+                path, n = folder / f"{base}-{n}.wav", n + 1
+            self.audio_path = str(self.wav.write(path))
+        except OSError as exc:  # a full disk loses the recording, never the call's result
+            logging.getLogger(__name__).warning("%s: the recording was not written (%s); the call's result is kept",
+                                                path, exc.strerror or exc)
+            self.audio_path = None

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from voicelab.callers.scripted import ScriptedCaller, first_sentence
+from voicelab.callers import Action
+from voicelab.callers.scripted import ScriptedCaller, first_sentence, says_goodbye
 from voicelab.evaluate import checks, metrics, percentile, says, success
 from voicelab.local.flow import FlowEngine
 from voicelab.models import Expectations, TranscriptEntry
@@ -192,6 +193,49 @@ def test_a_regional_language_speaks_its_language(dataset):
     from voicelab.callers.scripted import LINES, lines_for
 
     assert lines_for("pt-BR") == LINES["pt"] and lines_for("ja") == LINES["en"]
+
+
+def test_a_silent_callers_turns_count_toward_its_hang_up(dataset):
+    """A silent caller lets the agent's turns pass, and those are its turns: after
+    `hang_up_after_turns` of them it hangs up, without a word (it never ran into the time limit)."""
+    persona = dataset.persona("silent-line-chargeback")
+    persona = persona.model_copy(update={"caller": persona.caller.model_copy(update={"hang_up_after_turns": 2})})
+    caller = ScriptedCaller(persona)
+    assert [caller.on_agent_turn("Hello? Are you still there?") for _ in range(2)] == [Action(), Action()]
+    assert caller.on_agent_turn("Hello? Are you still there?") == Action(say=[], hang_up=True)
+
+
+def test_a_silent_call_ends_without_the_time_limit_in_a_simulation(dataset):
+    """The platform's simulated calls (agent-testing, outbound calls) play the same caller: the
+    bundled agents end a silent call themselves, and against an agent that never gives up the
+    silent caller hangs up after its turns."""
+    from voicelab.local.simulate import simulate
+
+    for persona_id in ("silent-line-chargeback", "silent-applicant", "ute-de-schweigt"):
+        persona = dataset.persona(persona_id)
+        agent = dataset.agents[persona.agent]
+        sim = simulate(agent, persona)
+        agent_turns = [t["message"] for t in sim.transcript if t["role"] == "agent" and t["message"]]
+        assert sim.ended_by == "agent" and len(agent_turns) == 2 + agent.flow.silence.end_after, agent_turns
+        assert not any(t["role"] == "user" for t in sim.transcript)
+        patient = agent.model_copy(update={"flow": agent.flow.model_copy(update={
+            "silence": agent.flow.silence.model_copy(update={"end_after": None})})})
+        sim = simulate(patient, persona)
+        assert sim.ended_by == "caller", sim.transcript
+        assert len([t for t in sim.transcript if t["role"] == "agent"]) == persona.caller.hang_up_after_turns + 1
+
+
+def test_the_bundled_agents_end_a_silent_call_politely(dataset):
+    """Bundled agents are what users copy: a silent line gets re-prompts, then a goodbye."""
+    from voicelab.models import pick_language
+
+    for agent in dataset.agents.values():
+        silence = agent.flow.silence
+        assert silence.end_after is not None and 1 <= silence.end_after <= 3, agent.id
+        for language in sorted({p.language for p in dataset.personas.values() if p.agent == agent.id}):
+            goodbye = pick_language(silence.goodbye, language)
+            assert goodbye != pick_language(silence.say, language)
+            assert says_goodbye(goodbye), (agent.id, language, goodbye)
 
 
 def test_the_cli_called_in_process_leaves_the_callers_signal_handlers():

@@ -162,17 +162,31 @@ def test_missing_portaudio_and_devices_are_clear_errors(monkeypatch):
 
 @pytest.mark.parametrize("mode", ["text", "voice"])
 def test_silence_ends_the_call_in_both_modes(dataset, local_backend, mode):
-    """An agent that gives up after one silent re-prompt ends the call itself, the same in voice
-    mode (silent frames keep arriving) as in text mode (nothing arrives)."""
-    agent = dataset.agents["chargeback"]
-    silence = agent.flow.silence.model_copy(update={"end_after": 1})
-    quitting = agent.model_copy(update={"flow": agent.flow.model_copy(update={"silence": silence})})
-    backend = local_backend(agents={"chargeback": quitting})
-    req = dataset.request("silent-line-chargeback", mode=mode).model_copy(update={"max_duration_s": 30})
-    result = Call(req, base_url=backend.base_url).run()
+    """The bundled agent ends a silent line itself, as a good agent does: two re-prompts, then a
+    polite goodbye and end_call; the same in voice mode (silent frames keep arriving) as in text
+    mode (nothing arrives). The silent persona's checks pass without the call's time limit."""
+    backend = local_backend()
+    result = Call(dataset.request("silent-line-chargeback", mode=mode), base_url=backend.base_url).run()
     agent_turns = [e.text for e in result.transcript if e.speaker == "agent"]
-    assert result.end_reason == "agent_ended", (result.end_reason, agent_turns)
-    assert len(agent_turns) == 3 and "still there" in agent_turns[1], agent_turns  # first, re-prompt, goodbye
+    assert result.end_reason == "agent_ended" and result.success, (result.end_reason, result.checks, agent_turns)
+    assert len(agent_turns) == 4 and all("still there" in t for t in agent_turns[1:3]), agent_turns
+    assert "Goodbye" in agent_turns[-1]
+
+
+@pytest.mark.parametrize("mode", ["text", "voice"])
+def test_a_silent_caller_hangs_up_after_its_turns_in_both_modes(dataset, local_backend, mode):
+    """Against an agent that re-prompts forever, the silent caller hangs up (without a word) once
+    `hang_up_after_turns` agent turns have passed, rather than running into the time limit."""
+    agent = dataset.agents["chargeback"]
+    silence = agent.flow.silence.model_copy(update={"end_after": None, "after_s": 1.0})
+    patient = agent.model_copy(update={"flow": agent.flow.model_copy(update={"silence": silence})})
+    backend = local_backend(agents={"chargeback": patient})
+    request = dataset.request("silent-line-chargeback", mode=mode)
+    persona = request.persona.model_copy(update={"caller": request.persona.caller.model_copy(
+        update={"hang_up_after_turns": 2})})
+    result = Call(request.model_copy(update={"persona": persona}), base_url=backend.base_url).run()
+    assert result.end_reason == "caller_ended", (result.end_reason, result.transcript)
+    assert [e.speaker for e in result.transcript] == ["agent"] * 3  # first message, two re-prompts, no word
 
 
 def test_recordings_never_overwrite_each_other(dataset, tmp_path: Path):

@@ -80,10 +80,14 @@ def caller_prompt(persona: Persona) -> str:
                    "answer along the lines of the last):")
         out += [f"- when the agent says {' or '.join(json.dumps(p) for p in rule.when)}, say {json.dumps(rule.say)}"
                 for rule in spec.replies]
+    if spec.style == "silent":  # its turns are the ones it lets pass, and it hangs up without a word
+        last = f"After {spec.hang_up_after_turns} of your turns (each agent turn you let pass), end the call " \
+               "with the end_call tool without a word."
+    else:
+        last = f"After {spec.hang_up_after_turns} of your turns, say {json.dumps(lines.bye)} and end the call " \
+               "with the end_call tool."
     out += [f"If you do not understand the agent, say {json.dumps(spec.fallback)}", "",
-            "When to hang up: when the agent says goodbye, say nothing more and let it end the call. "
-            f"After {spec.hang_up_after_turns} of your turns, say {json.dumps(lines.bye)} and end the call "
-            "with the end_call tool."]
+            "When to hang up: when the agent says goodbye, say nothing more and let it end the call. " + last]
     return "\n".join(out)
 
 

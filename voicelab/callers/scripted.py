@@ -6,7 +6,8 @@ so a changed verdict means the agent changed, not the caller.
 - cooperative: answers by its rules, says goodbye after `hang_up_after_turns`.
 - impatient: answers with the first sentence only, and hangs up after at most 3 turns.
 - confused: asks what the agent means before answering each new question.
-- silent: never says anything (the agent's re-prompts and the call's timeout show).
+- silent: never says anything, and hangs up without a word after `hang_up_after_turns` agent
+  turns (a good agent re-prompts, then ends the call itself first).
 - interrupting: answers at once and cuts in with its next line before the agent has answered.
 """
 
@@ -104,9 +105,9 @@ class ScriptedCaller:
         return (self.spec.replies[index].say if index is not None else self.spec.fallback), index
 
     def on_agent_turn(self, text: str) -> Action:
-        """What the caller says (or does) after the agent's turn `text`."""
-        if self.style == "silent":
-            return Action()
+        """What the caller says (or does) after the agent's turn `text`. A silent caller's turns
+        are the ones it lets pass: they count toward `hang_up_after_turns` too, and it hangs up
+        without a word."""
         if says_goodbye(text):
             return Action()  # the agent is closing; wait for it to hang up
         limit = self.spec.hang_up_after_turns
@@ -114,9 +115,13 @@ class ScriptedCaller:
             limit = min(limit, IMPATIENT_TURNS)
         if self.turns >= limit:
             self.turns += 1
+            if self.style == "silent":
+                return Action(hang_up=True)
             line = self.lines.rushed if self.style == "impatient" else self.lines.bye
             return Action(say=[line], hang_up=True)
         self.turns += 1
+        if self.style == "silent":
+            return Action()
 
         if self.style == "confused":
             if self.confused_about is None:

@@ -106,6 +106,9 @@ def simulate(agent: AgentSpec, persona: Persona, *, latency_s: float = 0.0, max_
                 tools(Reply(text="", tool="end_call"))
             break
         action = caller.on_agent_turn(reply.text)
+        if action.hang_up and not action.say:  # a silent caller who has let enough turns pass
+            sim.ended_by = "caller"
+            break
         if not action.say:
             clock += engine.flow.silence.after_s
             if clock >= limit:

@@ -226,7 +226,8 @@ def latency_by_side(turns: dict[str, pd.Series]) -> Figure:
     fig = Figure(figsize=(8, _height(len(data))), layout="constrained")
     ax = fig.add_subplot()
     labels = list(data)
-    ax.boxplot([data[label].to_numpy() for label in labels], vert=False, tick_labels=labels, showfliers=False)
+    ax.boxplot([data[label].to_numpy() for label in labels], orientation="horizontal", tick_labels=labels,
+               showfliers=False)
     for y, label in enumerate(labels, 1):
         values = data[label].tolist()
         if values:

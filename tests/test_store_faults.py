@@ -23,6 +23,7 @@ from voicelab.errors import StoreNotWritable
 from voicelab.models import CallResult, RunManifest, RunSession
 from voicelab.store import Run, RunStore
 
+from . import cli_process
 from .conftest import AGENTS, PERSONAS
 
 VOICELAB = [sys.executable, "-m", "voicelab.cli"]
@@ -186,14 +187,14 @@ def test_a_run_being_placed_is_not_repaired(tmp_path: Path):
 def test_ids_too_long_for_a_folder_and_paths_outside_the_store_are_one_line_each(tmp_path: Path):
     long = "r" * 300
     for args in (["run", "--run-id", long, "--no-report"], ["report", long], ["run", "--resume", long]):
-        out = voicelab(*args, "--runs", str(tmp_path / "runs"))
+        out = cli_process.run([*args, "--runs", str(tmp_path / "runs")])
         assert out.returncode == 2 and "too long" in one_line(out.stderr), (args, out.stderr)
 
     elsewhere = tmp_path / "elsewhere" / "run-x"
     RunStore(elsewhere.parent).create(RunManifest(run_id="run-x", personas=["p"]))
     before = sorted(p.name for p in elsewhere.iterdir())
     for args in (["report", str(elsewhere)], ["compare", str(elsewhere), str(elsewhere)]):
-        out = voicelab(*args, "--runs", str(tmp_path / "runs"), "--reports", str(tmp_path / "reports"))
+        out = cli_process.run([*args, "--runs", str(tmp_path / "runs"), "--reports", str(tmp_path / "reports")])
         assert out.returncode == 2 and "outside the run store" in one_line(out.stderr), (args, out.stderr)
     assert sorted(p.name for p in elsewhere.iterdir()) == before, "nothing written beside a foreign run"
 

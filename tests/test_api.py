@@ -288,7 +288,8 @@ def test_a_call_in_flight_when_the_service_stops_is_stored_as_cancelled(tmp_path
         running = wait_done(url, call_id, until=lambda s: s["state"] == "running")
         assert running["status"] is None
         time.sleep(0.5)  # connected, waiting for the agent's slow answer
-    (run,) = [RunStore(tmp_path / "runs").open(p.name) for p in (tmp_path / "runs").iterdir()]
+    store = RunStore(tmp_path / "runs")
+    (run,) = [store.open(run_id) for run_id in store.list()]  # runs/_api is the service's journal, not a run
     (result,) = run.results()
     assert result.call_id == call_id and result.end_reason == "cancelled" and result.status == "failed"
     assert result.transcript == [] or result.transcript[0].speaker == "agent"
@@ -362,7 +363,8 @@ def test_a_run_is_cancelled_over_http_as_ctrl_c_would(api) -> None:
     ({"mode": "video"}, "mode"),
     ({"experiment": "/etc/passwd"}, None),
     ({"experiment": "../outside.yaml"}, None),
-    ({"experiment": "experiments/chargeback-reason.yaml", "personas": ["anna-double-charge"]}, None),
+    ({"experiment": "experiments/chargeback-reason.yaml", "personas": ["anna-double-charge"]}, "personas"),
+    ({"experiment": "experiments/chargeback-reason.yaml", "caller": "agent"}, "caller"),
 ])
 def test_bad_run_options_are_named_and_nothing_is_started(api, body, field) -> None:
     url, root = api
@@ -385,9 +387,10 @@ def test_an_experiment_runs_over_http(api, artifacts) -> None:
     assert "personas: [anna-double-charge]" in bundled
     (artifacts / "reason-anna.yaml").write_text(bundled)
     started = httpx.post(f"{url}/api/runs", json={"experiment": str((artifacts / "reason-anna.yaml").relative_to(
-        ROOT)), "repeats": 2}, timeout=60)
+        ROOT)), "repeats": 2, "run_id": "reason-anna"}, timeout=60)  # a run id, as `voicelab experiment --run-id`
     assert started.status_code == 202, started.text
     run_id = started.json()["run_id"]
+    assert run_id == "reason-anna" and started.headers["Location"] == "/api/runs/reason-anna"
     status = wait_run(url, run_id, lambda s: s["state"] == "finished")
     assert status["kind"] == "experiment" and status["counts"]["planned"] == status["counts"]["done"] == 4
     assert status["counts"]["passed"] == 2  # anna passes as written and fails without the reason ...

@@ -14,9 +14,10 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -35,9 +36,11 @@ from ..errors import (
     ReportError,
     RunNotFound,
     RunStoreError,
+    StoreNotWritable,
     UsageError,
     VoiceLabError,
 )
+from .schemas import RUN_ID_PATTERN as ID_PATTERN
 from .schemas import (
     ConversationAccepted,
     ConversationCreate,
@@ -49,7 +52,7 @@ from .schemas import (
     RunCreate,
     RunStatus,
 )
-from .service import Service, ServiceSettings, loopback, response_of
+from .service import Busy, Service, ServiceSettings, loopback
 
 log = logging.getLogger("voicelab.api")
 
@@ -75,14 +78,26 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 NOT_CONFIGURED: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorBody, "description": "a setting the call needs is missing (the detail says which)"}}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "no such id"}}
+BUSY: dict[int | str, dict[str, Any]] = {
+    429: {"model": ErrorBody, "description": "more work than the service takes now (Retry-After says when to "
+          "try again)"}}
+STORE: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorBody, "description": "a setting the call needs is missing (not_configured), or the run "
+          "store cannot be written (store_unavailable): the detail says which"}}
 ERROR_NAMES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 409: "conflict", 413: "too_large", 422: "invalid_request",
-               500: "internal_error", 502: "backend_error", 503: "not_configured"}
+               429: "too_many_requests", 500: "internal_error", 502: "backend_error", 503: "not_configured"}
+
+#: Ids in paths: plain names (never paths), no longer than a file name may be.
+RunIdParam = Annotated[str, PathParam(pattern=ID_PATTERN, max_length=128, description="a run id")]
+CallIdParam = Annotated[str, PathParam(pattern=ID_PATTERN, max_length=255,
+                                       description="a call id (call-...) or a conversation id (conv_...)")]
 
 
 def error_response(status: int, detail: str, fields: list[FieldError] | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    body = ErrorBody(status=status, error=ERROR_NAMES.get(status, "error"), detail=detail, fields=fields or [])
+                   headers: dict[str, str] | None = None, error: str | None = None) -> JSONResponse:
+    body = ErrorBody(status=status, error=error or ERROR_NAMES.get(status, "error"), detail=detail,
+                     fields=fields or [])
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
@@ -164,9 +179,9 @@ async def _read_body(receive: Receive, limit: int, scope: Scope) -> tuple[bytes,
 
 
 def _field_errors(exc: RequestValidationError) -> list[FieldError]:
-    fields = []
+    fields: list[FieldError] = []
     for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "path", "[key]")]
         where = ".".join(loc) or "body"
         kind = err.get("type", "")
         message = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
@@ -180,11 +195,19 @@ def _field_errors(exc: RequestValidationError) -> list[FieldError]:
             message = "may not be empty"
         elif kind == "extra_forbidden":
             message = "is not an option here: check its spelling"
-        fields.append(FieldError(field=where, message=message))
+        elif kind == "string_pattern_mismatch" and loc[:1] == ["variables"]:
+            message = "is not a variable name: letters, digits and _, as the agent's {{name}}"
+        elif kind == "string_pattern_mismatch" and loc[-1:] in (["run_id"], ["call_id"]):
+            message = ("must be a plain name: letters, digits, '.', '_' and '-', starting with a letter or digit "
+                       "(no paths)")
+        if all(f.field != where for f in fields):
+            fields.append(FieldError(field=where, message=message))
     return fields
 
 
 def _status_of(exc: VoiceLabError) -> int:
+    if isinstance(exc, StoreNotWritable):
+        return 503
     if isinstance(exc, RunNotFound):
         return 404
     if isinstance(exc, RunStoreError):
@@ -218,7 +241,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(VoiceLabError)
     async def voicelab_error(_: Request, exc: VoiceLabError) -> JSONResponse:
         fields = [FieldError(field=exc.field, message=exc.problem)] if isinstance(exc, InvalidField) else []
-        return error_response(_status_of(exc), str(exc), fields)
+        error = "store_unavailable" if isinstance(exc, StoreNotWritable) else None
+        return error_response(_status_of(exc), str(exc), fields, error=error)
+
+    @app.exception_handler(Busy)
+    async def busy(_: Request, exc: Busy) -> JSONResponse:
+        return error_response(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)})
 
     @app.exception_handler(Exception)
     async def crash(_: Request, exc: Exception) -> JSONResponse:
@@ -270,9 +298,12 @@ def create_app(config: ServiceSettings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         settings = config or ServiceSettings.from_env()
+        settings.check()
         service = Service(settings)
         await run_in_threadpool(service.start)
         holder["config"], holder["service"] = settings, service
+        service._spawn(service.keep_storing())
+        await service.deliver_owed()
         try:
             yield
         finally:
@@ -288,9 +319,16 @@ def create_app(config: ServiceSettings | None = None) -> FastAPI:
     def service() -> Service:
         return holder["service"]
 
-    @app.get("/health", tags=["service"], summary="Is the service up (no key needed)")
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "version": __version__, "backend": holder["config"].backend}
+    @app.get("/health", tags=["service"], summary="Is the service up, can it store results (no key needed)")
+    async def health() -> dict[str, Any]:
+        """`status: degraded` when the run store cannot be written (its `error` names the path)
+        or holds results it could not store yet; `calls`: in flight under the cap, waiting for
+        a slot, and pending (accepted, not finished) against the limit."""
+        s = service()
+        store = await run_in_threadpool(s.store_health)
+        return {"status": "ok" if store["writable"] and not store["unstored"] else "degraded",
+                "version": __version__, "backend": holder["config"].backend, "store": store,
+                "calls": s.calls_health()}
 
     @app.get("/api/personas", tags=["service"], summary="The personas and agents calls and runs can name",
              responses=ERRORS)
@@ -303,7 +341,7 @@ def create_app(config: ServiceSettings | None = None) -> FastAPI:
 
     @app.post("/api/conversation/start", response_model=ConversationResponse, tags=["conversations"],
               summary="Place a call to the chargeback agent and wait for its transcript",
-              responses={**ERRORS, **NOT_CONFIGURED})
+              responses={**ERRORS, **BUSY, **STORE})
     async def conversation_start(body: ConversationStartRequest) -> ConversationResponse:
         """The original conversation service: the agent calls the person about the disputed charge
         (dynamic variables `first_name`, `last_name`, `phone_number`, `product_name`,
@@ -313,17 +351,20 @@ def create_app(config: ServiceSettings | None = None) -> FastAPI:
         s = service()
         request = s.request_for(body)
         await run_in_threadpool(s.preflight, request)
-        return response_of(await s.place(request), s.config.max_call_s)
+        return await s.call(request)
 
     @app.post("/api/conversations", status_code=202, response_model=ConversationAccepted, tags=["conversations"],
-              summary="Place a call in the background", responses={**ERRORS, **NOT_CONFIGURED})
+              summary="Place a call in the background", responses={**ERRORS, **BUSY, **STORE})
     async def conversation_create(body: ConversationCreate, response: Response) -> ConversationAccepted:
         """Answers at once with the call's id; `GET /api/conversations/{id}` follows it, and
-        `callback_url` (if given) receives the finished call by POST, retried on failure."""
+        `callback_url` (if given) receives the finished call by POST, retried on failure. The
+        agent's own dynamic variables must be given (by the request, or the persona): a missing
+        one is refused here, before anything is placed. Accepted calls are journaled: a restarted
+        service answers for them and delivers their callbacks."""
         s = service()
         request = s.request_for(body, persona_id=body.persona_id, agent_id=body.agent_id)
         await run_in_threadpool(s.preflight, request)
-        job = s.submit(request, str(body.callback_url) if body.callback_url else None)
+        job = await s.submit(request, str(body.callback_url) if body.callback_url else None)
         location = f"/api/conversations/{job.id}"
         response.headers["Location"] = location
         return ConversationAccepted(id=job.id, state=job.state, location=location)
@@ -331,14 +372,14 @@ def create_app(config: ServiceSettings | None = None) -> FastAPI:
     @app.get("/api/conversations/{call_id}", response_model=ConversationStatus, tags=["conversations"],
              summary="A background call's state and, once done, its transcript",
              responses={**ERRORS, **NOT_FOUND}, response_model_exclude_none=False)
-    async def conversation_get(call_id: str) -> ConversationStatus:
+    async def conversation_get(call_id: CallIdParam) -> ConversationStatus:
         found = await run_in_threadpool(service().conversation, call_id)
         if found is None:
             raise HTTPException(404, f"no call '{call_id}' placed by this service")
         return found
 
     @app.post("/api/runs", status_code=202, response_model=RunStatus, tags=["runs"],
-              summary="Start a batch or an experiment", responses={**ERRORS, **NOT_CONFIGURED,
+              summary="Start a batch or an experiment", responses={**ERRORS, **NOT_CONFIGURED, **BUSY, **STORE,
                                                                    409: {"model": ErrorBody}})
     async def run_create(body: RunCreate, response: Response) -> RunStatus:
         """The options of `voicelab run` (personas, agent, repeats, ...) or, with `experiment`,
@@ -358,25 +399,25 @@ def create_app(config: ServiceSettings | None = None) -> FastAPI:
 
     @app.get("/api/runs/{run_id}", response_model=RunStatus, tags=["runs"],
              summary="A run's progress and summary", responses={**ERRORS, **NOT_FOUND})
-    async def run_get(run_id: str) -> RunStatus:
+    async def run_get(run_id: RunIdParam) -> RunStatus:
         return await run_in_threadpool(service().run_status, run_id)
 
     @app.delete("/api/runs/{run_id}", response_model=RunStatus, tags=["runs"],
                 summary="Cancel a run, as Ctrl+C does (what finished is kept; it can be resumed)",
                 responses={**ERRORS, **NOT_FOUND})
-    async def run_cancel(run_id: str) -> RunStatus:
+    async def run_cancel(run_id: RunIdParam) -> RunStatus:
         return await run_in_threadpool(service().cancel_run, run_id)
 
     @app.get("/api/runs/{run_id}/report", response_class=FileResponse, tags=["runs"],
              summary="The run's HTML report (built on first request)",
              responses={**ERRORS, **NOT_FOUND, 200: {"content": {"text/html": {}}}})
-    async def run_report(run_id: str) -> FileResponse:
+    async def run_report(run_id: RunIdParam) -> FileResponse:
         path = await run_in_threadpool(service().report, run_id)
         return FileResponse(path, media_type="text/html")
 
     @app.get("/api/runs/{run_id}/calls", tags=["runs"], summary="The run's results, one JSON object per line",
              responses={**ERRORS, **NOT_FOUND, 200: {"content": {"application/x-ndjson": {}}}})
-    async def run_calls(run_id: str) -> Response:
+    async def run_calls(run_id: RunIdParam) -> Response:
         lines = await run_in_threadpool(service().call_lines, run_id)
         return Response("".join(lines), media_type="application/x-ndjson")
 

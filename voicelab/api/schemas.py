@@ -9,13 +9,59 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
-from ..models import E164_PATTERN, EndReason
+from .. import runners
+from ..models import E164_PATTERN, MAX_ID, Check, EndReason, ToolCallRecord
 
 #: A required piece of text: surrounding spaces are dropped, and it may not be empty after that.
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=100)]
+Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=MAX_ID)]
+#: A run id is a folder name in the run store: plain ASCII, never a path ("..", "a/b"), at most
+#: 128 characters (voicelab.store.RUN_ID), so no file name made from it passes 255 bytes.
+RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+RunId = Annotated[str, StringConstraints(pattern=RUN_ID_PATTERN, max_length=128)]
+#: A call id as the service makes them (call-<hex>), or a conversation id (conv_...).
+CallKey = Annotated[str, StringConstraints(pattern=RUN_ID_PATTERN, max_length=255)]
+#: A dynamic variable's name, as an agent's {{name}} uses it.
+VariableName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=100)]
+
+
+def _variable_text(value: object) -> object:
+    """Dynamic variables are single values on the wire: a number or true/false becomes text
+    (as in persona files); a mapping or list is refused."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, dict | list):
+        raise ValueError("must be a single value (text, a number, true/false), not a "
+                         + ("mapping" if isinstance(value, dict) else "list"))
+    return value
+
+
+VariableValue = Annotated[str, BeforeValidator(_variable_text), StringConstraints(max_length=1000),
+                          WithJsonSchema({"type": ["string", "number", "boolean"], "maxLength": 1000})]
+
+
+def _batch_caller(value: str) -> str:
+    if value not in runners.names(batch=True):
+        raise ValueError(f"unknown caller {value!r} for a run: use one of {', '.join(runners.names(batch=True))}")
+    return value
+
+
+#: Who plays the personas of a run: any caller of the runner registry that runs unattended.
+BatchCaller = Annotated[str, AfterValidator(_batch_caller),
+                        WithJsonSchema({"type": "string", "enum": runners.names(batch=True)})]
 
 
 def _e164(value: str) -> str:
@@ -54,14 +100,24 @@ class ConversationStartRequest(BaseModel):
     chargeback_info: ChargebackInfo
 
 
-class ConversationCreate(ConversationStartRequest):
-    """`POST /api/conversations`: the same body, plus who answers, which agent calls, and where
-    to send the result when the call ends."""
+class ConversationCreate(BaseModel):
+    """`POST /api/conversations`: who is called, which agent calls (with its dynamic variables),
+    who answers, and where to send the result when the call ends. The agent's own variables are
+    required (checked before anything is placed); `chargeback_info` only for agents that use
+    product_name and chargeback_reason."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [
         {**ANNA, "callback_url": "http://crm.example.internal/hooks/call-ended"},
-        {**ANNA, "persona_id": "marek-angry", "agent_id": "chargeback"}]})
+        {**ANNA, "persona_id": "marek-already-closed", "agent_id": "chargeback"},
+        {"user_info": {"first_name": "Priya", "last_name": "Raman", "phone_number": "+4915112345678"},
+         "agent_id": "applicant-screening",
+         "variables": {"position": "Backend Developer", "years_experience": 6, "current_employer": "Acme"}}]})
 
+    user_info: UserInfo
+    #: The disputed charge: the variables product_name and chargeback_reason.
+    chargeback_info: ChargebackInfo | None = None
+    #: More dynamic variables for the agent (they win over the persona's and the ones above).
+    variables: dict[VariableName, VariableValue] = Field(default_factory=dict, max_length=100)
     #: A persona from the service's persona files answers the call (the request's details win
     #: over its variables); default: a cooperative callee built from the request.
     persona_id: Id | None = None
@@ -102,6 +158,15 @@ class ConversationResponse(BaseModel):
     error: str | None = None
     #: Whether the call passed its callee's checks (the agent said the product and the reason).
     success: bool
+    #: The callee's checks, each with its verdict and what it saw.
+    checks: list[Check] = Field(default_factory=list)
+    #: The tool calls the agent made, in order.
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    #: False when the result could not be written to the run store (a full or read-only disk):
+    #: the call happened and this is its result; the service keeps it and stores it once it can.
+    stored: bool = True
+    #: Why it could not be stored (names the path), while it is not.
+    store_error: str | None = None
 
 
 class CallbackStatus(BaseModel):
@@ -118,28 +183,33 @@ class ConversationAccepted(BaseModel):
         {"id": "call-5d1c0e9a7b3f", "state": "queued", "location": "/api/conversations/call-5d1c0e9a7b3f"}]})
 
     id: str
-    state: Literal["queued", "running", "done"]
+    state: Literal["queued", "running", "done", "interrupted"]
     location: str
 
 
 class ConversationStatus(BaseModel):
     """A call placed with `POST /api/conversations`: its state, and once `done` the same fields
-    as `POST /api/conversation/start` answers."""
+    as `POST /api/conversation/start` answers. `interrupted` (state and status): the service
+    stopped before the call ended; it is not placed again (what it said so far, if stored, is here)."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"id": "call-5d1c0e9a7b3f", "state": "running"}]})
 
     id: str
-    state: Literal["queued", "running", "done"]
+    state: Literal["queued", "running", "done", "interrupted"]
     conversation_id: str | None = None
     transcript: list[TranscriptTurn] | None = None
-    status: Literal["completed", "failed"] | None = None
+    status: Literal["completed", "failed", "interrupted"] | None = None
     duration_seconds: float | None = None
     call_id: str | None = None
     run_id: str | None = None
     end_reason: EndReason | None = None
     error: str | None = None
     success: bool | None = None
+    checks: list[Check] | None = None
+    tool_calls: list[ToolCallRecord] | None = None
+    stored: bool | None = None
+    store_error: str | None = None
     callback: CallbackStatus | None = None
 
 
@@ -148,7 +218,7 @@ class RunCreate(BaseModel):
     run; the options of `voicelab run` / `voicelab experiment`."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"personas": ["anna-double-charge", "marek-angry"], "repeats": 2},
+        {"personas": ["anna-double-charge", "marek-already-closed"], "repeats": 2},
         {"agent": "chargeback", "concurrency": 8},
         {"experiment": "experiments/chargeback-reason.yaml", "repeats": 3}]})
 
@@ -158,11 +228,11 @@ class RunCreate(BaseModel):
     agent: Id | None = None
     repeats: int | None = Field(default=None, ge=1, le=1000)
     concurrency: int | None = Field(default=None, ge=1, le=64)
-    caller: Literal["scripted", "platform", "phone"] = "scripted"
+    caller: BatchCaller = "scripted"
     mode: Literal["text", "voice"] = "text"
     max_duration_s: float = Field(default=60.0, gt=0, le=3600)
     latency_ms: float = Field(default=0.0, ge=0, le=60_000)
-    run_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+$", max_length=100)] | None = None
+    run_id: RunId | None = None
     #: Pass when at least this share of calls succeeded (default: every call must).
     fail_under: float | None = Field(default=None, ge=0, le=1)
 
@@ -185,7 +255,8 @@ class RunStatus(BaseModel):
 
     run_id: str
     kind: str
-    #: running | cancelling | finished | interrupted (resumable with `voicelab run --resume`)
+    #: queued (waiting for room under the service's cap) | running | cancelling | finished |
+    #: interrupted (resumable with `voicelab run --resume`)
     state: str
     stopped_by: str | None = None
     counts: RunCounts

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from voicelab.datasets import load_dataset
+from voicelab.datasets import load_agent_file, load_dataset, validate_agent
 from voicelab.errors import DatasetError
 from voicelab.models import STYLES
 
@@ -112,3 +112,89 @@ def test_cli_lists_valid_personas():
                            "--agents", str(AGENTS)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "all valid" in proc.stdout and "anna-double-charge" in proc.stdout
+
+
+# ---- a flow variable used before the flow sets it: one behaviour, refused at load
+
+
+def agents_with(tmp_path: Path, *changes: tuple[str, str]) -> Path:
+    """A copy of the bundled agents whose chargeback agent saves the case id its lookups return
+    (`case_ref`), with the given text replacements."""
+    agents = tmp_path / "agents"
+    shutil.copytree(AGENTS, agents, dirs_exist_ok=True)
+    spec = agents / "chargeback.yaml"
+    branches = "        branches:\n          - {field: status, equals: closed, goto: already_closed}\n"
+    text = spec.read_text().replace(branches, "        save: {case_ref: case_id}\n" + branches)
+    assert text.count("save: {case_ref: case_id}") == 2  # lookup and lookup_again
+    for old, new in changes:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    spec.write_text(text)
+    return agents
+
+
+SAYS_CASE_IN_STATE = ("        Thank you, {{first_name}}. I'm calling about your dispute",
+                      "        Thank you, {{first_name}}. I'm calling about case {{case_ref}}, your dispute")
+
+
+def test_a_variable_used_after_the_save_that_sets_it_is_fine(tmp_path: Path):
+    dataset = load_dataset(PERSONAS, agents_with(tmp_path, SAYS_CASE_IN_STATE))
+    assert "{{case_ref}}" in dataset.agents["chargeback"].flow.steps["state_dispute"].say
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    (("  Hello, this is Nora from Northbank's card disputes team.", "  Hello, this is Nora about case {{case_ref}}."),
+     "first_message"),
+    (("    say: \"Hello? Are you still there, {{first_name}}?\"", "    say: \"Still there about {{case_ref}}?\""),
+     "flow.silence.say"),
+    # lookup_failed is reached only when both lookups failed: no case id was ever saved
+    (("        I'm sorry, {{first_name}}, I can't pull up your dispute right now.",
+      "        I'm sorry, {{first_name}}, I can't pull up case {{case_ref}} right now."),
+     "flow.steps.lookup_failed.say"),
+    (("      reprompt: \"Just to be sure: am I speaking with {{first_name}} {{last_name}}?\"",
+      "      reprompt: \"Just to be sure, about {{case_ref}}: am I speaking with {{first_name}}?\""),
+     "flow.steps.identify.reprompt"),
+])
+def test_a_variable_used_before_the_flow_sets_it_is_refused_at_load(tmp_path: Path, change, field):
+    """`{{case_ref}}` said before the save that sets it would be spoken literally: the agent file is
+    refused when it is loaded, naming the file, the agent, the text's field and the fix."""
+    agents = agents_with(tmp_path, change)
+    with pytest.raises(DatasetError) as err:
+        load_dataset(PERSONAS, agents)
+    message = str(err.value)
+    assert str(agents / "chargeback.yaml") in message and "agent 'chargeback'" in message
+    assert f"field '{field}'" in message and "{{case_ref}} before the flow sets it" in message
+    assert "the save of step 'lookup'" in message and "platform.placeholders" in message
+    assert "\n" not in message
+
+
+def test_a_placeholder_default_makes_an_early_use_fine(tmp_path: Path):
+    agents = agents_with(tmp_path, ("  Hello, this is Nora from Northbank's card disputes team.",
+                                    "  Hello, this is Nora about case {{case_ref}}."))
+    spec = agents / "chargeback.yaml"
+    spec.write_text(spec.read_text() + "platform:\n  placeholders: {case_ref: unknown}\n")
+    assert load_agent_file(spec).platform.placeholders == {"case_ref": "unknown"}
+
+
+def test_a_variable_set_by_a_callers_answer_is_set_only_after_that_answer(dataset, tmp_path: Path):
+    """The screening agent books the slot an answer `set`; saying {{slot}} in the first message (a
+    variable swap a mutant makes) is the same mistake, refused by the same check the loader runs,
+    which a spec made in code gets through `validate_agent`."""
+    agent = dataset.agents["applicant-screening"]
+    assert validate_agent(agent, "screening.yaml") is agent
+    early = agent.model_copy(update={"first_message": {**agent.first_message,
+                                                       "en": agent.first_message["en"] + " Is {{slot}} fine?"}})
+    with pytest.raises(DatasetError, match=r"screening.yaml, agent 'applicant-screening', field 'first_message.en'"
+                                           r".*\{\{slot\}\} before the flow sets it \(an intent's set in step "
+                                           r"'offer_slots'\)"):
+        validate_agent(early, "screening.yaml")
+
+
+def test_personas_command_refuses_an_early_variable_in_one_line(tmp_path: Path):
+    agents = agents_with(tmp_path, ("  Hello, this is Nora from Northbank's card disputes team.",
+                                    "  Hello, this is Nora about case {{case_ref}}."))
+    proc = subprocess.run([sys.executable, "-m", "voicelab.cli", "personas", "--personas", str(PERSONAS),
+                           "--agents", str(agents)], capture_output=True, text=True)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "agent 'chargeback'" in lines[0] and "field 'first_message'" in lines[0] and "{{case_ref}}" in lines[0]

@@ -256,9 +256,18 @@ def load_agent_file(path: Path) -> AgentSpec:
     if not isinstance(raw, dict):
         raise DatasetError("an agent file must be a YAML mapping (id, name, first_message, ...)", file=str(path))
     agent_id = raw.get("id") if isinstance(raw.get("id"), str) else None
-    agent = _build(AgentSpec, raw, file=path, agent=agent_id)
+    return validate_agent(_build(AgentSpec, raw, file=path, agent=agent_id), path)
+
+
+def validate_agent(agent: AgentSpec, path: str | Path) -> AgentSpec:
+    """The checks an agent file gets when it is loaded, for a spec made in code too (a mutant, an
+    experiment's variant): DatasetError naming `path`, the agent, the field and the fix."""
+    path = Path(path)
     _check_flow(agent, path)
     _check_placeholders(agent, path)
+    problem = unset_variable_problem(agent, path)
+    if problem is not None:
+        raise problem
     return agent
 
 
@@ -391,6 +400,100 @@ def _check_placeholders(agent: AgentSpec, path: Path) -> None:
                 snippet = text[opening.start():opening.start() + 24].split("\n")[0]
                 raise DatasetError(f"malformed placeholder '{snippet}': write {{{{name}}}} with letters, digits "
                                    "and underscores, closed by }}", file=str(path), agent=agent.id, field=field)
+
+
+def _set_on_entry(agent: AgentSpec, tracked: set[str]) -> dict[str, set[str]]:
+    """For every step reachable from start: which of the `tracked` variables are set whenever the
+    call enters it, on every path there. An intent's `set` counts on the way to its goto; a call's
+    `save` on its success and branches, not on its error. (A must-analysis: a meet of sets over the
+    flow's graph, shrinking to a fixed point.)"""
+    flow = agent.flow
+
+    def exits(step: FlowStep) -> list[tuple[str, set[str]]]:
+        out = [(i.goto, set(i.set)) for i in [*step.intents, *flow.any] if i.goto]
+        if step.on_no_match:
+            out.append((step.on_no_match, set()))
+        if step.call is not None:
+            saved = set(step.call.save)
+            out += [(t, saved) for t in (step.call.on_success, *(b.goto for b in step.call.branches)) if t]
+            if step.call.on_error:
+                out.append((step.call.on_error, set()))
+        return out
+
+    entered: dict[str, set[str]] = {flow.start: set()}
+    todo = [flow.start]
+    while todo:
+        name = todo.pop()
+        for target, sets in exits(flow.steps[name]):
+            arriving = (entered[name] | sets) & tracked
+            known = entered.get(target)
+            if known is None or not known <= arriving:
+                entered[target] = arriving if known is None else known & arriving
+                todo.append(target)
+    return entered
+
+
+def unset_variable_problem(agent: AgentSpec, path: str | Path = "") -> DatasetError | None:
+    """The first text the agent can say (or send to a tool) before its flow has set a variable the
+    text uses, as the DatasetError loading refuses the agent with; None when there is none.
+
+    A variable the flow sets (an intent's `set`, a call's `save`) has no value before that point:
+    the first message, the prompt, the context and the silence texts come before every step, a
+    step's texts after the paths that lead to it. Used there, it would be said as the literal
+    '{{name}}' (no persona sets it: it is the flow's), so it is an error of the agent file, refused
+    at load, like a step that names an unknown step. A `platform.placeholders` default counts as set."""
+    flow = agent.flow
+    tracked = flow_variables(agent) - set(agent.platform.placeholders)
+    if not tracked:
+        return None
+    entered = _set_on_entry(agent, tracked)
+    uses: list[tuple[str, LocalText | None, set[str]]] = [
+        ("first_message", agent.first_message, set()), ("prompt", agent.prompt, set()),
+        ("context", agent.context, set()), ("flow.silence.say", flow.silence.say, set()),
+        ("flow.silence.goodbye", flow.silence.goodbye, set())]
+    for name, step in flow.steps.items():
+        here = entered.get(name, tracked)  # an unreached step is refused elsewhere
+        uses += [(f"flow.steps.{name}.say", step.say, here), (f"flow.steps.{name}.reprompt", step.reprompt, here)]
+        if step.reprompt is None:
+            uses.append(("flow.reprompt", flow.reprompt, here))
+        for index, intent in enumerate(step.intents):
+            uses += [(f"flow.steps.{name}.intents[{index}].set.{key}", value, here)
+                     for key, value in intent.set.items()]
+        for index, intent in enumerate(flow.any):
+            uses += [(f"flow.any[{index}].set.{key}", value, here) for key, value in intent.set.items()]
+        if step.call is not None:
+            uses += [(f"flow.steps.{name}.call.args.{key}", value, here) for key, value in step.call.args.items()]
+            tool = agent.tool(step.call.tool)
+            if tool is not None and tool.webhook is not None:
+                where = f"tools[{agent.tools.index(tool)}].webhook"
+                uses.append((f"{where}.url", tool.webhook.url, here))
+                uses += [(f"{where}.headers.{key}", value, here) for key, value in tool.webhook.headers.items()]
+    for field, text, available in uses:
+        texts = {field: text} if not isinstance(text, dict) else {f"{field}.{lang}": t for lang, t in text.items()}
+        for where, one in texts.items():
+            early = sorted((variables_in(one) & tracked) - available)
+            if early:
+                name = early[0]
+                setter = _setter(agent, name)
+                return DatasetError(
+                    f"uses {{{{{name}}}}} before the flow sets it ({setter}): the call would say or send the "
+                    f"literal '{{{{{name}}}}}'", file=str(path), agent=agent.id, field=where,
+                    fix=f"use {{{{{name}}}}} only in steps the flow reaches after {setter}, or give it a default "
+                        f"under platform.placeholders")
+    return None
+
+
+def _setter(agent: AgentSpec, name: str) -> str:
+    """Where the flow sets variable `name`, for a message: "the save of step 'book'"."""
+    for index, intent in enumerate(agent.flow.any):
+        if name in intent.set:
+            return f"the set of flow.any[{index}]"
+    for step_name, step in agent.flow.steps.items():
+        if step.call is not None and name in step.call.save:
+            return f"the save of step '{step_name}'"
+        if any(name in intent.set for intent in step.intents):
+            return f"an intent's set in step '{step_name}'"
+    return "a save or set"
 
 
 def agent_languages(agent: AgentSpec) -> set[str]:

@@ -198,3 +198,61 @@ def test_personas_command_refuses_an_early_variable_in_one_line(tmp_path: Path):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "agent 'chargeback'" in lines[0] and "field 'first_message'" in lines[0] and "{{case_ref}}" in lines[0]
+
+
+# ---- a caller in another language than the agent's default: the call must not silently stay in it
+
+SPANISH = """
+personas:
+  - id: lucia
+    name: Lucía García
+    summary: A Spanish applicant.
+    language: es
+    agent: applicant-screening
+    variables: {first_name: Lucía, last_name: García, phone_number: "+34600123456", position: Diseñadora,
+                years_experience: "4", current_employer: Estudio Sol}
+"""
+
+
+def spanish_world(tmp_path: Path, overrides: str) -> tuple[Path, Path]:
+    """The screening agent with a Spanish first message, sending `overrides`, and a Spanish caller."""
+    agents = tmp_path / "agents"
+    shutil.copytree(AGENTS, agents, dirs_exist_ok=True)
+    spec = agents / "applicant-screening.yaml"
+    text = spec.read_text().replace("overrides: [language]\n", f"overrides: {overrides}\n")
+    text = text.replace("first_message:\n", "first_message:\n  es: Hola {{first_name}}, soy Sam de Brightpath.\n", 1)
+    spec.write_text(text)
+    personas = tmp_path / "spanish.yaml"
+    personas.write_text(SPANISH)
+    return personas, agents
+
+
+def test_a_caller_whose_call_would_stay_in_the_agents_default_language_is_refused(tmp_path: Path):
+    """The platform switches a conversation's language only for a `language` override the agent
+    allows; an agent that sends none keeps every call in English, so a Spanish caller's call would
+    silently be English: refused at load, naming the persona, the agent, the field and the fix."""
+    personas, agents = spanish_world(tmp_path, "[]")
+    with pytest.raises(DatasetError) as err:
+        load_dataset(personas, agents)
+    message = str(err.value)
+    assert str(personas) in message and "persona 'lucia'" in message and "field 'language'" in message
+    assert "agent 'applicant-screening'" in message and "stays in its default 'en'" in message
+    assert "add `language` to the `overrides` of agent 'applicant-screening'" in message
+    assert "start_language: en" in message
+    proc = subprocess.run([sys.executable, "-m", "voicelab.cli", "personas", "--personas", str(personas),
+                           "--agents", str(agents)], capture_output=True, text=True)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "persona 'lucia'" in proc.stderr
+
+
+def test_a_caller_in_another_language_gets_the_override_when_the_agent_sends_it(tmp_path: Path):
+    from voicelab.connection import initiation_data
+
+    personas, agents = spanish_world(tmp_path, "[language]")
+    dataset = load_dataset(personas, agents)
+    sent = initiation_data(dataset.request("lucia")).conversation_config_override
+    assert sent["agent"]["language"] == "es"
+    # a caller who answers the agent's default language needs no override
+    answers_english = tmp_path / "answers-english.yaml"
+    answers_english.write_text(SPANISH.replace("    language: es\n", "    language: es\n    start_language: en\n"))
+    _, strict = spanish_world(tmp_path / "strict", "[]")
+    assert load_dataset(answers_english, strict).personas["lucia"].call_language == "en"

@@ -625,6 +625,24 @@ def _cross_check(persona: Persona, path: Path, agents: dict[str, AgentSpec],
                            f"({', '.join(sorted(agent_languages(agent)))})", file=str(path), persona=persona.id,
                            field="language", fix=f"give the agent a '{persona.language}' first_message variant, "
                                                  "or use one of its languages")
+    _check_call_language(persona, path, agent)
+
+
+def _check_call_language(persona: Persona, path: Path, agent: AgentSpec) -> None:
+    """A call starts in the agent's own language unless the `language` override is sent, as on the
+    platform (which switches only for an override the agent allows). A persona whose call starts
+    in another language would silently get the agent's default: its first message in that
+    language would never be said, its words never understood."""
+    language = persona.call_language
+    if language == agent.language or "language" in agent.overrides:
+        return
+    field = "start_language" if persona.start_language is not None else "language"
+    raise DatasetError(
+        f"the call starts in '{language}', but agent '{agent.id}' does not send the `language` override, so "
+        f"every call stays in its default '{agent.language}'", file=str(path), persona=persona.id, field=field,
+        fix=f"add `language` to the `overrides` of agent '{agent.id}' and allow it on a hosted agent under "
+            f"Security > Overrides; or set `start_language: {agent.language}` for a caller who answers an "
+            f"'{agent.language}' call")
 
 
 def _check_persona_tools(persona: Persona, path: Path, agent: AgentSpec) -> None:

@@ -177,7 +177,8 @@ def latency_comparison(base: Side, cand: Side) -> pd.DataFrame:
             a = base.turns["latency_ms"].dropna().astype(float).tolist()
             b = cand.turns["latency_ms"].dropna().astype(float).tolist()
         else:
-            a, b = base.calls["duration_s"].astype(float).tolist(), cand.calls["duration_s"].astype(float).tolist()
+            a = base.calls["duration_s"].dropna().astype(float).tolist()  # a call without a duration says nothing
+            b = cand.calls["duration_s"].dropna().astype(float).tolist()
         estimate, low, high = stats.bootstrap_difference(a, b, q)
         rows.append({"measure": name, "base": _quantile(a, q), "candidate": _quantile(b, q), "difference": estimate,
                      "ci_low": low, "ci_high": high, "base_n": len(a), "cand_n": len(b)})

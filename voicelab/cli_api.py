@@ -20,8 +20,9 @@ EPILOG_API = """examples:
   ELEVENLABS_API_KEY=... ELEVENLABS_AGENT_ID=... ELEVENLABS_PHONE_NUMBER_ID=... voicelab api --backend elevenlabs
   curl -s localhost:8000/api/conversation/start -H 'Content-Type: application/json' -d @request.json
 
-exit status: 0 stopped cleanly; 2 bad options or settings (nothing started); 130/143 stopped by
-Ctrl+C / SIGTERM (calls in flight are stored as cancelled, runs stay resumable)"""
+exit status: 0 stopped cleanly; 2 bad options or settings, an empty VOICELAB_API_KEY among them
+(nothing started); 130/143 stopped by Ctrl+C / SIGTERM (calls in flight are stored as cancelled,
+runs stay resumable; background calls accepted and callbacks owed are answered by the next start)"""
 
 
 def add_parser(sub: Any, fmt: type, number: Any) -> None:  # noqa: ANN401 - argparse sub-parsers
@@ -46,7 +47,13 @@ def add_parser(sub: Any, fmt: type, number: Any) -> None:  # noqa: ANN401 - argp
     p.add_argument("--max-call-s", type=number(float, 0, above=True), default=None, metavar="S",
                    help="a call lasting longer ends as failed with end_reason timeout (default: 300)")
     p.add_argument("--max-concurrent-calls", type=number(int, 1), default=None, metavar="N",
-                   help="calls placed at once; more wait their turn (default: 32)")
+                   help="calls in flight at once, for calls and runs together; more wait their turn (default: 32)")
+    p.add_argument("--max-run-calls", type=number(int, 1), default=None, metavar="N",
+                   help="calls one run may plan (personas x repeats x variants); bigger runs are refused with "
+                        "422 (default: 10000)")
+    p.add_argument("--max-pending-calls", type=number(int, 1), default=None, metavar="N",
+                   help="calls accepted and not yet finished, waiting or in flight; more work is refused with "
+                        "429 (default: 20000)")
     p.add_argument("--latency-ms", type=number(float, 0), default=None, metavar="MS",
                    help="the local backend's response latency (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no access log, only warnings")
@@ -59,7 +66,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     config = ServiceSettings.from_env(
         backend=args.backend, personas=args.personas, agents=args.agents, runs_root=args.runs,
         reports_dir=args.reports, max_call_s=args.max_call_s, max_concurrent_calls=args.max_concurrent_calls,
-        latency_ms=args.latency_ms)
+        max_run_calls=args.max_run_calls, max_pending_calls=args.max_pending_calls, latency_ms=args.latency_ms)
     if not loopback(args.host) and not config.api_key:
         raise ConfigError(f"--host {args.host} makes the service reachable from other machines: set VOICELAB_API_KEY "
                           "(clients then send Authorization: Bearer <key>), or bind to 127.0.0.1")

@@ -10,6 +10,8 @@ that result, one without a result as `interrupted` (it is never placed again: on
 platform that would phone the person a second time); a callback that was never settled is
 delivered then. The journal is rewritten (atomically) at each start with only the newest calls.
 
+It is compacted the same way while the service runs, whenever it has grown to several times that.
+
 `ResultIndex` finds any call the service stored, in any of its runs (`kind: service`), by call
 id or conversation id, reading each run's calls.jsonl once and then only what was added.
 """
@@ -21,11 +23,11 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreNotWritable
 from ..models import CallResult, RunManifest
 from ..store import Run, not_writable
 
@@ -110,13 +112,14 @@ class Journal:
                 continue  # a torn last line, or an empty one
         return calls
 
-    def rewrite(self, calls: list[Accepted]) -> None:
-        """Replace the journal by these calls' events (written aside, fsynced, then renamed)."""
+    def rewrite(self, calls: Callable[[], list[Accepted]]) -> None:
+        """Replace the journal by the events of `calls()` (asked while no event can be added;
+        written aside, fsynced, then renamed)."""
         tmp = self.path.with_suffix(".tmp")
         with self._lock:
             try:
                 with open(tmp, "w", encoding="utf-8") as f:
-                    for call in calls:
+                    for call in calls():
                         for event in call.events():
                             f.write(json.dumps(event, separators=(",", ":")) + "\n")
                     f.flush()
@@ -160,7 +163,8 @@ class ResultIndex:
             folders = [self.root / run_id]
         else:
             try:
-                folders = sorted((p for p in self.root.iterdir() if p.is_dir() and self._is_service(p)),
+                folders = sorted((p for p in self.root.iterdir()
+                                  if p.name.startswith("api-") and p.is_dir() and self._is_service(p)),
                                  key=lambda p: p.name, reverse=True)  # newest first
             except OSError:
                 return []
@@ -213,4 +217,4 @@ class ResultIndex:
         indexed.size += end
 
 
-__all__ = ["FOLDER", "Accepted", "Journal", "ResultIndex", "StoreNotWritable"]
+__all__ = ["FOLDER", "Accepted", "Journal", "ResultIndex"]

@@ -303,7 +303,7 @@ def create_app(config: ServiceSettings | None = None) -> FastAPI:
         await run_in_threadpool(service.start)
         holder["config"], holder["service"] = settings, service
         service._spawn(service.keep_storing())
-        await service.deliver_owed()
+        service._spawn(service.deliver_owed())
         try:
             yield
         finally:

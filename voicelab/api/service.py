@@ -266,6 +266,7 @@ class Service:
         self._pending = 0
         self._owed: list[Accepted] = []
         self._callbacks: dict[str, CallbackStatus] = {}
+        self._journal_events = 0
         self._tasks: set[asyncio.Task] = set()
         self._stack = contextlib.ExitStack()
         self._lock = threading.Lock()
@@ -290,17 +291,29 @@ class Service:
         self.accepted = OrderedDict((c.id, c) for c in calls)
         self._owed = [c for c in calls if c.owes_callback]
         if calls:
-            try:
-                self.journal.rewrite(calls)
-            except StoreNotWritable as exc:
-                self.store_error = str(exc)
-                log.warning("the journal could not be compacted: %s", exc)
+            self._compact()
         store = RunStore(self.config.runs_root)
         for run_id in {c.run_id for c in calls} | {r for r in store.list() if r.startswith("api-")}:
             with contextlib.suppress(RunStoreError, OSError):
                 run = store.open(run_id)
                 if run.manifest.kind == "service" and run.unsaved_path.exists():
                     run.take_unsaved()
+
+    def _compact(self) -> None:
+        """Rewrite the journal with only the calls still answered for (blocking)."""
+        try:
+            self.journal.rewrite(self._answered_for)
+            self._journal_events = sum(1 + (c.callback is not None) for c in self.accepted.values())
+        except StoreNotWritable as exc:
+            self.store_error = str(exc)
+            log.warning("the journal could not be compacted: %s", exc)
+
+    def _journal(self, event: dict[str, Any]) -> None:
+        """Record an event (StoreNotWritable when it cannot be); compact now and then (blocking)."""
+        self.journal.record(event)
+        self._journal_events += 1
+        if self._journal_events > 3 * KEPT_JOBS:
+            self._compact()
 
     def close(self) -> None:
         """Cancel the runs still being placed (what they finished is kept), make a last attempt
@@ -540,12 +553,14 @@ class Service:
         job = ConversationJob(id=new_call_id(), run_id=run.run_id,
                               callback=CallbackStatus(url=callback_url) if callback_url else None)
         entry = Accepted(id=job.id, run_id=run.run_id, at=utc_now_iso(), callback_url=callback_url)
+        self._remember(entry)  # before it is recorded, so a compaction meanwhile keeps it
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self.journal.record, entry.events()[0])
+            await asyncio.get_running_loop().run_in_executor(None, self._journal, entry.events()[0])
         except BaseException:
+            with self._lock:
+                self.accepted.pop(entry.id, None)
             self._finished(1)
             raise
-        self._remember(entry)
         self.jobs[job.id] = job
         while len(self.jobs) > KEPT_JOBS:
             self.jobs.popitem(last=False)
@@ -553,9 +568,14 @@ class Service:
         return job
 
     def _remember(self, entry: Accepted) -> None:
-        self.accepted[entry.id] = entry
-        while len(self.accepted) > KEPT_JOBS:
-            self.accepted.popitem(last=False)
+        with self._lock:
+            self.accepted[entry.id] = entry
+            while len(self.accepted) > KEPT_JOBS:
+                self.accepted.popitem(last=False)
+
+    def _answered_for(self) -> list[Accepted]:
+        with self._lock:
+            return list(self.accepted.values())
 
     def _spawn(self, coro: Any) -> asyncio.Task:  # noqa: ANN401 - a coroutine
         task = asyncio.get_running_loop().create_task(coro)
@@ -631,7 +651,7 @@ class Service:
         self._callbacks.pop(call_id, None)
         try:
             await asyncio.get_running_loop().run_in_executor(
-                None, self.journal.record, {"event": "callback", "id": call_id, **settled})
+                None, self._journal, {"event": "callback", "id": call_id, **settled})
         except StoreNotWritable as exc:  # delivered again after a restart: at least once
             self.store_error = str(exc)
             log.error("callback for %s is settled but the journal could not say so: %s", call_id, exc)

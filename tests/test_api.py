@@ -266,8 +266,10 @@ def test_a_background_call_is_followed_and_its_callback_delivered_after_a_retry(
                                  "error": None}
     assert len(receiver.bodies) == 2 and receiver.bodies[0] == receiver.bodies[1]
     sent = receiver.bodies[-1]
-    same = ("conversation_id", "transcript", "status", "duration_seconds", "end_reason", "success")
+    same = ("conversation_id", "transcript", "status", "duration_seconds", "end_reason", "success", "checks",
+            "tool_calls")
     assert {k: sent[k] for k in same} == {k: state[k] for k in same}
+    assert sent["checks"] and sent["tool_calls"][0]["tool"] == "lookup_dispute"  # the verdict travels with it
 
 
 def test_a_callback_that_never_answers_is_retried_and_the_failure_is_visible(api) -> None:

@@ -157,7 +157,9 @@ def test_a_restarted_service_answers_for_every_accepted_call_and_delivers_owed_c
         assert all(got[c]["state"] == "interrupted" for c in others)
         (service_run,) = [r for r in httpx.get(f"{url}/api/runs").json() if r["run_id"].startswith("api-")][:1]
         status = httpx.get(f"{url}{service_run['link']}").json()
-        assert status["state"] in ("finished", "interrupted")  # never "running" once its service is gone
+        # never "running" once its service is gone: closed by SIGTERM, repaired after kill -9
+        assert status["state"] == ("finished" if stop == signal.SIGTERM else "interrupted")
+        assert status["counts"]["done"] == 2  # the two that finished (the cancelled ones are not done)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)

@@ -274,11 +274,92 @@ def test_a_mutant_survives_a_weak_persona_file_and_a_strong_one_catches_it(tmp_p
     weak_score, strong_score = score("weak", str(tmp_path / "runs")), score("strong", str(tmp_path / "runs"))
     assert {m.id.split("-", 1)[1] for m in weak_score.mutants} == {"forbidden-phrase", "no-end-call"}
     forbidden = {m.id.split("-", 1)[1]: m for m in weak_score.mutants}["forbidden-phrase"]
-    assert not forbidden.caught and "agent_never_says: card number" in forbidden.catch_hint
+    # no persona lists anything the agent must never say: the agent's own prompt does ("Never ask for
+    # a full card number, PIN or security code"), and the survivor says which expectation catches it
+    assert not forbidden.caught and forbidden.catch_hint.startswith("agent_never_says: full card number")
+    assert "your full card number?" in forbidden.change
     caught = {m.id.split("-", 1)[1]: m for m in strong_score.mutants}["forbidden-phrase"]
-    assert caught.caught and caught.caught_by == {"anna-double-charge": ["agent_never_says: card number",
-                                                                         "agent_never_says: security code"]}
+    assert caught.caught and caught.caught_by == {"anna-double-charge": ["agent_never_says: card number"]}
     assert strong_score.score == 1.0 and weak_score.score == 0.5
+
+
+DENTIST = {
+    "id": "dentist", "name": "Smile Dental front desk", "language": "en",
+    "first_message": "Hello {{first_name}}, this is Smile Dental about your check-up.",
+    "prompt": "You are the front desk of Smile Dental. Offer a check-up slot and book it.",
+    "flow": {"start": "offer", "steps": {
+        "offer": {"say": "We have Tuesday at 10:00. Does that suit you?",
+                  "intents": [{"when": ["yes", "tuesday"], "goto": "booked"}]},
+        "booked": {"say": "You are booked for Tuesday at 10:00. Goodbye.", "end_call": True}}},
+}
+PATIENT = {
+    "id": "lena-check-up", "name": "Lena Berg", "summary": "Wants her yearly check-up.", "agent": "dentist",
+    "variables": {"first_name": "Lena"},
+    "caller": {"replies": [{"when": ["suit you"], "say": "Yes, Tuesday is fine."}], "hang_up_after_turns": 4},
+    "expect": {"agent_says": ["Tuesday at 10:00"], "agent_never_says": ["insurance number"], "ended_by": "agent"},
+}
+
+
+def test_a_dentist_suite_catches_the_forbidden_phrase_it_listens_for(tmp_path: Path):
+    """The forbidden phrase comes from the suite's own agent_never_says, not from a bank: a dental
+    practice's suite that must never hear "insurance number" catches a mutant that says it."""
+    from voicelab.mutate import run_mutation, score
+
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "agents" / "dentist.yaml").write_text(yaml.safe_dump(DENTIST))
+    (tmp_path / "patients.yaml").write_text(yaml.safe_dump({"personas": [PATIENT]}))
+    run_mutation("dentist", str(tmp_path / "patients.yaml"), str(tmp_path / "agents"), run_id="dental",
+                 runs_root=str(tmp_path / "runs"), only=["forbidden-phrase"], progress=False)
+    result = score("dental", str(tmp_path / "runs"))
+    (mutant,) = result.mutants
+    assert "Insurance number?" in mutant.change and "card number" not in mutant.change
+    assert mutant.caught and mutant.caught_by == {"lena-check-up": ["agent_never_says: insurance number"]}
+    assert result.score == 1.0 and result.failing_original == []
+
+
+def test_a_mutant_whose_calls_fail_to_run_is_not_run_rather_than_caught(tmp_path: Path):
+    """Calls closed at connection (1008, a missing variable) fail their agent_says checks too, on
+    an empty transcript; that is no check noticing the change. Such a mutant is reported apart and
+    left out of the score; one whose calls ran and failed a check is caught."""
+    from voicelab.models import CallResult, Check, RunManifest, TranscriptEntry
+    from voicelab.mutate import ORIGINAL, score
+    from voicelab.report import mutation_html
+    from voicelab.store import RunStore
+    from voicelab.tables import load_runs
+
+    variants = [{"id": ORIGINAL}, {"id": "m01-drop-sentence-offer", "mutation": "offer says less"},
+                {"id": "m02-swap-variable-name", "mutation": "says {{slot}}"},
+                {"id": "m03-slow-step-booked", "mutation": "booked 2 s later"}]
+    manifest = RunManifest(run_id="mut", personas=["lena"], agent="dentist", kind="mutation", variants=variants)
+    run = RunStore(tmp_path / "runs").create(manifest)
+
+    def call(variant: str, n: int, *, ran: bool, passed: bool) -> CallResult:
+        return CallResult(
+            conversation_id=None if not ran else f"c-{variant}-{n}", status="completed" if ran else "failed",
+            duration_seconds=1.0, transcript=[TranscriptEntry(speaker="agent", text="Hello", timestamp=0.0)] * ran,
+            run_id="mut", call_id=f"{variant}/lena#{n}", persona_id="lena", agent_id="dentist", backend="local",
+            caller="scripted", mode="text", started_at="2026-01-01T00:00:00Z",
+            end_reason="agent_ended" if ran else "error",
+            error=None if ran else "websocket closed with 1008: missing dynamic variable 'slot'",
+            checks=[Check(name="agent_says: Tuesday at 10:00", passed=passed, detail="")], success=passed and ran,
+            variant=variant)
+
+    for n in (1, 2):
+        run.append(call(ORIGINAL, n, ran=True, passed=True))
+        run.append(call("m01-drop-sentence-offer", n, ran=True, passed=False))  # a check noticed
+        run.append(call("m02-swap-variable-name", n, ran=False, passed=False))  # closed at connection
+        run.append(call("m03-slow-step-booked", n, ran=True, passed=True))  # nobody noticed
+    result = score("mut", str(tmp_path / "runs"))
+    assert [m.id for m in result.mutants] == ["m01-drop-sentence-offer", "m03-slow-step-booked"]
+    assert result.caught == 1 and result.score == 0.5  # 1 of the 2 that ran, not 2 of 3
+    (invalid,) = result.invalid
+    assert invalid.id == "m02-swap-variable-name" and not invalid.caught
+    assert invalid.not_run == "2 of 2 calls could not run: websocket closed with 1008: missing dynamic variable 'slot'"
+    assert result.as_dict()["not_run"] == [{"id": "m02-swap-variable-name", "change": "says {{slot}}",
+                                            "why": invalid.not_run}]
+    page = mutation_html(load_runs("mut", root=tmp_path / "runs"))
+    assert "1 of 2 mutants of dentist caught" in page and "1 mutant is not in the score" in page
+    assert "not run" in page and "missing dynamic variable" in page
 
 
 @pytest.mark.slow

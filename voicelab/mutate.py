@@ -5,7 +5,9 @@ dropped, a variable swapped, a step skipped, no hang-up, a forbidden phrase, a t
 or not at all, a re-prompt loop, a slow step). `run_mutation` places the agent's personas against
 the original and every mutant in one run (variants: same concurrency, store and resume as any
 run); `score` says which mutants some check caught. A mutant is caught by a persona that passes
-against the original and fails against the mutant, so a persona that fails anyway proves nothing.
+against the original and fails a check against the mutant, so a persona that fails anyway proves
+nothing, and neither does a call that could not run (closed at connection, an error): a mutant
+whose calls all failed to run is "not run", reported apart and left out of the score.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import re
 import shutil
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,12 +24,16 @@ import yaml
 
 from .datasets import load_dataset, variables_in
 from .errors import UsageError
-from .models import AgentSpec, FlowStep, LocalText, Variant
+from .models import AgentSpec, FlowStep, LocalText, Persona, Variant, pick_language
 from .store import RunStore
 
 ORIGINAL = "original"
-#: What the forbidden-phrase mutant makes the agent ask (a bank agent must never ask for it).
-FORBIDDEN = "To verify you, please tell me your card number and security code."
+#: What the forbidden-phrase mutant asks when neither the suite nor the agent's prompt names
+#: anything the agent must never say: no agent of any domain should ask for it.
+FORBIDDEN = "Before we go on, please tell me your password."
+#: "Never ask for X" / "never mention X" in an agent's prompt: what the agent must not say.
+NEVER = re.compile(r"\bnever\s+(?:ask\s+(?:for|about)|request|mention|say|reveal|share|disclose|give\s+out)\s+"
+                   r"(?:(?:a|an|the|any|their|your)\s+)?([^,.;:!?\n]+?)(?:\s*(?:,|\bor\b|\band\b|[.;:!?\n]))", re.I)
 SLOW_MS = 2000.0
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
@@ -150,12 +157,50 @@ def _no_end_call(agent: AgentSpec) -> list[Mutant]:
                    "ended_by: agent, or max_duration_s", _with_steps(agent, **steps))]
 
 
-def _forbidden_phrase(agent: AgentSpec) -> list[Mutant]:
+def _sentence(phrase: str) -> str:
+    """The phrase said as a question of its own, in whatever language it is ("Wie alt?")."""
+    phrase = phrase.strip()
+    return phrase[:1].upper() + phrase[1:] + ("" if phrase[-1:] in ".?!" else "?")
+
+
+def forbidden_phrase(agent: AgentSpec, personas: list[Persona]) -> tuple[dict[str, str], str]:
+    """What the forbidden-phrase mutant makes the agent say, per language ("" for any), and what
+    would catch it. First choice: the phrase most of the suite's personas list in
+    `agent_never_says` (per language, from that language's personas), so the suite's own domain
+    decides (a dentist's suite listens for other words than a bank's); else a question for what
+    the agent's prompt says never to ask for ("Never ask about age ..."); else a password."""
+    said: dict[str, Counter] = {}
+    for persona in personas:
+        for phrase in dict.fromkeys(persona.expect.agent_never_says):  # each persona votes once a phrase
+            said.setdefault(persona.language, Counter())[phrase] += 1
+            said.setdefault("", Counter())[phrase] += 1
+    if said:
+        texts = {lang: _sentence(counts.most_common(1)[0][0]) for lang, counts in said.items()}
+        top, votes = said[""].most_common(1)[0]
+        return texts, (f"agent_never_says: {top} ({votes} of the suite's personas list it; any of them that "
+                       "passes against the original catches it)")
+    match = NEVER.search(agent.prompt)
+    if match:
+        item = match.group(1).strip()
+        return {"": f"Could you tell me your {item}?"}, (
+            f"agent_never_says: {item} (the agent's prompt says never to ask for it; no persona listens for it)")
+    return {"": FORBIDDEN}, "agent_never_says: password (no persona lists anything the agent must never say)"
+
+
+def _forbidden_phrase(agent: AgentSpec, personas: list[Persona]) -> list[Mutant]:
     start = agent.flow.start
     step = agent.flow.steps[start]
-    said = _texts(step.say, lambda t: f"{t} {FORBIDDEN}".strip()) if step.say else FORBIDDEN
-    return [Mutant("forbidden-phrase", f"step {start} also asks: \"{FORBIDDEN}\"",
-                   "agent_never_says: card number (or security code)",
+    texts, hint = forbidden_phrase(agent, personas)
+    languages = set(texts) - {""}
+    if isinstance(step.say, dict) or languages - {agent.language}:
+        # per language: the step's text in it (or its only text) and that language's phrase
+        keys = (set(step.say) if isinstance(step.say, dict) else set()) | languages | {agent.language}
+        said: LocalText = {lang: f"{pick_language(step.say, lang) if step.say else ''} "
+                                 f"{texts.get(lang, texts[''])}".strip() for lang in sorted(keys)}
+    else:
+        said = f"{step.say} {texts.get(agent.language, texts[''])}".strip()
+    shown = texts.get(agent.language, texts[""])
+    return [Mutant("forbidden-phrase", f"step {start} also says: \"{shown}\"", hint,
                    _with_steps(agent, **{start: step.model_copy(update={"say": said})}))]
 
 
@@ -226,9 +271,11 @@ OPERATORS = (_drop_sentences, _swap_variables, _skip_steps, _no_end_call, _forbi
              _reprompt_loops, _slow_step)
 
 
-def mutants(agent: AgentSpec) -> list[Mutant]:
-    """Every mutant of the agent, numbered in a stable order (`m01-...`)."""
-    found = [m for op in OPERATORS for m in op(agent)]
+def mutants(agent: AgentSpec, personas: list[Persona] | None = None) -> list[Mutant]:
+    """Every mutant of the agent, numbered in a stable order (`m01-...`); `personas`: the suite
+    that will call it (the forbidden phrase comes from what they listen for)."""
+    suite = personas or []
+    found = [m for op in OPERATORS for m in (op(agent, suite) if op is _forbidden_phrase else op(agent))]
     return [Mutant(f"m{i:02d}-{re.sub(r'[^a-z0-9-]+', '-', m.id.lower())}", m.change, m.catch_hint, m.agent)
             for i, m in enumerate(found, 1)]
 
@@ -256,12 +303,13 @@ def run_mutation(agent_id: str, personas: str = "datasets/personas", agents: str
     if not chosen:
         raise UsageError(f"no personas call agent '{agent_id}': there is nothing to catch a mutant with")
     agent = dataset.agents[agent_id]
-    found = mutants(agent)
+    suite = [dataset.personas[p] for p in chosen]
+    found = mutants(agent, suite)
     if only:
         found = [m for m in found if any(word in m.id for word in only)]
         if not found:
             raise UsageError(f"--only {' '.join(only)} matches no mutant of '{agent_id}' "
-                             f"(e.g. {', '.join(m.id for m in mutants(agent)[:3])})")
+                             f"(e.g. {', '.join(m.id for m in mutants(agent, suite)[:3])})")
     run_id = run_id or f"mutate-{agent_id}-{new_run_id().removeprefix('run-')}"
     folder = Path(runs_root) / run_id / "mutants"
     variants = [Variant(id=ORIGINAL, description=f"{agent_id} as written")]
@@ -290,18 +338,26 @@ class MutantResult:
     change: str
     catch_hint: str
     caught: bool
-    #: persona -> the checks that failed against this mutant (only personas that pass the original).
+    #: persona -> the checks that failed against this mutant (only personas that pass the original,
+    #: only calls that ran: a call closed at connection or ended by an error notices nothing).
     caught_by: dict[str, list[str]] = field(default_factory=dict)
+    #: Why calls against it could not run ("2 of 2 calls: websocket closed 1008 ..."); "" if all ran.
+    not_run: str = ""
 
 
 @dataclass
 class MutationScore:
     run_id: str
     agent: str
+    #: The mutants scored: caught or survived (each had a call that ran, from a persona that passes
+    #: the original).
     mutants: list[MutantResult]
     #: Personas that fail against the original too (they cannot catch anything).
     failing_original: list[str]
     calls: int
+    #: Mutants none of whose calls from those personas ran (an invalid mutant, e.g. closed 1008 for
+    #: a missing variable, or calls not placed yet): not in the score, either way.
+    invalid: list[MutantResult] = field(default_factory=list)
 
     @property
     def caught(self) -> int:
@@ -319,26 +375,44 @@ class MutationScore:
         return {"run_id": self.run_id, "agent": self.agent, "mutants": len(self.mutants), "caught": self.caught,
                 "score": round(self.score, 4), "calls": self.calls, "failing_original": self.failing_original,
                 "survivors": [{"id": m.id, "change": m.change, "would_be_caught_by": m.catch_hint}
-                              for m in self.survivors]}
+                              for m in self.survivors],
+                "not_run": [{"id": m.id, "change": m.change, "why": m.not_run} for m in self.invalid]}
+
+
+def _why_not_run(calls: pd.DataFrame) -> str:
+    """'2 of 3 calls could not run: <the commonest error or end reason>'."""
+    failed = calls[calls["status"] != "completed"]
+    if failed.empty:
+        return "" if len(calls) else "no call placed yet"
+    reasons = Counter(str(e) if isinstance(e, str) and e else f"ended by {r}"
+                      for e, r in zip(failed["error"], failed["end_reason"], strict=True))
+    return f"{len(failed)} of {len(calls)} calls could not run: {reasons.most_common(1)[0][0]}"
 
 
 def score(run_id: str, runs_root: str = "runs") -> MutationScore:
-    """The mutation score of a stored mutation run (complete or not: unplaced calls count as
-    not caught)."""
+    """The mutation score of a stored mutation run (complete or not). A mutant is caught when a
+    call that ran (status completed), from a persona passing every call against the original,
+    fails a check against it; it survives when such calls ran and none failed; it is invalid (not
+    run, not scored) when none of them ran: calls that fail to connect or end in an error prove
+    nothing about the suite."""
     run = RunStore(runs_root).open(run_id)
     m = run.manifest
     if m.kind != "mutation":
         raise UsageError(f"run '{run_id}' is not a mutation run (it is a {m.kind})")
     calls = pd.DataFrame([{"variant": r.variant, "persona_id": r.persona_id, "success": r.success,
-                           "failed": [c.name for c in r.checks if not c.passed] or [r.end_reason]}
-                          for r in run.results()], columns=["variant", "persona_id", "success", "failed"])
+                           "status": r.status, "error": r.error, "end_reason": r.end_reason,
+                           "failed": [c.name for c in r.checks if not c.passed]}
+                          for r in run.results()],
+                         columns=["variant", "persona_id", "success", "status", "error", "end_reason", "failed"])
     original = calls[calls["variant"] == ORIGINAL]
     good = {p for p, g in original.groupby("persona_id") if g["success"].all()}
-    results = []
+    scored, invalid = [], []
     for variant in m.variants[1:]:
-        mine = calls[(calls["variant"] == variant.id) & calls["persona_id"].isin(good) & ~calls["success"]]
-        caught_by = {p: sorted({c for cell in g["failed"] for c in cell}) for p, g in mine.groupby("persona_id")}
-        results.append(MutantResult(variant.id, variant.mutation or "", variant.catch_hint or "", bool(caught_by),
-                                    caught_by))
-    return MutationScore(run_id, m.agent or "", results, sorted(set(m.personas) - good), len(calls))
-
+        mine = calls[(calls["variant"] == variant.id) & calls["persona_id"].isin(good)]
+        ran = mine[mine["status"] == "completed"]
+        noticed = ran[~ran["success"].astype(bool)]
+        caught_by = {p: sorted({c for cell in g["failed"] for c in cell}) for p, g in noticed.groupby("persona_id")}
+        result = MutantResult(variant.id, variant.mutation or "", variant.catch_hint or "", bool(caught_by),
+                              caught_by, _why_not_run(mine))
+        (scored if len(ran) or not good else invalid).append(result)
+    return MutationScore(run_id, m.agent or "", scored, sorted(set(m.personas) - good), len(calls), invalid)

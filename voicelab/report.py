@@ -416,7 +416,7 @@ def variants_html(tables: Tables) -> str:
 
 def mutation_html(tables: Tables) -> str:
     """Mutation score, then every mutant, survivors first, with what it changed and what would
-    catch it (or which personas and checks did)."""
+    catch it (or which personas and checks did); mutants whose calls could not run apart, with why."""
     from .mutate import score
 
     (run_id,) = tables.manifests
@@ -424,14 +424,21 @@ def mutation_html(tables: Tables) -> str:
     rows = []
     for m in sorted(result.mutants, key=lambda m: m.caught):
         caught = "; ".join(f"{p}: {', '.join(c)}" for p, c in m.caught_by.items())
-        rows.append(f'<tr class="{"vl-better" if m.caught else "vl-regression"}"><td>{html.escape(m.id)}</td>'
-                    f"<td>{'caught' if m.caught else 'SURVIVED'}</td><td>{html.escape(m.change)}</td>"
-                    f"<td>{html.escape(caught if m.caught else 'would be caught by: ' + m.catch_hint)}</td></tr>")
+        rows.append(f'<tr class="{"vl-better" if m.caught else "vl-regression"}"><td>{_text(m.id)}</td>'
+                    f"<td>{'caught' if m.caught else 'SURVIVED'}</td><td>{_text(m.change)}</td>"
+                    f"<td>{_text(caught if m.caught else 'would be caught by: ' + m.catch_hint)}</td></tr>")
+    rows += [f"<tr><td>{_text(m.id)}</td><td>not run</td><td>{_text(m.change)}</td><td>{_text(m.not_run)}</td></tr>"
+             for m in result.invalid]
     weak = (f"<p>Personas failing against the original too (they catch nothing): "
-            f"{html.escape(', '.join(result.failing_original))}</p>" if result.failing_original else "")
-    return (f'<h2>Mutation score</h2><p id="vl-mutation-score"><b>{result.score:.2f}</b>: {result.caught} of '
-            f"{len(result.mutants)} mutants of {html.escape(result.agent)} caught by at least one failing check "
-            f"({result.calls} calls).</p>{weak}"
+            f"{_text(', '.join(result.failing_original))}</p>" if result.failing_original else "")
+    n = len(result.invalid)
+    invalid = (f'<p id="vl-mutation-not-run">{n} mutant{"s are" if n != 1 else " is"} not in the score: none of '
+               "the calls against it ran (closed at connection or ended by an error), so no check could notice "
+               "the change.</p>" if n else "")
+    shown = "n/a" if result.score != result.score else f"{result.score:.2f}"
+    return (f'<h2>Mutation score</h2><p id="vl-mutation-score"><b>{shown}</b>: {result.caught} of '
+            f"{len(result.mutants)} mutants of {_text(result.agent)} caught by at least one failing check "
+            f"({result.calls} calls).</p>{invalid}{weak}"
             '<table class="vl-table" id="vl-mutants"><tr><th>mutant</th><th>result</th><th>change</th>'
             f"<th>caught by</th></tr>{''.join(rows)}</table>")
 

@@ -185,3 +185,25 @@ def test_a_run_whose_placer_died_is_shown_repaired_and_cannot_be_cancelled(tmp_p
         refused = httpx.delete(f"{url}/api/runs/crashed")
         assert refused.status_code == 409 and "interrupted" in refused.json()["detail"]
         assert "voicelab run --resume crashed" in refused.json()["detail"]
+
+
+def test_results_a_full_store_refused_are_stored_by_the_next_start(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("VOICELAB_UNSAVED_DIR", str(tmp_path / "unsaved"))
+    with serving(tmp_path, store_retry_s=60) as url:
+        first = httpx.post(f"{url}/api/conversation/start", json=ANNA, timeout=60).json()
+        run = RunStore(tmp_path / "runs").open(first["run_id"])
+        saved = run.calls_path.read_bytes()
+        run.calls_path.unlink()
+        run.calls_path.symlink_to("/dev/full")
+        body = httpx.post(f"{url}/api/conversation/start", json=ANNA, timeout=60).json()
+        assert body["stored"] is False and str(tmp_path / "unsaved") in body["store_error"]
+    # stopped while the disk was still full: the result waits outside the store
+    (kept,) = (tmp_path / "unsaved").iterdir()
+    assert body["call_id"] in kept.read_text()
+    run.calls_path.unlink()
+    run.calls_path.write_bytes(saved)
+    with serving(tmp_path) as url:
+        found = httpx.get(f"{url}/api/conversations/{body['call_id']}").json()
+        assert found["state"] == "done" and found["conversation_id"] == body["conversation_id"]
+    stored = [json.loads(line)["call_id"] for line in run.calls_path.read_text().splitlines()]
+    assert stored == [first["call_id"], body["call_id"]] and not kept.exists()

@@ -215,6 +215,44 @@ def test_compare_writes_its_report_through_the_compare_notebook(experiment_run: 
     assert page.count('class="vl-chart"') == 2 and "<script" not in page
 
 
+def test_compare_a_run_against_itself_writes_its_report_and_passes_the_gate(experiment_run: Path, tmp_path: Path,
+                                                                            capsys):
+    """`compare RUN RUN`: the same label on both sides once broke the pass-rate chart (duplicate
+    index labels); the sides are told apart and the gate passes."""
+    assert main(["compare", "cmp:as-written", "cmp:as-written", "--runs", str(experiment_run),
+                 "--reports", str(tmp_path), "--fail-if-worse"]) == 0
+    out = capsys.readouterr().out
+    assert "cmp:as-written vs cmp:as-written: not worse" in out and "not written" not in out
+    page = (tmp_path / "compare-cmp_as-written-vs-cmp_as-written.html").read_text()
+    assert "is not worse than" in page and page.count('class="vl-chart"') == 2
+    assert "cmp:as-written (baseline)" in page and "cmp:as-written (candidate)" in page
+
+
+def test_compare_fail_if_worse_fails_when_one_persona_fails_every_call_it_passed(tmp_path: Path, capsys):
+    """anna goes from 3/3 to 0/3 (Fisher p = 0.1) among four personas that pass throughout: the
+    pooled 15/15 against 12/15 is no significant drop, yet no user would ship it. The gate fails,
+    naming anna and the check that newly fails."""
+    path = write_experiment(tmp_path, repeats=3, personas=[
+        "anna-double-charge", "sven-wrong-person", "kevin-in-a-hurry", "tomasz-merchant-refunded",
+        "olga-credit-question"])
+    run_experiment(path, run_id="one", runs_root=str(tmp_path / "runs"), progress=False)
+    base, cand = load_side("one:as-written", tmp_path / "runs"), load_side("one:forgets-reason", tmp_path / "runs")
+    overall = persona_comparison(base, cand).iloc[0]
+    assert (overall["base_passed"], overall["cand_passed"]) == (15, 12) and not stats.below_alpha(overall["p_worse"])
+    assert main(["compare", "one:as-written", "one:forgets-reason", "--runs", str(tmp_path / "runs"), "--no-report",
+                 "--fail-if-worse"]) == 1
+    out = capsys.readouterr().out
+    assert "one:forgets-reason vs one:as-written: WORSE" in out
+    assert ("worse: persona anna-double-charge: 3/3 -> 0/3 passed (it passed every baseline call and fails every "
+            "candidate call") in out
+    assert "checks failing only in the candidate: agent_says: duplicate charge" in out
+    decision = decide(base, cand)
+    assert decision.personas == ["anna-double-charge"]
+    assert decision.newly_failing == {"anna-double-charge": ["agent_says: duplicate charge"]}
+    assert main(["compare", "one:forgets-reason", "one:as-written", "--runs", str(tmp_path / "runs"), "--no-report",
+                 "--fail-if-worse"]) == 0  # the other way round it is better, not worse
+
+
 def test_junit_xml_validates_and_fails_the_broken_variant(experiment_run: Path, tmp_path: Path):
     from voicelab.junit import gate_failures, junit_xml
 

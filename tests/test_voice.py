@@ -5,6 +5,7 @@ speaker. These take real time, like the calls they test."""
 from __future__ import annotations
 
 import builtins
+import json
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,10 @@ def test_synthetic_voice_batch_and_report(local_backend, tmp_path: Path):
     assert len(heard) == 3 and all(t.get("source_medium") == "audio" for t in anna_record.transcript
                                    if t["role"] == "user")
     assert word_error_rate("Yes, please go ahead with the dispute.", heard[1]) < 0.8
+    # each caller turn keeps what the persona said; its text is what the agent's recognition heard
+    user = [e for e in anna.transcript if e.speaker == "user"]
+    assert [e.text for e in user] == heard and user[1].said == "Yes, please go ahead with the dispute."
+    assert all(e.said and e.said != e.text for e in user), "espeak and pocketsphinx never agree to the letter"
     assert anna.metrics.wer is not None and 0 <= anna.metrics.wer <= 1
     assert len(anna.metrics.response_latency_ms) == 3 and min(anna.metrics.response_latency_ms) > 0
     assert anna.metrics.talk_ratio and 0 < anna.metrics.talk_ratio < 1
@@ -56,6 +61,10 @@ def test_synthetic_voice_batch_and_report(local_backend, tmp_path: Path):
     assert leo.metrics.interruptions >= 1
     cut = [t for t in leo_record.transcript if t.get("interrupted")]
     assert cut and all(len(t["message"]) < len(t["original_message"]) for t in cut)
+    marked = [e for e in leo.transcript if e.interrupted]  # and so does the stored result
+    assert [(e.text, e.original_text) for e in marked] == [(t["message"], t["original_message"]) for t in cut]
+    stored = [json.loads(line) for line in (tmp_path / "v" / "calls.jsonl").read_text().splitlines()]
+    assert {"said", "interrupted"} <= set(stored[0]["transcript"][1])
 
     calls = load_runs("v", root=tmp_path).calls
     assert calls["wer"].notna().all() and calls["talk_ratio"].notna().all()

@@ -86,7 +86,7 @@ class Dialogue:
         elif isinstance(event, CallerSaid):  # an agent caller's turn: typed on (text), or already heard (voice)
             if self.request.mode == "text":
                 return None, [event.text], False
-            self.recorder.add("user", event.text, at=event.at)
+            self.recorder.add("user", event.text, at=event.at, said=event.text)  # `text`: what the agent hears
         elif isinstance(event, AgentSaid):
             self.recorder.add("agent", event.text, at=event.at, latency_ms=event.latency_ms)
             context = None
@@ -237,6 +237,7 @@ class Call:
         if live is not None:  # either side hanging up ends both
             await live.close()
         if self._voice is not None:
+            self._voice.finish()
             self._voice.save(self.request)
         analysis, calls = await asyncio.get_running_loop().run_in_executor(
             None, self._after_call, connection, conversation_id)
@@ -271,7 +272,7 @@ class Call:
 
         async def on_heard(text: str) -> None:
             if voice is not None and self.caller is not None:
-                voice.heard.append(text)  # what the agent understood of the persona: for WER
+                voice.on_heard(text)  # what the agent understood of the persona's turn
             else:
                 events.put_nowait(CallerHeard(text, self.recorder.elapsed()))
 
@@ -316,8 +317,6 @@ class Call:
             except TimeoutError:
                 dialogue.finish("timeout")
                 break
-            if isinstance(event, CallerSaid) and voice is not None:
-                voice.said.append(event.text)  # what the persona said, for the WER of what the agent heard
             context, say, hang_up = dialogue.handle(event)
             agent_turn = sum(1 for e in self.recorder.entries() if e.speaker == "agent")
             if isinstance(event, AgentSaid) and voice is not None:

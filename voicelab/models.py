@@ -551,6 +551,13 @@ class TranscriptEntry(BaseModel):
     #: An agent turn cut off by the caller: what it meant to say (`text` is what was heard, from
     #: the platform's agent_response_correction).
     original_text: str | None = None
+    #: An agent turn the caller cut off (barge-in): the platform corrected it to what was said.
+    interrupted: bool = False
+    #: Voice calls, a caller turn the persona spoke (synthetic voice, agent caller): what it said.
+    #: `text` is then what the agent's speech recognition heard (its `user_transcript`; "" when
+    #: it reported nothing for this turn before the call ended). None in text calls and for a
+    #: person at a microphone (only what the agent heard is known).
+    said: str | None = None
 
 
 class BargeIn(BaseModel):

@@ -6,6 +6,11 @@ microphone and speaker), the recording on the call's clock, and the voice metric
 - interruptions: the backend's `interruption` events (the agent was cut off);
 - talk ratio: seconds the caller spoke / seconds of agent audio;
 - WER: what the agent heard (user_transcript) against what the persona said, turn by turn.
+
+A caller turn the persona speaks is recorded with what it said (`said`); when the agent's speech
+recognition reports it, its `text` becomes what the agent heard. Reports come one per turn the
+agent took, so each goes to the awaiting turn whose words it is closest to (the latest on a tie):
+a backchannel the agent talked over is never reported, and reads "" once a later turn is.
 """
 
 from __future__ import annotations
@@ -62,8 +67,8 @@ class VoiceSide:
         self._barge: asyncio.Task | None = None
         #: Agent turns (1-based) the caller took the floor in with a timed barge-in: no reply to them.
         self.talked_over: set[int] = set()
-        self.said: list[str] = []
-        self.heard: list[str] = []
+        #: (what the persona said, what the agent heard) per caller turn the agent reported: for WER.
+        self.pairs: list[tuple[str, str]] = []
         self.audio_path: str | None = None
         self._lock = asyncio.Lock()
 
@@ -96,8 +101,7 @@ class VoiceSide:
             return  # the turn was over before the moment came: nothing to talk over (no barge-in recorded)
         if not spec.backchannel:
             self.talked_over.add(number)
-        self.recorder.add("user", spec.say)
-        self.said.append(spec.say)
+        self.recorder.add("user", spec.say, said=spec.say)
         audio.barge_in(pcm)
 
     async def turn(self, lines: list[str], hang_up: bool, events: asyncio.Queue, agent_turn: int = 0) -> None:
@@ -117,8 +121,7 @@ class VoiceSide:
                 lines = []
             text = " ".join(lines)
             if text:
-                self.recorder.add("user", text)
-                self.said.append(text)
+                self.recorder.add("user", text, said=text)
                 await self.audio.say(text)
             if hang_up:
                 await self.audio.until_quiet(both=False)
@@ -147,9 +150,25 @@ class VoiceSide:
                                answered=following is not None and following.text != meant))
         return out
 
+    def on_heard(self, text: str) -> None:
+        """The agent's speech recognition reported a caller turn (`user_transcript`): it is the
+        awaiting turn whose words it is closest to (the latest on a tie, as when nothing matches:
+        the agent answers what it heard last), whose `text` becomes `text`."""
+        waiting = self.recorder.awaiting()
+        if not waiting:
+            self.recorder.hear(None, text)  # words the persona did not say (noise), or more of its turn
+            return
+        index, said = min(waiting, key=lambda turn: (min(1.0, word_error_rate(turn[1], text)), -turn[0]))
+        self.recorder.hear(index, text)
+        self.pairs.append((said, text))
+
+    def finish(self) -> None:
+        """The call has ended: caller turns the agent never reported hearing read ""."""
+        self.recorder.stop_hearing()
+
     def stats(self) -> VoiceStats:
         """The figures so far (final once the call has ended and `save` ran)."""
-        pairs = list(zip(self.said, self.heard, strict=False))
+        pairs = list(self.pairs)
         wer = round(sum(word_error_rate(s, h) for s, h in pairs) / len(pairs), 3) if pairs else None
         audio = self.audio
         return VoiceStats(interruptions=audio.interruptions, caller_speech_s=audio.caller_speech_s,

@@ -68,7 +68,10 @@ class Slots:
         granted: asyncio.Future[None] = loop.create_future()
 
         def wake() -> None:
-            loop.call_soon_threadsafe(lambda: granted.done() or granted.set_result(None))
+            try:
+                loop.call_soon_threadsafe(lambda: granted.done() or granted.set_result(None))
+            except RuntimeError:  # its loop is closed: nobody waits there any more
+                pass
 
         with self._lock:
             if self._take_now(size):

@@ -1,0 +1,1 @@
+"""End-to-end tests written from the documentation only (docs/formats.md, docs/api.md, README.md)."""

@@ -124,3 +124,15 @@ def test_a_key_with_trailing_whitespace_matches(tmp_path, monkeypatch) -> None:
         assert answer.status_code == 200
     with pytest.raises(ConfigError, match="empty"):
         ServiceSettings(api_key=" ").check()
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"experiment": "a" * 280}, "experiment"),
+    ({"experiment": "experiments/" + "é" * 140 + ".yaml"}, "experiment"),
+    ({"personas": ["a" * 300]}, "personas.0"),
+])
+def test_an_overlong_name_in_a_run_is_refused_naming_it(api, body, field) -> None:
+    url, _ = api
+    answer = httpx.post(f"{url}/api/runs", json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["fields"][0]["field"] == field

@@ -708,7 +708,10 @@ class Service:
                 raise InvalidField(given[0], "an experiment file sets its own personas, agent, caller, mode, time "
                                    "limit and latency: drop it, or change the experiment file")
             path = self._inside(body.experiment, "experiment")
-            experiment = load_experiment(path)
+            try:
+                experiment = load_experiment(path)
+            except OSError as exc:
+                raise InvalidField("experiment", f"{path} cannot be read ({exc.strerror or exc})") from None
             personas = experiment.personas_path or "datasets/personas"
             chosen = choose_personas(experiment, load_dataset(personas, experiment.agents_path or "datasets/agents"))
             planned = len(chosen) * (body.repeats or experiment.repeats) * len(experiment.variants)
@@ -791,6 +794,8 @@ class Service:
     @staticmethod
     def _inside(path: str, name: str) -> str:
         """A file named in a request must be inside the service's folder (no absolute paths, no ..)."""
+        if any(len(part.encode()) > 255 for part in Path(path).parts):
+            raise InvalidField(name, "a name in this path is longer than the 255 bytes a file name may have")
         here = Path.cwd().resolve()
         resolved = (here / path).resolve()
         if Path(path).is_absolute() or not resolved.is_relative_to(here):

@@ -25,6 +25,7 @@ def test_the_docs_pages_reference_only_the_service_itself(tmp_path) -> None:
             assert answer.status_code == 200 and len(answer.content) > 500, asset
 
 
+@pytest.mark.slow  # a browser
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs chromium (scripts/setup.sh installs it)")
 def test_docs_render_the_operations_in_chromium_with_no_network(tmp_path) -> None:
     from playwright.sync_api import sync_playwright

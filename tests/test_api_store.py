@@ -121,6 +121,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # two `voicelab api` processes each: 6 s on an idle box, 15 s on a busy one
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
 def test_a_restarted_service_answers_for_every_accepted_call_and_delivers_owed_callbacks(tmp_path, stop) -> None:
     """Two calls finish but their callbacks are refused (and the retry waits long); three are

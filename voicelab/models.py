@@ -141,7 +141,8 @@ class CallerSpec(_Strict):
     fallback: str = "Sorry, could you say that again?"
     hang_up_after_turns: int = Field(default=12, ge=1)
     #: The call's hard time limit for this persona (ends it with end_reason `timeout`); None
-    #: means the run's default. Useful for silent callers, whose calls only end by timeout.
+    #: means the run's default. A good agent ends a silent call itself (`flow.silence.end_after`),
+    #: and a silent caller hangs up after `hang_up_after_turns`, so no persona needs one to end.
     timeout_s: float | None = Field(default=None, gt=0)
     #: Voice calls: the conditions the caller's synthetic voice reaches the agent under.
     audio: AudioCondition | None = None

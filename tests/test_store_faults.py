@@ -171,6 +171,12 @@ def test_a_run_whose_process_died_is_repaired_when_opened(tmp_path: Path):
     assert on_disk["state"] == "interrupted", "the repair is saved"
 
 
+def test_a_run_created_and_killed_before_placing_is_repaired_too(tmp_path: Path):
+    RunStore(tmp_path).create(RunManifest(run_id="never-placed", personas=["p"]))
+    run = RunStore(tmp_path).open("never-placed")
+    assert run.manifest.state == "interrupted" and run.manifest.sessions == []
+
+
 def test_a_run_being_placed_is_not_repaired(tmp_path: Path):
     import fcntl
 

@@ -124,16 +124,17 @@ def finish_run(outcome, args: argparse.Namespace, *, resume_hint: str) -> int:  
     if outcome.interrupted:
         print(f"\ninterrupted ({outcome.stopped_by}): what finished is stored; continue with `{resume_hint} {run_id}`")
         return signals.exit_code()
-    reasons = gate_failures(tables, args.fail_under)  # decided first: no later failure can lose it
+    reasons = gate_failures(tables, args.fail_under)  # decided and printed first: nothing later can lose it
+    if args.fail_under is not None and not reasons:
+        print(f"{tables.kpis()['success_rate']:.0%} of calls succeeded: at least --fail-under {args.fail_under:.0%}")
+    for reason in reasons:
+        print(f"gate failed: {reason}")
+    print("gates: " + ("FAILED (exit 1)" if reasons else "passed"), flush=True)
     if getattr(args, "junit", None):
         _tolerant("JUnit XML", lambda: write_junit(tables, args.junit))
     if not args.no_report:
         print("\nwriting the report ...", flush=True)
         _tolerant("report", lambda: build_report(run_id, runs_root=args.runs, reports_dir=args.reports))
-    if args.fail_under is not None and not reasons:
-        print(f"{tables.kpis()['success_rate']:.0%} of calls succeeded: at least --fail-under {args.fail_under:.0%}")
-    for reason in reasons:
-        print(f"gate failed: {reason}")
     return 1 if reasons else 0
 
 

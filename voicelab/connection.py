@@ -32,7 +32,7 @@ def check_secrets(request: CallRequest) -> None:
     """ConfigError for a `secret__*` variable the agent's webhooks use but the environment lacks:
     a setting to fix before anything is placed, not a failed call."""
     for name in secret_variables(request.agent):
-        settings.secret_variable(name)
+        settings.secret_variable(name, request.agent.id)
 
 
 def connect(request: CallRequest, base_url: str | None = None) -> Connection:
@@ -108,7 +108,7 @@ def initiation_data(request: CallRequest) -> ConversationInitiationData:
     if agent_part:
         override["agent"] = agent_part
     for name in secret_variables(agent):  # from the environment, never from the persona
-        variables[name] = settings.secret_variable(name)
+        variables[name] = settings.secret_variable(name, agent.id)
     webhook_mocks = {name: mock.model_dump(exclude_defaults=True) for name, mock in persona.tools.items()
                      if (tool := agent.tool(name)) is not None and tool.type == "webhook"}
     if webhook_mocks and request.backend == "local":  # the platform applies them only in agent-testing

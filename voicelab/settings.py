@@ -48,11 +48,13 @@ def hosted_base_url() -> str:
     return get("ELEVENLABS_BASE_URL", HOSTED_BASE_URL) or HOSTED_BASE_URL
 
 
-def secret_variable(name: str) -> str:
+def secret_variable(name: str, agent: str | None = None) -> str:
     """A `secret__*` dynamic variable (for webhook tool headers), from the environment variable
-    of the same name in capitals: secret__crm_token <- SECRET__CRM_TOKEN."""
+    of the same name in capitals: secret__crm_token <- SECRET__CRM_TOKEN. `agent`: whose
+    webhooks need it, named in the error."""
     value = get(name.upper())
     if not value:
-        raise ConfigError(f"the agent's webhook headers use {{{{{name}}}}}, but {name.upper()} is not set: set it in "
+        whose = f"agent '{agent}', field 'tools': its" if agent else "the agent's"
+        raise ConfigError(f"{whose} webhook headers use {{{{{name}}}}}, but {name.upper()} is not set: set it in "
                           "the environment or in a .env file (secrets never go in persona files)")
     return value

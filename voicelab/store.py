@@ -214,12 +214,14 @@ class Run:
         return False
 
     def repair(self) -> bool:
-        """A run whose process died while placing (run.json says running, a session is running, and
-        nobody holds the lock): mark it and that session interrupted, count the results it stored,
-        and save that when the store can be written. True if anything was repaired."""
+        """A run whose process died while placing (run.json says running and nobody holds the lock;
+        also one created and killed before it placed anything): mark it and its open session
+        interrupted, count the results that session stored, and save that when the store can be
+        written. True if anything was repaired. (A process that is about to place a run it just
+        created saves `running` again under the lock, so a repair in that instant changes nothing.)"""
         m = self.manifest
         open_sessions = [s for s in m.sessions if s.state == "running"]
-        if m.state != "running" or not open_sessions or self.lock_held():
+        if m.state != "running" or self.lock_held():
             return False
         stored = self._count_results()
         earlier = sum(s.calls_stored for s in m.sessions if s.state != "running")

@@ -221,10 +221,6 @@ def test_a_missing_webhook_secret_is_a_settings_error_before_anything_is_placed(
     assert no_secret.bookings_after == no_secret.bookings_before
 
 
-@pytest.mark.xfail(strict=True, reason="the exit-2 line for a missing webhook secret names neither the agent "
-                   "(smile-dental) nor its file: 'the agent's webhook headers use {{secret__clinic_token}}, but "
-                   "SECRET__CLINIC_TOKEN is not set ...'; docs/formats.md: every exit 2 names the file, persona or "
-                   "agent id")
 def test_the_missing_secret_line_names_the_agent(no_secret: NoSecret) -> None:
     assert no_secret.result.returncode == 2
     assert "smile-dental" in no_secret.result.stderr, explain(no_secret.result)
@@ -367,9 +363,6 @@ def test_run_gate_fails_for_the_personas_that_cannot_pass(gate: Finished) -> Non
     assert {call["end_reason"] for call in timeouts} == {"timeout"}
 
 
-@pytest.mark.xfail(strict=True, reason="`voicelab run` prints its 'gate failed: ...' lines after 'JUnit XML: ...' "
-                   "(and after 'report: ...'); docs/formats.md: a gate's decision is printed before the report and "
-                   "JUnit XML are written")
 def test_the_gate_decision_is_printed_before_the_junit_xml_is_written(gate: Finished) -> None:
     out = gate.result.stdout
     assert "gate failed" in out and "JUnit XML" in out, explain(gate.result)

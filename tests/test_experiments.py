@@ -236,12 +236,12 @@ def test_compare_fail_if_worse_fails_when_one_persona_fails_every_call_it_passed
         "anna-double-charge", "sven-wrong-person", "kevin-in-a-hurry", "tomasz-merchant-refunded",
         "olga-credit-question"])
     run_experiment(path, run_id="one", runs_root=str(tmp_path / "runs"), progress=False)
-    base, cand = load_side("one:as-written", tmp_path / "runs"), load_side("one:forgets-reason", tmp_path / "runs")
-    overall = persona_comparison(base, cand).iloc[0]
-    assert (overall["base_passed"], overall["cand_passed"]) == (15, 12) and not stats.below_alpha(overall["p_worse"])
     assert main(["compare", "one:as-written", "one:forgets-reason", "--runs", str(tmp_path / "runs"), "--no-report",
                  "--fail-if-worse"]) == 1
     out = capsys.readouterr().out
+    base, cand = load_side("one:as-written", tmp_path / "runs"), load_side("one:forgets-reason", tmp_path / "runs")
+    overall = persona_comparison(base, cand).iloc[0]
+    assert (overall["base_passed"], overall["cand_passed"]) == (15, 12) and not stats.below_alpha(overall["p_worse"])
     assert "one:forgets-reason vs one:as-written: WORSE" in out
     assert ("worse: persona anna-double-charge: 3/3 -> 0/3 passed (it passed every baseline call and fails every "
             "candidate call") in out

@@ -8,7 +8,9 @@ The corpus is `tests/bad_inputs/`, one file per case, each saying what the error
                      file it replaces or adds): voicelab run --agents DIR, and voicelab serve --agents DIR
     cli-*.args       the arguments of one voicelab command line, run where the bundled datasets are
 
-Each case runs the real CLI in its own folder, which must be unchanged afterwards.
+Each case runs the real CLI in its own process and folder, which must be unchanged afterwards
+(forked from a warm fork server, `tests/cli_process.py`: the same `voicelab` entry point without
+a second of imports per case).
 """
 
 from __future__ import annotations
@@ -17,15 +19,15 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from . import cli_process
 from .conftest import ROOT
 
-pytestmark = pytest.mark.slow  # ~130 voicelab processes (about a minute on 2 cores)
+pytestmark = pytest.mark.slow  # ~150 voicelab processes (about 15 s on 2 cores)
 
 CASES = ROOT / "tests" / "bad_inputs"
 NAMES = sorted(p.name for p in CASES.iterdir() if p.suffix in (".yaml", ".args"))
@@ -68,18 +70,14 @@ def run_case(name: str, base: Path) -> list[tuple[list[str], subprocess.Complete
     before = snapshot(folder)
     out = []
     for args in tried:
-        try:
-            got = subprocess.run([sys.executable, "-m", "voicelab.cli", *args], cwd=folder, env=ENV,
-                                 capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired as exc:  # it accepted the input and went on running
-            got = subprocess.CompletedProcess(args, -1, exc.stdout or "", f"still running after 30 s: {exc.stderr!r}")
+        got = cli_process.run(args, cwd=folder, env=ENV, timeout=30)  # -1: it accepted the input, went on running
         out.append((args, got, snapshot(folder) == before))
     return out
 
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory) -> dict:
-    """All cases at once, two at a time (each is a fresh Python process)."""
+    """All cases, three at a time (each in its own process)."""
     base = tmp_path_factory.mktemp("bad-inputs")
     with ThreadPoolExecutor(max_workers=3) as pool:
         return dict(zip(NAMES, pool.map(lambda n: run_case(n, base), NAMES), strict=True))

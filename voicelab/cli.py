@@ -338,7 +338,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from . import settings
     from .datasets import load_agents, load_dataset
-    from .local import LocalBackend
 
     if args.history_limit < 1:
         raise UsageError(f"--history-limit {args.history_limit}: keep at least 1 conversation")
@@ -352,6 +351,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except VoiceLabError as exc:
             print(f"note: simulations get no personas ({exc}); pass --personas", file=sys.stderr)
     key = settings.api_key() if args.require_key else None
+    from .local import LocalBackend  # after the input is checked: a mistake is told before a second of imports
+
     backend = LocalBackend(agents, host=args.host, port=args.port, latency_s=args.latency_ms / 1000,
                            barge_in_s=args.barge_in_ms / 1000,
                            personas=personas, require_key=key, voice_silence_s=args.silence_ms / 1000,

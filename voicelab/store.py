@@ -54,7 +54,7 @@ def run_id_problem(run_id: str) -> str | None:
     if len(run_id) > 128:
         return f"run id of {len(run_id)} characters is too long: use at most 128"
     if not RUN_ID.match(run_id):
-        return (f"run id {run_id!r} is not usable as a folder name: use letters, digits, '.', '_' and '-', "
+        return (f"{run_id!r} is not usable as a run id (a folder name): use letters, digits, '.', '_' and '-', "
                 "starting with a letter or digit")
     return None
 

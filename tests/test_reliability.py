@@ -30,7 +30,7 @@ def voicelab(*args: str, env: dict | None = None, timeout: float = 120) -> subpr
     return subprocess.run([*VOICELAB, *args], env=env or ENV, capture_output=True, text=True, timeout=timeout)
 
 
-#: Seven chargeback callers that finish in about a second each (the silent one takes 20 s).
+#: Seven chargeback callers that finish in about a second each.
 BRISK = ["anna-double-charge", "tomasz-merchant-refunded", "olga-credit-question", "sven-wrong-person",
          "maria-confused-subscription", "kevin-in-a-hurry", "leo-talks-over"]
 

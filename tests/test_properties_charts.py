@@ -27,7 +27,7 @@ def render(fig: Figure) -> None:
     fig.savefig(io.BytesIO(), format="png", dpi=20)  # drawing is where a bad error bar or limit fails
 
 
-@FAST
+@settings(max_examples=6, deadline=None)
 @given(plans(max_personas=3))
 def test_every_report_chart_renders(plan: RunPlan):
     side = side_of(results(plan))

@@ -72,7 +72,7 @@ def test_a_bigger_difference_never_needs_more_calls(base: float, near: float, fa
     assert stats.calls_needed(base, far) <= stats.calls_needed(base, near)
 
 
-@settings(max_examples=20, deadline=None)  # multipletests collects garbage on every call: slow
+@settings(max_examples=10, deadline=None)  # multipletests collects garbage on every call: slow
 @given(st.lists(st.one_of(st.floats(0, 1), st.just(math.nan)), max_size=12))
 def test_holm_adjusted_p_values_follow_the_step_down_rule(values: list[float]):
     """Holm (1979): the i-th smallest of m p-values times (m - i + 1), kept non-decreasing, at most 1."""

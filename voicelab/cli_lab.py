@@ -31,7 +31,9 @@ EPILOG_COMPARE = """examples:
 exit status:
   0    the candidate is not worse (or --fail-if-worse not given)
   1    --fail-if-worse and the candidate is worse: significantly lower pass rate (one-sided Fisher
-       exact test, alpha 0.05) or p95 response latency worse by more than --latency-margin-ms
+       exact test, alpha 0.05), any single persona worse (its test Holm-adjusted over the personas,
+       or every call it passed now failing, 2+ calls a side), or p95 response latency worse by more
+       than --latency-margin-ms; the reasons name the personas and their newly failing checks
   2    bad input (unknown run or variant)
   3    an internal failure (one line naming a traceback log); the decision above is printed first
        and, when the report is what failed, still decides the exit status"""
@@ -246,6 +248,8 @@ def cmd_mutate(args: argparse.Namespace) -> int:
             print(f"personas failing against the original (they catch nothing): {', '.join(result.failing_original)}")
         for m in result.survivors:
             print(f"  survived {m.id}: {m.change}\n    would be caught by: {m.catch_hint}")
+        for m in result.invalid:  # no call against it ran: no check could notice, so it is not scored
+            print(f"  not run {m.id}: {m.change}\n    {m.not_run}; not in the score")
         if report:
             print(f"report: {report}")
     if report_error:

@@ -355,6 +355,52 @@ def test_a_dentist_suite_catches_the_forbidden_phrase_it_listens_for(tmp_path: P
     assert result.score == 1.0 and result.failing_original == []
 
 
+BOOKING = {
+    "id": "dentist", "name": "Smile Dental bookings", "language": "en",
+    "first_message": "Hello {{first_name}}, this is Smile Dental.",
+    "prompt": "You are the front desk of Smile Dental. Book a check-up and give the booking reference.",
+    "tools": [{"name": "book_slot", "parameters": {"name": {"type": "string"}}, "required": ["name"],
+               "default_mock": {"result": {"ref": "B-17"}}}],
+    "flow": {"start": "offer", "steps": {
+        "offer": {"say": "Shall I book your check-up for Tuesday at 10:00?",
+                  "intents": [{"when": ["yes"], "goto": "book"}]},
+        "book": {"call": {"tool": "book_slot", "args": {"name": "{{first_name}}"}, "save": {"booking_ref": "ref"},
+                          "on_success": "done", "on_error": "sorry"}},
+        "sorry": {"say": "Sorry, the calendar is down. Please call again. Goodbye.", "end_call": True},
+        "done": {"say": "Booked for Tuesday at 10:00, {{first_name}}. Your reference is {{booking_ref}}. Goodbye.",
+                 "end_call": True}}},
+}
+
+
+def test_every_mutant_is_an_agent_the_loader_takes(tmp_path: Path, capsys):
+    """A variable the flow saves later (the booking reference) has no value in the first message
+    or in the tool call that saves it: a mutant saying or sending it there would be refused when
+    loaded, and `voicelab mutate` once exited 2 (bad input) on the user's valid agent."""
+    from voicelab.datasets import load_agent_file, validate_agent
+    from voicelab.mutate import mutants
+
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "agents" / "dentist.yaml").write_text(yaml.safe_dump(BOOKING))
+    patient = {**PATIENT, "caller": {"replies": [{"when": ["shall i book"], "say": "Yes please."}],
+                                     "hang_up_after_turns": 4},
+               "expect": {"agent_says": ["B-17", "Lena"], "agent_calls": [{"tool": "book_slot",
+                                                                             "args": {"name": "Lena"}}]}}
+    (tmp_path / "patients.yaml").write_text(yaml.safe_dump({"personas": [patient]}))
+    found = mutants(load_agent_file(tmp_path / "agents" / "dentist.yaml"))
+    for m in found:
+        validate_agent(m.agent, m.id)  # DatasetError for a variable said before the flow sets it
+    ids = {m.id.split("-", 1)[1] for m in found}
+    assert {"swap-variable-booking-ref", "wrong-arg-book"} <= ids
+    assert "swap-variable-first-name" not in ids  # its only partner, booking_ref, has no value in the first message
+    wrong = next(m for m in found if m.id.endswith("wrong-arg-book"))
+    assert "name={{first_name}}-x" in wrong.change  # not {{booking_ref}}, which the call itself saves
+    assert main(["mutate", "--agent", "dentist", "--personas", str(tmp_path / "patients.yaml"), "--agents",
+                 str(tmp_path / "agents"), "--runs", str(tmp_path / "runs"), "--no-report", "--json",
+                 "--only", "swap-variable", "wrong-arg"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["mutants"] == 2 and figures["caught"] == 2 and figures["not_run"] == []
+
+
 def test_a_mutant_whose_calls_fail_to_run_is_not_run_rather_than_caught(tmp_path: Path):
     """Calls closed at connection (1008, a missing variable) fail their agent_says checks too, on
     an empty transcript; that is no check noticing the change. Such a mutant is reported apart and

@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .datasets import load_dataset, variables_in
-from .errors import UsageError
+from .datasets import load_dataset, validate_agent, variables_in
+from .errors import DatasetError, UsageError
 from .models import AgentSpec, FlowStep, LocalText, Persona, Variant, pick_language
 from .store import RunStore
 
@@ -106,23 +106,37 @@ def _drop_sentences(agent: AgentSpec) -> list[Mutant]:
     return out
 
 
+def _valid(agent: AgentSpec) -> bool:
+    """The mutant is an agent the loader takes (no variable said before the flow sets it, ...):
+    a spec it refuses could never be deployed, so it tests the loader, not the suite."""
+    try:
+        validate_agent(agent, "mutant")
+    except DatasetError:
+        return False
+    return True
+
+
 def _swap_variables(agent: AgentSpec) -> list[Mutant]:
     """Each variable the agent says (first message and steps), replaced everywhere it is said by
-    the next one it says (in name order): a template bug."""
+    the next one it says (in name order) that has a value there: a template bug. (A variable the
+    flow sets later, e.g. a booking reference saved by a tool, has none in the first message.)"""
     said = sorted(variables_in(agent.first_message)
                   | {v for s in agent.flow.steps.values() for v in variables_in(s.say)})
     out = []
     for i, name in enumerate(said if len(said) > 1 else []):
-        other = said[(i + 1) % len(said)]
+        for other in said[i + 1:] + said[:i]:
 
-        def swap(text: str, a: str = name, b: str = other) -> str:
-            return text.replace("{{" + a + "}}", "{{" + b + "}}")
+            def swap(text: str, a: str = name, b: str = other) -> str:
+                return text.replace("{{" + a + "}}", "{{" + b + "}}")
 
-        steps = {n: s.model_copy(update={"say": _texts(s.say, swap)}) for n, s in agent.flow.steps.items()
-                 if name in variables_in(s.say)}
-        mutated = _with_steps(agent, **steps).model_copy(update={"first_message": _texts(agent.first_message, swap)})
-        out.append(Mutant(f"swap-variable-{name}", f"says {{{{{other}}}}} where it should say {{{{{name}}}}}",
-                          f"an agent_says with the persona's {name} value", mutated))
+            steps = {n: s.model_copy(update={"say": _texts(s.say, swap)}) for n, s in agent.flow.steps.items()
+                     if name in variables_in(s.say)}
+            mutated = _with_steps(agent, **steps).model_copy(
+                update={"first_message": _texts(agent.first_message, swap)})
+            if _valid(mutated):
+                out.append(Mutant(f"swap-variable-{name}", f"says {{{{{other}}}}} where it should say {{{{{name}}}}}",
+                                  f"an agent_says with the persona's {name} value", mutated))
+                break
     return out
 
 
@@ -204,19 +218,17 @@ def _forbidden_phrase(agent: AgentSpec, personas: list[Persona]) -> list[Mutant]
                    _with_steps(agent, **{start: step.model_copy(update={"say": said})}))]
 
 
-def _wrong_value(agent: AgentSpec, tool_name: str, arg: str, value: str) -> str:
+def _wrong_values(agent: AgentSpec, tool_name: str, arg: str, value: str) -> list[str]:
+    """Wrong values for a tool argument, likeliest bug first: another enum value, another variable
+    the agent says, the value with a typo."""
     tool = agent.tool(tool_name)
     parameter = tool.parameters.get(arg) if tool else None
-    if parameter is not None and parameter.enum:
-        others = [e for e in parameter.enum if e != value]
-        if others:
-            return others[0]
+    out = [e for e in (parameter.enum or []) if e != value][:1] if parameter is not None else []
     names = variables_in(value)
     if names:
-        said = sorted({v for s in agent.flow.steps.values() for v in variables_in(s.say)} - names)
-        if said:
-            return "{{" + said[0] + "}}"
-    return value + "-x"
+        out += ["{{" + v + "}}" for v in sorted({v for s in agent.flow.steps.values() for v in variables_in(s.say)}
+                                                - names)]
+    return out + [value + "-x"]
 
 
 def _tool_mutants(agent: AgentSpec) -> list[Mutant]:
@@ -230,13 +242,14 @@ def _tool_mutants(agent: AgentSpec) -> list[Mutant]:
             tool_params = declared.parameters if declared else {}
             arg = next((a for a in call.args if a in tool_params and tool_params[a].enum), next(iter(call.args)))
             value = call.args[arg]
-            wrong = _wrong_value(agent, call.tool, arg, value)
-            args = {**call.args, arg: wrong}
-            out.append(Mutant(f"wrong-arg-{name}", f"step {name} calls {call.tool} with {arg}={wrong} "
-                                                   f"instead of {value}",
-                              f"agent_calls: {call.tool} with args {{{arg}: ...}}",
-                              _with_steps(agent, **{name: step.model_copy(update={
-                                  "call": call.model_copy(update={"args": args})})})))
+            for wrong in _wrong_values(agent, call.tool, arg, value):  # the first the loader takes
+                mutated = _with_steps(agent, **{name: step.model_copy(update={
+                    "call": call.model_copy(update={"args": {**call.args, arg: wrong}})})})
+                if _valid(mutated):
+                    out.append(Mutant(f"wrong-arg-{name}", f"step {name} calls {call.tool} with {arg}={wrong} "
+                                                           f"instead of {value}",
+                                      f"agent_calls: {call.tool} with args {{{arg}: ...}}", mutated))
+                    break
         out.append(Mutant(f"no-call-{name}", f"step {name} never calls {call.tool}",
                           f"agent_calls: {call.tool}", _with_steps(agent, **{name: step.model_copy(update={
                               "call": None, "say": step.say or "One moment."})})))
@@ -276,6 +289,7 @@ def mutants(agent: AgentSpec, personas: list[Persona] | None = None) -> list[Mut
     that will call it (the forbidden phrase comes from what they listen for)."""
     suite = personas or []
     found = [m for op in OPERATORS for m in (op(agent, suite) if op is _forbidden_phrase else op(agent))]
+    found = [m for m in found if _valid(m.agent)]  # none the loader would refuse: they could never ship
     return [Mutant(f"m{i:02d}-{re.sub(r'[^a-z0-9-]+', '-', m.id.lower())}", m.change, m.catch_hint, m.agent)
             for i, m in enumerate(found, 1)]
 

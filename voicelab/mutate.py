@@ -387,7 +387,9 @@ class MutationScore:
 
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "agent": self.agent, "mutants": len(self.mutants), "caught": self.caught,
-                "score": round(self.score, 4), "calls": self.calls, "failing_original": self.failing_original,
+                # caught / mutants exactly; null (JSON has no NaN) when no mutant ran
+                "score": None if self.score != self.score else self.score, "calls": self.calls,
+                "failing_original": self.failing_original,
                 "survivors": [{"id": m.id, "change": m.change, "would_be_caught_by": m.catch_hint}
                               for m in self.survivors],
                 "not_run": [{"id": m.id, "change": m.change, "why": m.not_run} for m in self.invalid]}

@@ -107,6 +107,10 @@ def _failed_checks(calls: pd.DataFrame) -> set[str]:
     return {name for cell in calls["failed_checks"] if isinstance(cell, str) for name in cell.split(", ") if name}
 
 
+#: The consistency rule's least number of calls on each side (1/1 -> 0/1 is no evidence).
+MIN_CONSISTENT = 2
+
+
 def _compare_rows(base: pd.DataFrame, cand: pd.DataFrame, needed: bool) -> dict:
     b, c = _rate_row(base), _rate_row(cand)
     p = stats.exact_p(b["passed"], b["calls"], c["passed"], c["calls"])
@@ -127,8 +131,6 @@ def _compare_rows(base: pd.DataFrame, cand: pd.DataFrame, needed: bool) -> dict:
             "newly_failing": ", ".join(newly), "calls_needed": calls_needed}
 
 
-#: The consistency rule's least number of calls on each side (1/1 -> 0/1 is no evidence).
-MIN_CONSISTENT = 2
 COMPARE_COLUMNS = ["persona_id", "base_calls", "base_passed", "base_rate", "cand_calls", "cand_passed",
                    "cand_rate", "difference", "p_value", "significant", "p_worse", "p_worse_holm",
                    "consistently_worse", "regression", "newly_failing", "calls_needed"]

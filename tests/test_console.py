@@ -64,12 +64,47 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, Path, dict]]:
             break
         except OSError:
             time.sleep(0.5)
+    start_kernel(base, token)
     try:
         yield f"{base}/lab/tree/live_call.ipynb?token={token}", tmp_path, pulse
     finally:
         server.terminate()
         server.wait(timeout=20)
         stop_pulse(pulse)
+
+
+def start_kernel(base: str, token: str) -> None:
+    """The notebook's kernel, started and idle before the page opens. A page that starts it
+    itself races jupyter_server under load: its first kernel websocket can be refused (500,
+    "'NoneType' object has no attribute 'kernel_ws_protocol'") and the widget manager then
+    never gets the console's model ("Error displaying widget: model not found"), even after
+    kernel restarts. The page joins this session's kernel instead."""
+    body = json.dumps({"path": "live_call.ipynb", "name": "live_call.ipynb", "type": "notebook",
+                       "kernel": {"name": "python3"}}).encode()
+    request = urllib.request.Request(f"{base}/api/sessions?token={token}", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    kernel = json.loads(urllib.request.urlopen(request, timeout=60).read())["kernel"]["id"]
+    from websockets.sync.client import connect
+
+    url = f"{base.replace('http', 'ws', 1)}/api/kernels/{kernel}/channels?token={token}"
+    deadline, problem = time.monotonic() + 120, None
+    while time.monotonic() < deadline:  # ready when it answers a kernel_info_request over its websocket
+        try:
+            with connect(url, open_timeout=10) as ws:
+                msg_id = secrets.token_hex(8)
+                ws.send(json.dumps({"header": {"msg_id": msg_id, "msg_type": "kernel_info_request", "username": "",
+                                               "session": secrets.token_hex(8), "version": "5.3"},
+                                    "parent_header": {}, "metadata": {}, "content": {}, "channel": "shell",
+                                    "buffers": []}))
+                while True:
+                    reply = json.loads(ws.recv(timeout=10))
+                    if reply.get("parent_header", {}).get("msg_id") == msg_id and \
+                            reply["header"]["msg_type"] == "kernel_info_reply":
+                        return
+        except Exception as exc:  # noqa: BLE001 - refused while it starts: try again
+            problem = exc
+            time.sleep(0.5)
+    raise AssertionError(f"the notebook's kernel never answered within 120 s: {problem!r}")
 
 
 def open_console(page, url: str) -> None:  # noqa: ANN001

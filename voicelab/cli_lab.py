@@ -195,6 +195,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"base": decision.base, "candidate": decision.candidate, "worse": decision.worse,
                           "reasons": decision.reasons, "evidence": decision.evidence,
+                          "worse_personas": decision.personas, "newly_failing": decision.newly_failing,
                           "personas": json.loads(table.to_json(orient="records")),
                           "latency": json.loads(latency_comparison(base, cand).to_json(orient="records"))}, indent=2))
     else:
@@ -254,7 +255,8 @@ def cmd_mutate(args: argparse.Namespace) -> int:
             print(f"report: {report}")
     if report_error:
         print(f"voicelab: report not written: {report_error}", file=sys.stderr if args.json else sys.stdout)
-    return 1 if args.min_score is not None and result.score < args.min_score else 0
+    # no mutant ran (score NaN): a --min-score gate cannot have been reached
+    return 1 if args.min_score is not None and not result.score >= args.min_score else 0
 
 
 def _p(v: float) -> str:

@@ -483,10 +483,6 @@ def test_compare_an_unknown_variant_is_bad_input(world: World, experiment: Finis
 # ---------------------------------------------------------------------------- voicelab mutate
 
 
-@pytest.mark.xfail(strict=True, reason="`voicelab mutate --agent smile-dental` exits 2 before placing: its own "
-                   "swap-variable mutant m08 puts {{slot}} (set later by a flow save) into the first message, which "
-                   "the loader now refuses; the line names runs/<run>/mutants/m08-swap-variable-patient-name.yaml, "
-                   "a file that is not on disk. docs: exit 2 is bad input, and the user's agent is valid")
 def test_mutate_scores_the_suite_and_lists_survivors(world: World) -> None:
     result = world.voicelab("mutate", "--agent", "smile-dental", "--personas", str(world.personas), "--agents",
                             str(world.agents), "--concurrency", "8", "--json", "--no-report", *world.store())

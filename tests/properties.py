@@ -71,8 +71,14 @@ def _call(rng: random.Random, plan: PersonaPlan, index: int, passed: bool, run_i
     for turn in range(rng.randint(0, 4) if not failed_to_run else rng.randint(0, 1)):
         at += rng.random() * 3
         latency = None if turn % 2 == 0 or rng.random() < 0.2 else _maybe_nan(rng, rng.uniform(50, 4000))
-        transcript.append(TranscriptEntry(speaker="agent" if turn % 2 == 0 else "user", text=rng.choice(TEXTS),
-                                          timestamp=at, latency_ms=latency))
+        speaker = "agent" if turn % 2 == 0 else "user"
+        text = rng.choice(TEXTS)
+        # voice: a caller turn keeps what the persona said beside what the agent heard; an agent
+        # turn may have been cut off by the caller
+        said = rng.choice([text, rng.choice(TEXTS)]) if voice and speaker == "user" else None
+        cut = voice and speaker == "agent" and rng.random() < 0.3
+        transcript.append(TranscriptEntry(speaker=speaker, text=text, timestamp=at, latency_ms=latency, said=said,
+                                          interrupted=cut, original_text=rng.choice(TEXTS) if cut else None))
     names = rng.sample(CHECK_NAMES, rng.randint(0 if failed_to_run or not passed else 1, 3))
     if not passed and not failed_to_run and not names:
         names = [CHECK_NAMES[0]]

@@ -47,6 +47,11 @@ def test_every_report_piece_renders_and_escapes_what_the_user_wrote(plan: RunPla
               report.transcripts_html(tables, audio="none")]
     page = "".join(pieces)
     assert "<script>" not in page, "user text is escaped, never markup"
+    turns = [t for r in calls for t in r.transcript]
+    cut = sum(t.interrupted for t in turns)
+    misheard = sum(t.said is not None and t.said.strip().lower() != t.text.strip().lower() for t in turns)
+    assert pieces[5].count('class="vl-cut"') == cut, "every agent turn the caller cut off is marked"
+    assert pieces[5].count('class="vl-said"') == misheard, "what the persona said shows where the agent heard else"
     failures = pieces[1]
     bad = [r for r in calls if not r.success]
     if bad:

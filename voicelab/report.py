@@ -20,7 +20,7 @@ from . import stats
 from .audio.wav import compressed
 from .compare import Side, decide, distinct, flaky, latency_comparison, persona_comparison, success_table, variant_sides
 from .errors import MissingDependency, ReportError
-from .models import CallResult, ToolCallRecord
+from .models import CallResult, ToolCallRecord, TranscriptEntry
 from .store import DEFAULT_ROOT, RunStore
 from .tables import Tables, platform_view, turn_of
 
@@ -46,6 +46,7 @@ details.vl-persona{margin:6px 0}details.vl-persona>summary{cursor:pointer;font-w
 .vl-callbody>.vl-checks{flex:1 1 220px;min-width:0;font-size:13px}.vl-checks ul{margin:0;padding-left:18px}
 .vl-lat{color:#777;font-size:11px}.vl-call audio{width:100%;max-width:520px;display:block;margin:4px 0}
 .vl-turn{overflow-wrap:anywhere}.vl-tool{color:#6a1b9a;margin-left:2em}
+.vl-said{color:#555;font-style:italic}.vl-cut{color:#b71c1c;font-size:90%}
 .vl-regression td{background:#ffebee}.vl-better td{background:#e8f5e9}.vl-methods{color:#555;font-size:12px}
 </style>"""
 #: How a report carries voice recordings: embedded (Ogg Opus, self-contained), linked (relative
@@ -207,16 +208,30 @@ def _tool_html(call: ToolCallRecord) -> str:
             "</div>")
 
 
+def _turn_html(t: TranscriptEntry) -> str:
+    """One turn. A voice caller turn shows what the agent heard, and what the persona said where
+    that differs (so a recognition error is not taken for the agent's); an agent turn the caller
+    cut off is marked, with what the agent meant to say."""
+    latency = f' <span class="vl-lat">({t.latency_ms:.0f} ms)</span>' if t.latency_ms is not None else ""
+    text = html.escape(t.text) if t.text or t.said is None else "<i>(not heard)</i>"
+    extra = ""
+    if t.said is not None and t.said.strip().lower() != t.text.strip().lower():
+        extra += f' <span class="vl-said">said: {html.escape(t.said)}</span>'
+    if t.interrupted:
+        meant = f": meant {html.escape(t.original_text)}" if t.original_text and t.original_text != t.text else ""
+        extra += f' <span class="vl-cut">cut off by the caller{meant}</span>'
+    heard = " heard" if t.said is not None else ""
+    return (f'<div class="vl-turn vl-{t.speaker}">{t.timestamp:6.2f}s <b>{t.speaker}</b>{heard}{latency}: '
+            f"{text}{extra}</div>")
+
+
 def _call_html(r: CallResult, tables: Tables, audio: str, report_dir: Path | None) -> tuple[str, int]:
     verdict = '<span class="vl-pass">PASS</span>' if r.success else '<span class="vl-fail">FAIL</span>'
     after: dict[int, list[str]] = {}  # each tool call after the turn it belongs to
     for call in r.tool_calls:
         after.setdefault(turn_of(r, call), []).append(_tool_html(call))
     turns = "".join(after.get(0, [])) + "".join(
-        f'<div class="vl-turn vl-{t.speaker}">{t.timestamp:6.2f}s <b>{t.speaker}</b>'
-        + (f' <span class="vl-lat">({t.latency_ms:.0f} ms)</span>' if t.latency_ms is not None else "")
-        + f": {html.escape(t.text)}</div>" + "".join(after.get(index, []))
-        for index, t in enumerate(r.transcript, 1))
+        _turn_html(t) + "".join(after.get(index, [])) for index, t in enumerate(r.transcript, 1))
     failed = '<b class="vl-fail">FAIL</b>'
     checks = "".join(
         f"<li>{'pass' if c.passed else failed} {html.escape(c.name)}: {html.escape(c.detail)}</li>"

@@ -33,6 +33,12 @@ def get(name: str, default: str | None = None) -> str | None:
     return value or default
 
 
+def given(name: str) -> str | None:
+    """The value as given, an empty one included (None only when neither the environment nor
+    `.env` has it): for settings where empty must not quietly mean unset (VOICELAB_API_KEY)."""
+    return os.environ[name] if name in os.environ else _dotenv().get(name)
+
+
 def api_key() -> str:
     key = get("ELEVENLABS_API_KEY")
     if not key:

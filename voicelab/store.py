@@ -97,12 +97,12 @@ class Run:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
-                for attempt in range(10):  # a reader's `lock_held` probe holds it for microseconds
+                for attempt in range(100):  # a reader's probe or repair holds it a moment (< 2 s)
                     try:
                         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                         break
                     except BlockingIOError:
-                        if attempt == 9:
+                        if attempt == 99:
                             raise
                         time.sleep(0.02)
             except BlockingIOError:
@@ -125,8 +125,9 @@ class Run:
         return self.path / "calls.jsonl"
 
     def save_manifest(self) -> None:
-        """Rewrite run.json atomically; StoreNotWritable (and no stray run.json.tmp) when it cannot be."""
-        tmp = self.path / "run.json.tmp"
+        """Rewrite run.json atomically; StoreNotWritable (and no stray temporary file) when it cannot
+        be. The temporary file is the writer's own, so two writers never replace each other's."""
+        tmp = self.path / f"run.json.{os.getpid()}-{threading.get_ident()}.tmp"
         try:
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write(self.manifest.model_dump_json(indent=2))
@@ -199,29 +200,48 @@ class Run:
 
     def lock_held(self) -> bool:
         """True while some live process is placing this run's calls (holds .lock)."""
+        with self._unlocked() as free:
+            return not free
+
+    @contextlib.contextmanager
+    def _unlocked(self) -> Iterator[bool]:
+        """Hold the run's lock for a moment if nobody else does: yields True while holding it
+        (a placing process waits for it, see `placing`), False when a live process holds it."""
         try:
             fd = os.open(self.path / ".lock", os.O_RDONLY)
-        except OSError:
-            return False
+        except OSError:  # never placed: nobody can hold it
+            yield True
+            return
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                yield False
+                return
+            yield True
         finally:
-            os.close(fd)  # releases it again if we got it
-        return False
+            os.close(fd)  # releases it
 
     def repair(self) -> bool:
-        """A run whose process died while placing (run.json says running and nobody holds the lock;
-        also one created and killed before it placed anything): mark it and its open session
-        interrupted, count the results that session stored, and save that when the store can be
-        written. True if anything was repaired. (A process that is about to place a run it just
-        created saves `running` again under the lock, so a repair in that instant changes nothing.)"""
+        """A run whose process died while placing (run.json and one of its sessions say running,
+        and nobody holds the lock): mark both interrupted, count the results that session stored,
+        and save that when the store can be written. True if anything was repaired. Done holding
+        the lock, on run.json as it is then, so it never overwrites a placing process's record."""
+        if self.manifest.state != "running" or not any(s.state == "running" for s in self.manifest.sessions):
+            return False
+        with self._unlocked() as free:
+            if not free:
+                return False
+            try:
+                self.manifest = RunManifest.model_validate_json((self.path / "run.json").read_bytes())
+            except (OSError, ValueError):
+                return False
+            return self._repair_unlocked()
+
+    def _repair_unlocked(self) -> bool:
         m = self.manifest
         open_sessions = [s for s in m.sessions if s.state == "running"]
-        if m.state != "running" or self.lock_held():
+        if m.state != "running" or not open_sessions:
             return False
         stored = self._count_results()
         earlier = sum(s.calls_stored for s in m.sessions if s.state != "running")

@@ -302,8 +302,8 @@ def create_app(config: ServiceSettings | None = None) -> FastAPI:
         service = Service(settings)
         await run_in_threadpool(service.start)
         holder["config"], holder["service"] = settings, service
-        service._spawn(service.keep_storing())
-        service._spawn(service.deliver_owed())
+        service.spawn(service.keep_storing())
+        service.spawn(service.deliver_owed())
         try:
             yield
         finally:

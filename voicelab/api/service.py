@@ -133,8 +133,7 @@ class ServiceSettings:
                 except ValueError:
                     raise ConfigError(f"{key}={value!r} is not a {kind.__name__}: fix or unset it") from None
         # settings.get counts an empty value as unset; an empty key must not silently mean "no key"
-        key = os.environ["VOICELAB_API_KEY"] if "VOICELAB_API_KEY" in os.environ else \
-            settings._dotenv().get("VOICELAB_API_KEY")
+        key = settings.given("VOICELAB_API_KEY")
         made = cls(**{**env, **{k: v for k, v in given.items() if v is not None}}, api_key=key)
         made.check()
         return made
@@ -564,7 +563,7 @@ class Service:
         self.jobs[job.id] = job
         while len(self.jobs) > KEPT_JOBS:
             self.jobs.popitem(last=False)
-        job.task = self._spawn(self._background(job, run, request))
+        job.task = self.spawn(self._background(job, run, request))
         return job
 
     def _remember(self, entry: Accepted) -> None:
@@ -577,7 +576,7 @@ class Service:
         with self._lock:
             return list(self.accepted.values())
 
-    def _spawn(self, coro: Any) -> asyncio.Task:  # noqa: ANN401 - a coroutine
+    def spawn(self, coro: Any) -> asyncio.Task:  # noqa: ANN401 - a coroutine
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -614,7 +613,7 @@ class Service:
                 continue
             body = found.model_dump(mode="json")
             del body["callback"]
-            self._spawn(self._deliver(entry.id, CallbackStatus(url=entry.callback_url), body))
+            self.spawn(self._deliver(entry.id, CallbackStatus(url=entry.callback_url), body))
 
     async def _deliver(self, call_id: str, callback: CallbackStatus, body: dict[str, Any]) -> None:
         """POST the finished call to the callback URL; retried with growing waits, every attempt

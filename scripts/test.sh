@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
-# Set up, then run the whole test suite (real SDK, real kernels, real Chromium).
-# Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"` for the quick half.
+# Set up, then run the whole test suite (real SDK, real kernels, real Chromium, real voice calls).
+#
+# Without arguments, in two parts: every test but the real-time voice calls in parallel
+# (pytest-xdist, 4 workers: most tests wait on sockets, kernels and audio rather than the CPU; a
+# module stays on one worker, so its shared fixtures start once), then the `realtime` group alone,
+# since what those tests assert is timing that a loaded machine would spoil. Each part prints its 15
+# slowest tests. With arguments they go to one pytest run, e.g. the quick loop
+# `bash scripts/test.sh -m "not slow"`, or `bash scripts/test.sh tests/test_store_faults.py -p no:xdist`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}"
 .venv/bin/ruff check voicelab tests scripts benchmarks
-exec .venv/bin/pytest "$@"
+PARALLEL=(-n "${VOICELAB_TEST_WORKERS:-4}" --dist loadscope --durations=15)
+if [ $# -gt 0 ]; then
+  exec .venv/bin/pytest "${PARALLEL[@]}" "$@"
+fi
+status=0
+.venv/bin/pytest "${PARALLEL[@]}" -m "not realtime" || status=$?
+echo "== the real-time voice calls, alone on the machine =="
+.venv/bin/pytest --durations=15 -m realtime || status=$((status > 0 ? status : $?))
+exit $status

@@ -83,6 +83,7 @@ def test_run_and_arun_place_the_same_text_call(dataset, local_backend, persona_i
 
 
 @pytest.mark.slow
+@pytest.mark.realtime
 def test_run_and_arun_place_the_same_voice_call(dataset, local_backend, tmp_path):
     """`mode: voice` decides voice on both paths (no text call labelled voice), and the voice
     metrics are there exactly in voice mode."""

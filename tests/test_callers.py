@@ -163,6 +163,7 @@ def test_cli_caller_agent(tmp_path: Path):
 
 
 @pytest.mark.slow
+@pytest.mark.realtime
 def test_voice_agent_caller_and_timed_barge_ins(local_backend, dataset, tmp_path: Path):
     """Three real-time voice calls at once: an agent caller bridged by audio to the agent's
     goodbye; an interruption whose stop latency must match the agent's 300 ms reaction time; and a

@@ -96,6 +96,7 @@ def test_conditions_are_validated_and_usable_as_an_experiment_variant(tmp_path, 
     assert Variant(id="v", caller_audio={"loss": 0.1}).caller_audio.label() == "loss 10%"
 
 
+@pytest.mark.realtime
 def test_noise_raises_wer_over_the_clean_twin_and_the_phone_line_is_band_limited(dataset, local_backend,
                                                                                   tmp_path) -> None:
     """Three real voice calls at once, the same persona and lines: clean, in pink noise, and over

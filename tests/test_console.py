@@ -174,6 +174,7 @@ def test_text_call_in_the_console(lab, artifacts: Path):
     assert [e["speaker"] for e in stored["transcript"]][:5] == ["agent", "user", "agent", "user", "agent"]
 
 
+@pytest.mark.realtime
 def test_voice_call_in_the_console(lab, dataset, artifacts: Path):
     """The persona's speech is played into the virtual microphone whenever the agent has spoken."""
     from playwright.sync_api import sync_playwright

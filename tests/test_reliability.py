@@ -202,9 +202,17 @@ def test_load_runs_takes_ids_several_or_a_list(tmp_path: Path):
     assert len(load_runs(["a", "b"], root=tmp_path).calls) == 2
 
 
-def kernels() -> int:
-    out = subprocess.run(["pgrep", "-fc", "ipykernel_launcher"], capture_output=True, text=True).stdout.strip()
-    return int(out or 0)
+def kernels(folder: Path) -> int:
+    """Jupyter kernels running in `folder` (a report's kernel runs in its run's folder): only this
+    test's, whatever else runs on the machine (other tests in parallel included)."""
+    pids = subprocess.run(["pgrep", "-f", "ipykernel_launcher"], capture_output=True, text=True).stdout.split()
+    count = 0
+    for pid in pids:
+        try:
+            count += Path(os.readlink(f"/proc/{pid}/cwd")) == folder.resolve()
+        except OSError:  # ended meanwhile
+            continue
+    return count
 
 
 def test_serve_and_report_stop_cleanly_on_sigterm(tmp_path: Path):
@@ -218,17 +226,19 @@ def test_serve_and_report_stop_cleanly_on_sigterm(tmp_path: Path):
     runs = tmp_path / "runs"
     assert voicelab("run", "--personas", str(PERSONAS), "--agents", str(AGENTS), "--persona", "anna-double-charge",
                     "--run-id", "r", "--runs", str(runs), "--no-report").returncode == 0
-    before = kernels()
     report = subprocess.Popen([*VOICELAB, "report", "r", "--runs", str(runs), "--reports", str(tmp_path / "out")],
                               env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)  # the report's kernel is running its cells
+    deadline = time.time() + 30
+    while not kernels(runs / "r") and time.time() < deadline:  # until the report's kernel runs its cells
+        time.sleep(0.1)
+    assert kernels(runs / "r") == 1, "the report's kernel runs in the run's folder"
     report.send_signal(signal.SIGTERM)
     _, err = report.communicate(timeout=60)
     assert report.returncode == 143 and err.strip() == "voicelab: interrupted (SIGTERM)", err
     deadline = time.time() + 10
-    while kernels() > before and time.time() < deadline:
+    while kernels(runs / "r") and time.time() < deadline:
         time.sleep(0.2)
-    assert kernels() <= before, "the report's kernel was left running"
+    assert kernels(runs / "r") == 0, "the report's kernel was left running"
 
 
 def test_a_second_signal_stops_at_once_and_the_run_stays_consistent(tmp_path: Path):

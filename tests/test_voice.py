@@ -22,7 +22,7 @@ from voicelab.tables import load_runs
 
 from .conftest import AGENTS, PERSONAS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.realtime]  # real-time calls: run alone (scripts/test.sh)
 LATENCY_S = 2.0
 
 
@@ -126,8 +126,13 @@ def test_sounddevice_path_through_pulseaudio(dataset, local_backend, tmp_path: P
         monkeypatch.setenv(key, value)
     speaker = record_speaker(tmp_path / "speaker.raw", env)
     try:
-        from voicelab.audio.sounddevice import SoundDeviceAudio
+        from voicelab.audio.sounddevice import SoundDeviceAudio, load_sounddevice
 
+        # PortAudio lists its devices once, when it starts: a test that ran earlier in this process
+        # (in any order) may have started it before this PulseAudio server existed
+        sd = load_sounddevice()
+        sd._terminate()
+        sd._initialize()
         persona = dataset.persona("anna-double-charge")
         audio = SoundDeviceAudio("pulse", "pulse")
         on_entry = PersonaAtMicrophone(persona, audio, env)

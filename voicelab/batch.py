@@ -312,9 +312,8 @@ def place_run(run: Run, dataset: Dataset, *, progress: bool = True, cancel_event
                 with heap.frozen():  # loaded and started: collections now scan only the calls
                     stopped_by = _run_in_thread(lambda: place(plan, base_url, m.concurrency, sink),
                                                 cancel_event or threading.Event())
-        except KeyboardInterrupt as exc:  # while the backend started or stopped
-            stopped_by = signals.name(signals.exit_code(exc))
-            raise
+        except KeyboardInterrupt as exc:  # while the backend started or stopped: stopped like any
+            stopped_by = signals.name(signals.exit_code(exc))  # interrupt, so the summary and resume hint follow
         except BaseException as exc:
             stopped_by = f"error: {exc}"
             raise

@@ -89,6 +89,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
                    405: f"Method {request.method} is not allowed on {request.path}"}.get(exc.status, exc.reason)
         return web.json_response({"detail": {"status": code, "message": message}}, status=exc.status,
                                  headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"})
+    except ConnectionResetError:  # the client went away mid-answer (its caller was stopped): nobody to tell
+        log.debug("local backend: %s %s: the client closed the connection", request.method, request.path)
+        raise
     except Exception:
         log.exception("local backend: %s %s failed", request.method, request.path)
         return web.json_response({"detail": {"status": "internal_error",

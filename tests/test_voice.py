@@ -126,13 +126,10 @@ def test_sounddevice_path_through_pulseaudio(dataset, local_backend, tmp_path: P
         monkeypatch.setenv(key, value)
     speaker = record_speaker(tmp_path / "speaker.raw", env)
     try:
-        from voicelab.audio.sounddevice import SoundDeviceAudio, load_sounddevice
+        from voicelab.audio.sounddevice import SoundDeviceAudio
 
-        # PortAudio lists its devices once, when it starts: a test that ran earlier in this process
-        # (in any order) may have started it before this PulseAudio server existed
-        sd = load_sounddevice()
-        sd._terminate()
-        sd._initialize()
+        # PortAudio may have started (in a test that ran earlier in this process) before this
+        # PulseAudio server existed: a device it does not know makes voicelab rescan
         persona = dataset.persona("anna-double-charge")
         audio = SoundDeviceAudio("pulse", "pulse")
         on_entry = PersonaAtMicrophone(persona, audio, env)

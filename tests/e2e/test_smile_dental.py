@@ -23,7 +23,7 @@ import shutil
 import signal
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,9 @@ class Finished:
     result: Any  # subprocess.CompletedProcess[str]
     run_dir: Path
     junit: Path | None = None
+    #: The clinic server's bookings made while this command ran (tests run in any order, and other
+    #: commands, mutants among them, book at the same clinic).
+    bookings: list = field(default_factory=list)
 
     def calls(self) -> list[dict]:
         return [json.loads(line) for line in (self.run_dir / "calls.jsonl").read_bytes().decode("utf-8").splitlines()
@@ -105,13 +108,14 @@ def self_contained(page: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def batch(world: World) -> Finished:
+def batch(world: World, clinic: Clinic) -> Finished:
     """`voicelab run` over every persona, twice each, with JUnit XML."""
     junit = world.home / "junit-batch.xml"
+    before = len(clinic.bookings())
     result = world.voicelab("run", "--personas", str(world.personas), "--agents", str(world.agents),
                             "--repeats", str(REPEATS), "--concurrency", "8", "--run-id", BATCH_RUN,
                             "--junit", str(junit), "--no-report", *world.store())
-    return Finished(result, world.runs / BATCH_RUN, junit)
+    return Finished(result, world.runs / BATCH_RUN, junit, clinic.bookings()[before:])
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +307,7 @@ def test_run_every_tool_kind_as_the_patients_world_answered(batch: Finished) -> 
 def test_run_webhook_requests_are_real_and_the_secret_stays_out_of_the_store(batch: Finished,
                                                                             clinic: Clinic) -> None:
     assert batch.result.returncode in (0, 1), explain(batch.result)
-    bookings = [booking for booking in clinic.bookings() if booking.path == "/bookings/+447700900123"]
+    bookings = [booking for booking in batch.bookings if booking.path == "/bookings/+447700900123"]
     assert bookings, "the clinic's server never saw Olivia's booking"
     for booking in bookings:
         assert booking.authorization == f"Bearer {SECRET}"

@@ -55,7 +55,13 @@ def resolve(device: int | str | None, kind: str) -> tuple[int | None, int]:
     """(device index or None for the default, sample rate to open it at), or a ConfigError."""
     sd = load_sounddevice()
     try:
-        info = sd.query_devices(device, kind=kind)
+        try:
+            info = sd.query_devices(device, kind=kind)
+        except (ValueError, sd.PortAudioError):  # perhaps a device that appeared after PortAudio started
+            from ..sdk import rescan_audio_devices
+
+            rescan_audio_devices(sd)
+            info = sd.query_devices(device, kind=kind)
     except (ValueError, sd.PortAudioError) as exc:
         what = f"{kind} device {device!r}" if device is not None else f"default {kind} device"
         raise ConfigError(f"no usable {what} ({exc}): choose one from `voicelab devices` with "

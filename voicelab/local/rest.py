@@ -91,7 +91,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
                                  headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"})
     except ConnectionResetError:  # the client went away mid-answer (its caller was stopped): nobody to tell
         log.debug("local backend: %s %s: the client closed the connection", request.method, request.path)
-        raise
+        return web.Response(status=499)  # never reaches it; aiohttp drops a write to a closed transport quietly
     except Exception:
         log.exception("local backend: %s %s failed", request.method, request.path)
         return web.json_response({"detail": {"status": "internal_error",

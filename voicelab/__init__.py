@@ -21,15 +21,15 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .batch import resume_batch, run_batch
-    from .call import Call
-    from .datasets import load_dataset
-    from .errors import VoiceLabError
-    from .local import Fault, LocalBackend
-    from .models import AgentSpec, CallRequest, CallResult, Persona
-    from .report import build_report
-    from .store import RunStore
-    from .tables import load_runs
+    from voicelab.batch import resume_batch, run_batch
+    from voicelab.call import Call
+    from voicelab.datasets import load_dataset
+    from voicelab.errors import VoiceLabError
+    from voicelab.local import Fault, LocalBackend
+    from voicelab.models import AgentSpec, CallRequest, CallResult, Persona
+    from voicelab.report import build_report
+    from voicelab.store import RunStore
+    from voicelab.tables import load_runs
 
 
 def __getattr__(name: str) -> Any:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .datasets import Dataset
+    from voicelab.datasets import Dataset
 
 
 @contextlib.contextmanager
@@ -24,7 +24,7 @@ def backend_url(backend: str, dataset: Dataset, *, latency_ms: float = 0.0,
     if local_url:
         yield local_url
         return
-    from .local import LocalBackend
+    from voicelab.local import LocalBackend
 
     with LocalBackend(dataset.agents, latency_s=latency_ms / 1000, personas=dataset.personas) as local:
         yield local.base_url

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__, heap, runners, sdk, signals
-from .backends import backend_url
-from .datasets import Dataset, load_dataset
-from .errors import StoreNotWritable, UsageError
-from .experiment import apply_variant, with_variants
-from .models import AgentSpec, CallRequest, CallResult, Persona, RunManifest, RunSession, Variant, utc_now_iso
-from .store import Run, RunStore, new_run_id
+from voicelab import __version__, heap, runners, sdk, signals
+from voicelab.backends import backend_url
+from voicelab.datasets import Dataset, load_dataset
+from voicelab.errors import StoreNotWritable, UsageError
+from voicelab.experiment import apply_variant, with_variants
+from voicelab.models import AgentSpec, CallRequest, CallResult, Persona, RunManifest, RunSession, Variant, utc_now_iso
+from voicelab.store import Run, RunStore, new_run_id
 
 
 @dataclass

@@ -23,14 +23,14 @@ from typing import Any
 
 from elevenlabs.conversational_ai.conversation import AsyncConversation, DisconnectionDetails
 
-from . import hosted, sdk, tool_calls
-from .callers import Caller
-from .callers.agent import AgentCaller
-from .connection import Connection, connect, connect_caller, describe_disconnect, initiation_data
-from .datasets import render
-from .errors import BackendError, UsageError
-from .evaluate import finished_result
-from .models import (
+from voicelab import hosted, sdk, tool_calls
+from voicelab.callers import Caller
+from voicelab.callers.agent import AgentCaller
+from voicelab.connection import Connection, connect, connect_caller, describe_disconnect, initiation_data
+from voicelab.datasets import render
+from voicelab.errors import BackendError, UsageError
+from voicelab.evaluate import finished_result
+from voicelab.models import (
     AgentSaid,
     CallerHeard,
     CallerSaid,
@@ -46,8 +46,8 @@ from .models import (
     VoiceStats,
     utc_now_iso,
 )
-from .transcript import TranscriptRecorder
-from .voice_call import VoiceSide, audio_source
+from voicelab.transcript import TranscriptRecorder
+from voicelab.voice_call import VoiceSide, audio_source
 
 
 class ToolFailed(Exception):
@@ -107,7 +107,7 @@ class Call:
         """`caller`: the turn policy (default: the one the request's kind of caller plays; None: a
         person). `audio`: an AsyncAudioInterface (e.g. SoundDeviceAudio) for a voice call placed by
         a person; voice calls without one speak with the persona's synthetic voice."""
-        from .runners import turn_policy
+        from voicelab.runners import turn_policy
 
         self.request = request
         self.base_url = base_url
@@ -401,7 +401,7 @@ class Call:
         """The platform's record of the call, where it is needed: on the hosted platform always
         (its verdict, transcript and tool calls next to ours), on any backend when the call made
         webhook or system tool calls whose arguments only the history has. Same code for both."""
-        from .models import PlatformConversation
+        from voicelab.models import PlatformConversation
 
         live = self._tool_calls
         on_platform = self.request.backend == "elevenlabs"

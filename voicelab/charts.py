@@ -13,7 +13,7 @@ import io
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .evaluate import percentile
+from voicelab.evaluate import percentile
 
 PASS, FAIL, NEUTRAL = "#2e7d32", "#c62828", "#1565c0"
 

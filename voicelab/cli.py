@@ -15,8 +15,8 @@ import sys
 import textwrap
 from typing import NoReturn
 
-from . import cli_api, cli_lab, crashlog, heap, runners, signals
-from .errors import UsageError, VoiceLabError
+from voicelab import cli_api, cli_lab, crashlog, heap, runners, signals
+from voicelab.errors import UsageError, VoiceLabError
 
 EPILOG_PERSONAS = """example:
   voicelab personas
@@ -77,7 +77,7 @@ def number(kind: type, low: float | None = None, high: float | None = None, *, a
 
 
 def run_id(text: str) -> str:
-    from .store import run_id_problem
+    from voicelab.store import run_id_problem
 
     problem = run_id_problem(text)
     if problem:
@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_personas(args: argparse.Namespace) -> int:
-    from .datasets import load_dataset
+    from voicelab.datasets import load_dataset
 
     ds = load_dataset(args.personas, args.agents)
     print(f"{len(ds.personas)} personas for {len(ds.agents)} agents, all valid\n")
@@ -258,7 +258,7 @@ def cmd_personas(args: argparse.Namespace) -> int:
 
 def format_result(result, persona_name: str = "") -> str:  # noqa: ANN001 - CallResult
     """A readable transcript with the verdict, for terminals and logs."""
-    from .evaluate import percentile
+    from voicelab.evaluate import percentile
 
     lines = [f"Call {result.persona_id} -> {result.agent_id} "
              f"({result.backend}, {result.caller}, {result.mode}){'  ' + persona_name if persona_name else ''}"]
@@ -292,8 +292,8 @@ def format_result(result, persona_name: str = "") -> str:  # noqa: ANN001 - Call
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    from .backends import backend_url
-    from .datasets import load_dataset
+    from voicelab.backends import backend_url
+    from voicelab.datasets import load_dataset
 
     ds = load_dataset(args.personas, args.agents)
     persona = ds.persona(args.persona)
@@ -314,8 +314,8 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 def _human_call(args: argparse.Namespace, ds):  # noqa: ANN001, ANN202 - Dataset -> CallResult
     """You play the persona at the microphone; the call is stored like a console call."""
-    from .audio.sounddevice import SoundDeviceAudio, device_arg
-    from .console import ConsoleSession
+    from voicelab.audio.sounddevice import SoundDeviceAudio, device_arg
+    from voicelab.console import ConsoleSession
 
     if args.mode != "voice":
         raise UsageError("--caller human needs --mode voice here (typed calls are made in the notebook console)")
@@ -336,8 +336,8 @@ def _human_call(args: argparse.Namespace, ds):  # noqa: ANN001, ANN202 - Dataset
 def cmd_serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from . import settings
-    from .datasets import load_agents, load_dataset
+    from voicelab import settings
+    from voicelab.datasets import load_agents, load_dataset
 
     if args.history_limit < 1:
         raise UsageError(f"--history-limit {args.history_limit}: keep at least 1 conversation")
@@ -351,7 +351,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except VoiceLabError as exc:
             print(f"note: simulations get no personas ({exc}); pass --personas", file=sys.stderr)
     key = settings.api_key() if args.require_key else None
-    from .local import LocalBackend  # after the input is checked: a mistake is told before a second of imports
+    from voicelab.local import LocalBackend  # after the input is checked: a mistake is told before a second of imports
 
     backend = LocalBackend(agents, host=args.host, port=args.port, latency_s=args.latency_ms / 1000,
                            barge_in_s=args.barge_in_ms / 1000,
@@ -399,7 +399,7 @@ def summary_text(tables) -> str:  # noqa: ANN001 - voicelab.tables.Tables
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .batch import resume_batch, run_batch
+    from voicelab.batch import resume_batch, run_batch
 
     if args.resume:
         defaults = vars(build_parser().parse_args(["run"]))
@@ -418,8 +418,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import build_report
-    from .store import RunStore
+    from voicelab.report import build_report
+    from voicelab.store import RunStore
 
     store = RunStore(args.runs)
     store.require_inside(args.run_id)
@@ -431,7 +431,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from .audio.sounddevice import list_devices, load_sounddevice
+    from voicelab.audio.sounddevice import list_devices, load_sounddevice
 
     sd = load_sounddevice()
     default_in, default_out = sd.default.device

@@ -10,8 +10,8 @@ import socket
 import sys
 from typing import Any
 
-from . import signals
-from .errors import ConfigError, UsageError
+from voicelab import signals
+from voicelab.errors import ConfigError, UsageError
 
 EPILOG_API = """examples:
   voicelab api                                   # http://127.0.0.1:8000, docs at /docs
@@ -60,8 +60,8 @@ def add_parser(sub: Any, fmt: type, number: Any) -> None:  # noqa: ANN401 - argp
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    from .api.service import ServiceSettings, loopback
-    from .datasets import load_dataset
+    from voicelab.api.service import ServiceSettings, loopback
+    from voicelab.datasets import load_dataset
 
     config = ServiceSettings.from_env(
         backend=args.backend, personas=args.personas, agents=args.agents, runs_root=args.runs,
@@ -72,7 +72,7 @@ def cmd_api(args: argparse.Namespace) -> int:
                           "(clients then send Authorization: Bearer <key>), or bind to 127.0.0.1")
     load_dataset(config.personas, config.agents)  # bad files are named now, not as a failed startup
     _check_port(args.host, args.port)
-    from .api import create_app
+    from voicelab.api import create_app
 
     return _serve(create_app(config), args.host, args.port, quiet=args.quiet, keyed=bool(config.api_key),
                   backend=config.backend)

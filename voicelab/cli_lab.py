@@ -9,8 +9,8 @@ import sys
 import textwrap
 from typing import Any
 
-from . import crashlog, signals
-from .errors import VoiceLabError
+from voicelab import crashlog, signals
+from voicelab.errors import VoiceLabError
 
 EXIT_CODES_GATE = """exit status (for CI):
   0    the gates passed: every persona reached its pass_threshold (default: every call), or with
@@ -112,10 +112,10 @@ def _add_output_args(p: argparse.ArgumentParser, rate) -> None:  # noqa: ANN001
 
 def finish_run(outcome, args: argparse.Namespace, *, resume_hint: str) -> int:  # noqa: ANN001 - BatchOutcome
     """What `run` and `experiment` do after placing calls: summary, report, JUnit, gates."""
-    from .cli import summary_text
-    from .junit import gate_failures, write_junit
-    from .report import build_report
-    from .tables import load_runs
+    from voicelab.cli import summary_text
+    from voicelab.junit import gate_failures, write_junit
+    from voicelab.report import build_report
+    from voicelab.tables import load_runs
 
     run_id = outcome.run.run_id
     print(f"\nrun {run_id}: {outcome.run.path}")
@@ -153,7 +153,7 @@ def _tolerant(what: str, write) -> None:  # noqa: ANN001 - a callable returning 
 
 def experiment_text(tables) -> str:  # noqa: ANN001 - Tables
     """Each variant against the first, one block each: the decision lines of `compare`."""
-    from .compare import decide, variant_sides
+    from voicelab.compare import decide, variant_sides
 
     sides = variant_sides(tables)
     lines = []
@@ -166,9 +166,9 @@ def experiment_text(tables) -> str:  # noqa: ANN001 - Tables
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from .batch import resume_batch
-    from .errors import UsageError
-    from .experiment import run_experiment
+    from voicelab.batch import resume_batch
+    from voicelab.errors import UsageError
+    from voicelab.experiment import run_experiment
 
     if args.resume:
         if args.repeats or args.concurrency or args.run_id:
@@ -183,9 +183,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import decide, latency_comparison, load_side, parse_ref, persona_comparison
-    from .report import build_comparison
-    from .store import RunStore
+    from voicelab.compare import decide, latency_comparison, load_side, parse_ref, persona_comparison
+    from voicelab.report import build_comparison
+    from voicelab.store import RunStore
 
     for ref in (args.base, args.candidate):
         RunStore(args.runs).require_inside(parse_ref(ref)[0])
@@ -221,8 +221,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_mutate(args: argparse.Namespace) -> int:
     import time
 
-    from .mutate import run_mutation, score
-    from .report import build_report
+    from voicelab.mutate import run_mutation, score
+    from voicelab.report import build_report
 
     started = time.monotonic()
     outcome = run_mutation(args.agent, args.personas, args.agents, run_id=args.run_id, runs_root=args.runs,

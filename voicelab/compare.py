@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import stats
-from .errors import UsageError
-from .store import DEFAULT_ROOT
-from .tables import Tables, load_runs
+from voicelab import stats
+from voicelab.errors import UsageError
+from voicelab.store import DEFAULT_ROOT
+from voicelab.tables import Tables, load_runs
 
 ALL = "(all personas)"
 

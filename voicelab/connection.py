@@ -11,10 +11,10 @@ from typing import Any
 from elevenlabs import ElevenLabs
 from elevenlabs.conversational_ai.conversation import ConversationInitiationData
 
-from . import sdk, settings
-from .datasets import render, secret_variables
-from .errors import ConfigError
-from .models import TOOL_MOCKS_VARIABLE, CallRequest, EndReason, pick_language
+from voicelab import sdk, settings
+from voicelab.datasets import render, secret_variables
+from voicelab.errors import ConfigError
+from voicelab.models import TOOL_MOCKS_VARIABLE, CallRequest, EndReason, pick_language
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def connect(request: CallRequest, base_url: str | None = None) -> Connection:
 def connect_caller(request: CallRequest, base_url: str | None = None) -> Connection:
     """The SDK client for an agent caller's own conversation (`caller: agent`): the local
     backend's built-in caller agent, or the hosted agent ELEVENLABS_CALLER_AGENT_ID names."""
-    from .callers.agent import CALLER_AGENT_ID, CALLER_AGENT_SETTING
+    from voicelab.callers.agent import CALLER_AGENT_ID, CALLER_AGENT_SETTING
 
     if request.backend == "local":
         return Connection(connect(request, base_url).client, CALLER_AGENT_ID)
@@ -73,7 +73,7 @@ def connect_caller(request: CallRequest, base_url: str | None = None) -> Connect
 def caller_initiation(request: CallRequest, first_words: str) -> ConversationInitiationData:
     """The caller agent's start: the persona as its prompt (and first words, when it speaks
     first), the persona's language and variables."""
-    from .callers.agent import caller_prompt
+    from voicelab.callers.agent import caller_prompt
 
     persona = request.persona
     agent_part: dict[str, Any] = {"prompt": {"prompt": caller_prompt(persona)}, "language": persona.language}

@@ -16,13 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import __version__, runners, sdk
-from .backends import backend_url
-from .batch import persona_info
-from .call import Call
-from .datasets import Dataset
-from .models import CallResult, RunManifest, TranscriptEntry
-from .store import Run, RunStore, new_run_id
+from voicelab import __version__, runners, sdk
+from voicelab.backends import backend_url
+from voicelab.batch import persona_info
+from voicelab.call import Call
+from voicelab.datasets import Dataset
+from voicelab.models import CallResult, RunManifest, TranscriptEntry
+from voicelab.store import Run, RunStore, new_run_id
 
 #: A person may talk for a while: the console's time limit (the persona's own limits still apply).
 CONSOLE_TIME_LIMIT_S = 600.0

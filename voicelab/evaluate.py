@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .models import (
+from voicelab.models import (
     Analysis,
     CallRequest,
     CallResult,

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from .tables import Tables
+from voicelab.tables import Tables
 
 EXCERPT_TURNS = 6
 

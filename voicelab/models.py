@@ -53,7 +53,7 @@ Id = Annotated[str, AfterValidator(_id_shape)]
 
 
 def _known_caller(value: str) -> str:
-    from .runners import RUNNERS  # the registry is the one list of callers
+    from voicelab.runners import RUNNERS  # the registry is the one list of callers
 
     if value not in RUNNERS:
         raise ValueError(f"unknown caller {value!r}: use one of {', '.join(RUNNERS)}")

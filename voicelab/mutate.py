@@ -22,10 +22,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .datasets import load_dataset, validate_agent, variables_in
-from .errors import DatasetError, UsageError
-from .models import AgentSpec, FlowStep, LocalText, Persona, Variant, pick_language
-from .store import RunStore
+from voicelab.datasets import load_dataset, validate_agent, variables_in
+from voicelab.errors import DatasetError, UsageError
+from voicelab.models import AgentSpec, FlowStep, LocalText, Persona, Variant, pick_language
+from voicelab.store import RunStore
 
 ORIGINAL = "original"
 #: What the forbidden-phrase mutant asks when neither the suite nor the agent's prompt names
@@ -307,8 +307,8 @@ def run_mutation(agent_id: str, personas: str = "datasets/personas", agents: str
     """Place the agent's personas against the original and every mutant (`only`: mutant ids or
     operator names containing these words). Mutant specs are written into the run folder, so the
     run resumes like any other."""
-    from .batch import start_run
-    from .store import new_run_id
+    from voicelab.batch import start_run
+    from voicelab.store import new_run_id
 
     dataset = load_dataset(personas, agents)
     if agent_id not in dataset.agents:

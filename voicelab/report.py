@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import stats
-from .audio.wav import compressed
-from .compare import Side, decide, distinct, flaky, latency_comparison, persona_comparison, success_table, variant_sides
-from .errors import MissingDependency, ReportError
-from .models import CallResult, ToolCallRecord, TranscriptEntry
-from .store import DEFAULT_ROOT, RunStore
-from .tables import Tables, platform_view, turn_of
+from voicelab import stats
+from voicelab.audio.wav import compressed
+from voicelab.compare import Side, decide, distinct, flaky, latency_comparison, persona_comparison, success_table, variant_sides
+from voicelab.errors import MissingDependency, ReportError
+from voicelab.models import CallResult, ToolCallRecord, TranscriptEntry
+from voicelab.store import DEFAULT_ROOT, RunStore
+from voicelab.tables import Tables, platform_view, turn_of
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 REPORT_NOTEBOOK = NOTEBOOKS / "report.ipynb"
@@ -179,7 +179,7 @@ def tools_html(tables: Tables) -> str:
 def conditions_html(tables: Tables) -> str:
     """Voice calls per audio condition (success, WER, latency, time to first audio), or a line
     saying there are none."""
-    from .tables import by_condition
+    from voicelab.tables import by_condition
 
     table = by_condition(tables.calls)
     if table.empty:
@@ -191,8 +191,8 @@ def conditions_html(tables: Tables) -> str:
 
 def condition_figures(tables: Tables) -> list:
     """The by-condition chart, when the run has voice calls under more than one condition."""
-    from . import charts
-    from .tables import by_condition
+    from voicelab import charts
+    from voicelab.tables import by_condition
 
     table = by_condition(tables.calls)
     return [charts.by_condition(table)] if len(table) > 1 else []
@@ -432,7 +432,7 @@ def variants_html(tables: Tables) -> str:
 def mutation_html(tables: Tables) -> str:
     """Mutation score, then every mutant, survivors first, with what it changed and what would
     catch it (or which personas and checks did); mutants whose calls could not run apart, with why."""
-    from .mutate import score
+    from voicelab.mutate import score
 
     (run_id,) = tables.manifests
     result = score(str(tables.paths[run_id]))
@@ -468,7 +468,7 @@ def variant_figures(tables: Tables) -> list:
 
 
 def comparison_figures(sides: list[Side]) -> list:
-    from . import charts
+    from voicelab import charts
 
     sides = distinct(sides)  # a run compared with itself: two labels, two bars
     return [charts.success_by_side(success_table(sides)),

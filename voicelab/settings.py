@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import ConfigError
+from voicelab.errors import ConfigError
 
 HOSTED_BASE_URL = "https://api.elevenlabs.io"
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import RunStoreError
-from .evaluate import percentile
-from .models import CallResult, PlatformConversation, PlatformTestRun, RunManifest, ToolCallRecord
-from .store import DEFAULT_ROOT, RunStore
+from voicelab.errors import RunStoreError
+from voicelab.evaluate import percentile
+from voicelab.models import CallResult, PlatformConversation, PlatformTestRun, RunManifest, ToolCallRecord
+from voicelab.store import DEFAULT_ROOT, RunStore
 
 CALL_COLUMNS = [
     "run_id", "call_id", "persona_id", "persona_name", "agent_id", "style", "language", "backend", "caller",

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .models import Speaker, TranscriptEntry
+from voicelab.models import Speaker, TranscriptEntry
 
 
 class TranscriptRecorder:

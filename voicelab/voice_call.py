@@ -21,12 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .audio.synthetic import SyntheticVoice
-from .audio.wav import StereoRecorder
-from .errors import UsageError
-from .models import BargeIn, CallRequest, HangUp, VoiceStats
-from .speech import voice_for, word_error_rate
-from .transcript import TranscriptRecorder
+from voicelab.audio.synthetic import SyntheticVoice
+from voicelab.audio.wav import StereoRecorder
+from voicelab.errors import UsageError
+from voicelab.models import BargeIn, CallRequest, HangUp, VoiceStats
+from voicelab.speech import voice_for, word_error_rate
+from voicelab.transcript import TranscriptRecorder
 
 PAUSE_S = 0.3  # a polite caller's pause after the agent stops talking
 AUDIO_WAIT_S = 2.0  # how long to wait for the agent's audio after its text (none in text-only agents)

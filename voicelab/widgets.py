@@ -23,13 +23,13 @@ from pathlib import Path
 
 import ipywidgets as w
 
-from .call import Call
-from .console import ConsoleSession
-from .datasets import Dataset, load_dataset
-from .errors import VoiceLabError
-from .evaluate import percentile
-from .models import CallResult, Persona, TranscriptEntry
-from .store import Run
+from voicelab.call import Call
+from voicelab.console import ConsoleSession
+from voicelab.datasets import Dataset, load_dataset
+from voicelab.errors import VoiceLabError
+from voicelab.evaluate import percentile
+from voicelab.models import CallResult, Persona, TranscriptEntry
+from voicelab.store import Run
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -133,7 +133,7 @@ class CallConsole:
 
     def _devices(self) -> None:
         try:
-            from .audio.sounddevice import list_devices
+            from voicelab.audio.sounddevice import list_devices
 
             devices = list_devices()
         except VoiceLabError as exc:
@@ -174,7 +174,7 @@ class CallConsole:
         try:
             audio = None
             if mode == "voice" and human:
-                from .audio.sounddevice import SoundDeviceAudio
+                from voicelab.audio.sounddevice import SoundDeviceAudio
 
                 audio = SoundDeviceAudio(self.input_picker.value, self.output_picker.value)
             self.call = self.session.place(

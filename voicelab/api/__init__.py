@@ -13,13 +13,13 @@ try:
     import fastapi  # noqa: F401
     import uvicorn  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    from ..errors import MissingDependency
+    from voicelab.errors import MissingDependency
 
     raise MissingDependency(f"{exc.name} is needed for the REST service: pip install 'voicelab[api]' "
                             "(scripts/setup.sh installs it)") from None
 
-from .routes import create_app
-from .service import Service, ServiceSettings
+from voicelab.api.routes import create_app
+from voicelab.api.service import Service, ServiceSettings
 
 app = create_app()
 

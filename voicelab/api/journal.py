@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..models import CallResult, RunManifest
-from ..store import Run, not_writable
+from voicelab.models import CallResult, RunManifest
+from voicelab.store import Run, not_writable
 
 log = logging.getLogger("voicelab.api")
 

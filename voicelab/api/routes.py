@@ -26,8 +26,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import __version__
-from ..errors import (
+from voicelab import __version__
+from voicelab.errors import (
     BackendError,
     ConfigError,
     DatasetError,
@@ -40,8 +40,8 @@ from ..errors import (
     UsageError,
     VoiceLabError,
 )
-from .schemas import RUN_ID_PATTERN as ID_PATTERN
-from .schemas import (
+from voicelab.api.schemas import RUN_ID_PATTERN as ID_PATTERN
+from voicelab.api.schemas import (
     ConversationAccepted,
     ConversationCreate,
     ConversationResponse,
@@ -52,7 +52,7 @@ from .schemas import (
     RunCreate,
     RunStatus,
 )
-from .service import Busy, Service, ServiceSettings, loopback
+from voicelab.api.service import Busy, Service, ServiceSettings, loopback
 
 log = logging.getLogger("voicelab.api")
 
@@ -392,7 +392,7 @@ def create_app(config: ServiceSettings | None = None) -> FastAPI:
 
     @app.get("/api/runs", tags=["runs"], summary="Stored runs, newest last", responses=ERRORS)
     async def run_list() -> list[dict[str, str]]:
-        from ..store import RunStore
+        from voicelab.store import RunStore
 
         store = RunStore(service().config.runs_root)
         return [{"run_id": run_id, "link": f"/api/runs/{run_id}"} for run_id in store.list()]

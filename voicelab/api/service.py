@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, heap, runners, sdk, settings
-from ..backends import backend_url
-from ..batch import new_batch, persona_info, place_run
-from ..datasets import Dataset, load_dataset, required_variables, time_limit
-from ..errors import ConfigError, InvalidField, RunStoreError, StoreNotWritable
-from ..models import (
+from voicelab import __version__, heap, runners, sdk, settings
+from voicelab.backends import backend_url
+from voicelab.batch import new_batch, persona_info, place_run
+from voicelab.datasets import Dataset, load_dataset, required_variables, time_limit
+from voicelab.errors import ConfigError, InvalidField, RunStoreError, StoreNotWritable
+from voicelab.models import (
     CallerSpec,
     CallRequest,
     CallResult,
@@ -45,10 +45,10 @@ from ..models import (
     RunSession,
     utc_now_iso,
 )
-from ..store import MIN_FREE_BYTES, Run, RunStore, new_run_id, not_writable, run_id_problem
-from .journal import Accepted, Journal, ResultIndex
-from .limits import Slots
-from .schemas import (
+from voicelab.store import MIN_FREE_BYTES, Run, RunStore, new_run_id, not_writable, run_id_problem
+from voicelab.api.journal import Accepted, Journal, ResultIndex
+from voicelab.api.limits import Slots
+from voicelab.api.schemas import (
     CallbackStatus,
     ConversationCreate,
     ConversationResponse,
@@ -695,7 +695,7 @@ class Service:
         """Check the options and the limits, create the run and start placing it in a thread
         once the cap has room (blocking until the run exists: bad options raise here, before
         anything is stored)."""
-        from ..experiment import choose_personas, load_experiment, new_experiment
+        from voicelab.experiment import choose_personas, load_experiment, new_experiment
 
         c = self.config
         cap = c.max_concurrent_calls
@@ -811,8 +811,8 @@ class Service:
 
     def run_status(self, run_id: str) -> RunStatus:
         """Progress and summary of a stored run (counts of a run this service is placing are live)."""
-        from ..junit import gate_failures
-        from ..tables import load_runs
+        from voicelab.junit import gate_failures
+        from voicelab.tables import load_runs
 
         run = self.open_run(run_id)
         m = run.manifest
@@ -863,7 +863,7 @@ class Service:
 
     def report(self, run_id: str) -> Path:
         """The run's HTML report, built now unless the one on disk is newer than its results."""
-        from ..report import build_report
+        from voicelab.report import build_report
 
         run = self.open_run(run_id)
         with self._lock:

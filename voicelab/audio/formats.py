@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..speech import RATE, resample
+from voicelab.speech import RATE, resample
 
 _BIAS, _CLIP = 0x84, 32635
 

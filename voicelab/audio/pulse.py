@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import MissingDependency
+from voicelab.errors import MissingDependency
 
 
 def start_pulse(runtime: Path) -> dict[str, str]:
@@ -60,14 +60,14 @@ class PersonaAtMicrophone:
     spoken with espeak-ng into `vl_mic`. It stands in for the human in human-caller voice calls."""
 
     def __init__(self, persona: Any, audio: Any, env: dict[str, str]) -> None:
-        from ..callers.scripted import ScriptedCaller
+        from voicelab.callers.scripted import ScriptedCaller
 
         self.persona, self.audio, self.env = persona, audio, env
         self.scripted = ScriptedCaller(persona)
         self.said: list[str] = []
 
     def _answer(self, text: str) -> None:
-        from ..speech import speak, voice_for
+        from voicelab.speech import speak, voice_for
 
         lines = self.scripted.on_agent_turn(text).say
         if not lines:

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 from elevenlabs.conversational_ai.conversation import AsyncAudioInterface
 
-from ..errors import ConfigError, MissingDependency
-from ..speech import RATE, SPEECH_RMS, resample, rms
-from .wav import StereoRecorder
+from voicelab.errors import ConfigError, MissingDependency
+from voicelab.speech import RATE, SPEECH_RMS, resample, rms
+from voicelab.audio.wav import StereoRecorder
 
 BLOCK_S = 0.02
 
@@ -58,7 +58,7 @@ def resolve(device: int | str | None, kind: str) -> tuple[int | None, int]:
         try:
             info = sd.query_devices(device, kind=kind)
         except (ValueError, sd.PortAudioError):  # perhaps a device that appeared after PortAudio started
-            from ..sdk import rescan_audio_devices
+            from voicelab.sdk import rescan_audio_devices
 
             rescan_audio_devices(sd)
             info = sd.query_devices(device, kind=kind)

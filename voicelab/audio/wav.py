@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..speech import RATE
+from voicelab.speech import RATE
 
 
 class StereoRecorder:
@@ -70,7 +70,7 @@ OPUS_COMPRESSION = 0.95
 def compressed(path: str | Path) -> bytes:
     """The recording as Ogg Opus (what every browser plays), so a report can carry its recordings
     and still be one self-contained file of reasonable size."""
-    from ..errors import MissingDependency
+    from voicelab.errors import MissingDependency
 
     try:
         import soundfile

@@ -25,15 +25,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..models import CallerSaid, CallerSpec, HangUp, Persona, ReplyRule, TranscriptEntry
-from . import Action
-from .scripted import ScriptedCaller, lines_for
+from voicelab.models import CallerSaid, CallerSpec, HangUp, Persona, ReplyRule, TranscriptEntry
+from voicelab.callers import Action
+from voicelab.callers.scripted import ScriptedCaller, lines_for
 
 if TYPE_CHECKING:
     from elevenlabs.conversational_ai.conversation import AsyncConversation, DisconnectionDetails
 
-    from ..audio.synthetic import SyntheticVoice
-    from ..models import CallRequest
+    from voicelab.audio.synthetic import SyntheticVoice
+    from voicelab.models import CallRequest
 
 #: The local backend's built-in caller agent.
 CALLER_AGENT_ID = "voicelab-caller"
@@ -173,7 +173,7 @@ class CallerLeg:
         self.send = None
 
     async def output(self, audio: bytes) -> None:
-        from ..audio.formats import to_pcm16k
+        from voicelab.audio.formats import to_pcm16k
 
         self.voice.feed(to_pcm16k(audio, self.output_format))
 
@@ -181,7 +181,7 @@ class CallerLeg:
         self.voice.cut_speech()  # the agent under test talked over the caller agent
 
     async def hear(self, frame: bytes) -> None:
-        from ..audio.formats import from_pcm16k
+        from voicelab.audio.formats import from_pcm16k
 
         if self.send is not None:
             with contextlib.suppress(Exception):  # a caller side that is gone must not stop the call's clock
@@ -204,7 +204,7 @@ class AgentCaller:
     @staticmethod
     def preflight(request: CallRequest) -> None:
         """Hosted: the caller agent's id must be set (ConfigError before anything is placed)."""
-        from ..connection import connect_caller
+        from voicelab.connection import connect_caller
 
         connect_caller(request)
 
@@ -221,8 +221,8 @@ class AgentCaller:
                     voice: SyntheticVoice | None) -> str | None:
         """Connect the caller conversation; its turns arrive in `events` as CallerSaid, its end as
         HangUp. Returns an error message when it could not start (nothing to bridge then)."""
-        from .. import sdk
-        from ..connection import caller_initiation, connect_caller, describe_disconnect
+        from voicelab import sdk
+        from voicelab.connection import caller_initiation, connect_caller, describe_disconnect
 
         self._clock = clock
         connection = connect_caller(self.request, base_url)
@@ -262,7 +262,7 @@ class AgentCaller:
         try:
             signed = None
             if connection.requires_auth:
-                from ..hosted import signed_ws_url
+                from voicelab.hosted import signed_ws_url
                 signed = await asyncio.get_running_loop().run_in_executor(
                     None, signed_ws_url, connection.client, connection.agent_id, [], None)
             self.conversation = sdk.open_conversation(
@@ -289,7 +289,7 @@ class AgentCaller:
 
     async def close(self) -> None:
         """End the caller conversation (the call has ended on either side)."""
-        from .. import sdk
+        from voicelab import sdk
 
         self._ended = True
         if self._forward is not None:

@@ -17,8 +17,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from ..models import Persona
-from . import Action
+from voicelab.models import Persona
+from voicelab.callers import Action
 
 IMPATIENT_TURNS = 3
 

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..datasets import SYSTEM_PREFIX, required_variables, secret_variables
-from ..models import LANGUAGES, TOOL_MOCKS_VARIABLE, AgentSpec, ToolMock
-from .messages import TooDeep, load_json
+from voicelab.datasets import SYSTEM_PREFIX, required_variables, secret_variables
+from voicelab.models import LANGUAGES, TOOL_MOCKS_VARIABLE, AgentSpec, ToolMock
+from voicelab.local.messages import TooDeep, load_json
 
 #: The one message a conversation must start with.
 INIT_TYPE = "conversation_initiation_client_data"

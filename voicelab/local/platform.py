@@ -25,15 +25,15 @@ from elevenlabs.types import (
     TwilioOutboundCallResponse,
 )
 
-from ..datasets import SYSTEM_PREFIX
-from ..models import E164_PATTERN, AgentSpec, Persona, ToolMock
-from .handshake import variable_text
-from .history import ConversationRecord, History, dump, new_conversation_id, system_variables
-from .messages import TooDeep, load_json
-from .rest import Unprocessable, error_response, field, read_json
-from .scenario import judge, judge_tool_test, overall, simulated_user
-from .session import TRANSFER_REASON
-from .simulate import next_turn, simulate
+from voicelab.datasets import SYSTEM_PREFIX
+from voicelab.models import E164_PATTERN, AgentSpec, Persona, ToolMock
+from voicelab.local.handshake import variable_text
+from voicelab.local.history import ConversationRecord, History, dump, new_conversation_id, system_variables
+from voicelab.local.messages import TooDeep, load_json
+from voicelab.local.rest import Unprocessable, error_response, field, read_json
+from voicelab.local.scenario import judge, judge_tool_test, overall, simulated_user
+from voicelab.local.session import TRANSFER_REASON
+from voicelab.local.simulate import next_turn, simulate
 
 #: Real seconds a simulated run stays pending / a phone call stays in progress, so that
 #: clients really poll (as they must against the hosted platform).

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..speech import BYTES_PER_S, RATE, speak, voice_for
+from voicelab.speech import BYTES_PER_S, RATE, speak, voice_for
 
 
 class Recording:

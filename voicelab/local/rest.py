@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .messages import TooDeep, load_json
+from voicelab.local.messages import TooDeep, load_json
 
 log = logging.getLogger(__name__)
 

@@ -23,18 +23,18 @@ from typing import Any
 from aiohttp import web
 from elevenlabs.types import GetAgentResponseModel, GetAgentsPageResponseModel
 
-from ..datasets import DEFAULT_AGENTS, load_agents
-from ..errors import BackendError
-from ..models import AgentSpec, Persona, Tool, pick_language
-from ..speech import TranscriberPool
-from .caller_agent import CALLER_AGENT_ID, caller_agent_spec
-from .faults import Faults
-from .history import History, dump
-from .messages import MAX_FRAME_BYTES
-from .platform import PersonaCallers, Platform
-from .recording import render_transcript
-from .rest import Unprocessable, error_response, json_errors, query_int, read_json
-from .session import ALWAYS_SENT, Session, SessionConfig
+from voicelab.datasets import DEFAULT_AGENTS, load_agents
+from voicelab.errors import BackendError
+from voicelab.models import AgentSpec, Persona, Tool, pick_language
+from voicelab.speech import TranscriberPool
+from voicelab.local.caller_agent import CALLER_AGENT_ID, caller_agent_spec
+from voicelab.local.faults import Faults
+from voicelab.local.history import History, dump
+from voicelab.local.messages import MAX_FRAME_BYTES
+from voicelab.local.platform import PersonaCallers, Platform
+from voicelab.local.recording import render_transcript
+from voicelab.local.rest import Unprocessable, error_response, json_errors, query_int, read_json
+from voicelab.local.session import ALWAYS_SENT, Session, SessionConfig
 
 log = logging.getLogger(__name__)
 

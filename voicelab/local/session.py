@@ -25,18 +25,18 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from ..models import AgentSpec, Tool, ToolMock
-from ..speech import TranscriberPool
-from .caller_agent import engine_for
-from .channels import Channel, TextChannel
-from .faults import Fault, Faults
-from .flow import FlowEngine, Reply
-from .handshake import Accepted, Refused, handshake, parse_first_message
-from .history import ConversationRecord, History, new_conversation_id, system_variables
-from .messages import Invalid, Message, parse
-from .recording import Recording
-from .voice import VoiceChannel
-from .webhooks import call_webhook
+from voicelab.models import AgentSpec, Tool, ToolMock
+from voicelab.speech import TranscriberPool
+from voicelab.local.caller_agent import engine_for
+from voicelab.local.channels import Channel, TextChannel
+from voicelab.local.faults import Fault, Faults
+from voicelab.local.flow import FlowEngine, Reply
+from voicelab.local.handshake import Accepted, Refused, handshake, parse_first_message
+from voicelab.local.history import ConversationRecord, History, new_conversation_id, system_variables
+from voicelab.local.messages import Invalid, Message, parse
+from voicelab.local.recording import Recording
+from voicelab.local.voice import VoiceChannel
+from voicelab.local.webhooks import call_webhook
 
 INIT_TIMEOUT_S = 10.0
 #: The first message never leaves with the metadata: on the platform it takes generating, and

@@ -13,9 +13,9 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..callers.scripted import ScriptedCaller
-from ..models import SYSTEM_TOOLS, AgentSpec, Persona, ToolMock
-from .flow import FlowEngine, Reply
+from voicelab.callers.scripted import ScriptedCaller
+from voicelab.models import SYSTEM_TOOLS, AgentSpec, Persona, ToolMock
+from voicelab.local.flow import FlowEngine, Reply
 
 WORDS_PER_S = 2.5
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import aiohttp
 
-from ..datasets import render
-from ..models import Tool
-from .messages import load_json
+from voicelab.datasets import render
+from voicelab.models import Tool
+from voicelab.local.messages import load_json
 
 #: Most of a webhook's answer the agent reads (the rest is cut off, as a context budget would).
 MAX_BODY = 64 * 1024

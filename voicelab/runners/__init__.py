@@ -17,18 +17,18 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
-from ..callers.agent import AgentCaller
-from ..callers.scripted import ScriptedCaller
-from ..connection import connect
-from ..errors import UsageError
-from ..hosted import check_access
-from .conversation import ConversationRunner
-from .phone import PhoneRunner
-from .platform import PlatformRunner
+from voicelab.callers.agent import AgentCaller
+from voicelab.callers.scripted import ScriptedCaller
+from voicelab.connection import connect
+from voicelab.errors import UsageError
+from voicelab.hosted import check_access
+from voicelab.runners.conversation import ConversationRunner
+from voicelab.runners.phone import PhoneRunner
+from voicelab.runners.platform import PlatformRunner
 
 if TYPE_CHECKING:
-    from ..callers import Caller
-    from ..models import CallRequest, CallResult
+    from voicelab.callers import Caller
+    from voicelab.models import CallRequest, CallResult
 
 
 class Sink(Protocol):

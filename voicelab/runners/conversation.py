@@ -7,13 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..connection import check_secrets, connect
-from ..errors import UsageError
+from voicelab.connection import check_secrets, connect
+from voicelab.errors import UsageError
 
 if TYPE_CHECKING:
-    from ..callers import Caller
-    from ..models import CallRequest
-    from . import Sink
+    from voicelab.callers import Caller
+    from voicelab.models import CallRequest
+    from voicelab.runners import Sink
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class ConversationRunner:
     async def run(self, plan: list[CallRequest], base_url: str | None, concurrency: int, sink: Sink) -> None:
         """Place the calls, at most `concurrency` at once; each is stored before its slot is reused.
         Cancelling ends in-flight calls as `cancelled` (and records them); queued ones never start."""
-        from ..call import Call
+        from voicelab.call import Call
 
         if not self.batch:
             raise UsageError(f"caller '{self.name}' needs a person: place it from the console "

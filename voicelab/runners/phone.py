@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from .. import hosted, settings
-from ..connection import connect, initiation_data
-from ..errors import BackendError, ConfigError, UsageError
-from ..evaluate import finished_result
-from ..models import E164_PATTERN, CallRequest, CallResult, EndReason, TranscriptEntry, utc_now_iso
-from ..tool_calls import as_records
+from voicelab import hosted, settings
+from voicelab.connection import connect, initiation_data
+from voicelab.errors import BackendError, ConfigError, UsageError
+from voicelab.evaluate import finished_result
+from voicelab.models import E164_PATTERN, CallRequest, CallResult, EndReason, TranscriptEntry, utc_now_iso
+from voicelab.tool_calls import as_records
 
 if TYPE_CHECKING:
-    from . import Sink
+    from voicelab.runners import Sink
 
 LOCAL_PHONE_NUMBER_ID = "phnum_local"
 

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 from elevenlabs.conversational_ai.tests.types import TestsCreateRequestBody_Simulation, TestsCreateRequestBody_Tool
 from elevenlabs.types import SingleTestRunRequestModel
 
-from .. import hosted
-from ..connection import connect
-from ..errors import BackendError, UsageError
-from ..evaluate import finished_result
-from ..models import (
+from voicelab import hosted
+from voicelab.connection import connect
+from voicelab.errors import BackendError, UsageError
+from voicelab.evaluate import finished_result
+from voicelab.models import (
     SYSTEM_TOOLS,
     CallRequest,
     CallResult,
@@ -33,10 +33,10 @@ from ..models import (
     TranscriptEntry,
     utc_now_iso,
 )
-from ..tool_calls import as_records, from_history
+from voicelab.tool_calls import as_records, from_history
 
 if TYPE_CHECKING:
-    from . import Sink
+    from voicelab.runners import Sink
 
 STYLE_TEXT = {
     "cooperative": "You are cooperative and answer every question directly.",

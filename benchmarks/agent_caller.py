@@ -30,7 +30,7 @@ PERSONA = "anna-double-charge"
 
 
 def _requests(n: int, **update):  # noqa: ANN003
-    from voicelab.datasets import load_dataset
+    from voicelab.spec.datasets import load_dataset
 
     ds = load_dataset()
     folder = tempfile.mkdtemp()
@@ -67,7 +67,7 @@ def concurrency(levels: tuple[int, ...] = (2, 4, 6)) -> list[dict]:
 
 def barge(n: int = 6, injected_ms: float = 300.0) -> dict:
     from voicelab.local import LocalBackend
-    from voicelab.models import Interrupt
+    from voicelab.spec.models import Interrupt
 
     ds, requests = _requests(n)
     interrupt = Interrupt(after_ms=800, say="Sorry, one question.", agent_turn=2)

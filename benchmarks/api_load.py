@@ -104,9 +104,9 @@ def part_a() -> dict:
 def part_b() -> dict:
     from voicelab.api.schemas import ConversationStartRequest
     from voicelab.api.service import Service, ServiceSettings
-    from voicelab.datasets import load_dataset
     from voicelab.local import LocalBackend
-    from voicelab.models import CallRequest
+    from voicelab.spec.datasets import load_dataset
+    from voicelab.spec.models import CallRequest
 
     with tempfile.TemporaryDirectory() as runs:
         proc, url = start_service(runs)

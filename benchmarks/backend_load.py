@@ -79,8 +79,8 @@ def part_latency(calls: int = 1000, concurrency: int = 256, latency_ms: float = 
 
 def part_memory(calls: int = 10_000) -> dict:
     from voicelab.batch import run_batch
-    from voicelab.datasets import load_dataset
     from voicelab.local import LocalBackend
+    from voicelab.spec.datasets import load_dataset
 
     dataset = load_dataset(PERSONAS, AGENTS)
     with tempfile.TemporaryDirectory() as runs, LocalBackend(dataset.agents) as backend:

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from voicelab.audio.conditions import FRAME, Conditioner, noise_bed
-from voicelab.models import AudioCondition
+from voicelab.spec.models import AudioCondition
 from voicelab.speech import speak
 
 SECONDS = 60

@@ -45,8 +45,8 @@ async def _voice_calls(n: int, backend_url: str, dataset) -> list:  # noqa: ANN0
 
 
 def agreement() -> dict:
-    from voicelab.datasets import load_dataset
     from voicelab.local import LocalBackend
+    from voicelab.spec.datasets import load_dataset
 
     ds = load_dataset(PERSONAS, AGENTS)
     errors: list[float] = []
@@ -60,8 +60,8 @@ def agreement() -> dict:
 
 
 def concurrency() -> dict:
-    from voicelab.datasets import load_dataset
     from voicelab.local import LocalBackend
+    from voicelab.spec.datasets import load_dataset
 
     ds = load_dataset(PERSONAS, AGENTS)
     out = {}
@@ -82,8 +82,8 @@ def harness() -> dict:
     from voicelab.audio.pulse import PersonaAtMicrophone, start_pulse, stop_pulse
     from voicelab.audio.sounddevice import SoundDeviceAudio
     from voicelab.call import Call
-    from voicelab.datasets import load_dataset
     from voicelab.local import LocalBackend
+    from voicelab.spec.datasets import load_dataset
 
     ds = load_dataset()
     env = start_pulse(Path(tempfile.mkdtemp()) / "pulse")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from voicelab.datasets import load_dataset
 from voicelab.local import LocalBackend
+from voicelab.spec.datasets import load_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 PERSONAS = ROOT / "datasets" / "personas"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from hypothesis import strategies as st
 
 from voicelab.compare import Side
-from voicelab.models import CallResult, Check, Metrics, RunManifest, ToolCallRecord, TranscriptEntry
+from voicelab.spec.models import CallResult, Check, Metrics, RunManifest, ToolCallRecord, TranscriptEntry
 from voicelab.tables import Tables, calls_table, tools_table, turns_table
 
 #: Persona ids a user might choose: plain, accented, other scripts, markup, spaces, an emoji.

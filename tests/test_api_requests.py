@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from voicelab.api import ServiceSettings
-from voicelab.errors import ConfigError
+from voicelab.spec.errors import ConfigError
 
 from .test_api import ANNA, serving, voicelab, wait_done, wait_run, with_
 

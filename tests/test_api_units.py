@@ -12,7 +12,7 @@ import pytest
 
 from voicelab.api.journal import Accepted, Journal, ResultIndex
 from voicelab.api.limits import Slots
-from voicelab.models import CallResult, RunManifest
+from voicelab.spec.models import CallResult, RunManifest
 from voicelab.store import RunStore
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from voicelab import charts
 from voicelab.batch import resume_batch, run_batch
-from voicelab.datasets import load_dataset
+from voicelab.spec.datasets import load_dataset
 from voicelab.store import RunStore
 from voicelab.tables import load_runs
 
@@ -162,7 +162,7 @@ def test_ctrl_c_on_the_cli_marks_the_run_interrupted(tmp_path: Path):
 def test_missing_settings_fail_before_a_run_exists(tmp_path: Path, monkeypatch):
     import pytest
 
-    from voicelab.errors import ConfigError
+    from voicelab.spec.errors import ConfigError
 
     with pytest.raises(ConfigError, match="ELEVENLABS_API_KEY"):
         run_batch(str(PERSONAS), str(AGENTS), persona_ids=QUICK[:1], backend="elevenlabs", runs_root=str(tmp_path),

@@ -11,8 +11,8 @@ import threading
 import pytest
 
 from voicelab.call import Call
-from voicelab.errors import ConfigError, UsageError
 from voicelab.local import Fault
+from voicelab.spec.errors import ConfigError, UsageError
 
 
 def request(dataset, persona_id: str, **fields):

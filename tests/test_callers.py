@@ -17,8 +17,8 @@ from voicelab.audio.formats import from_pcm16k, to_pcm16k, ulaw_decode, ulaw_enc
 from voicelab.batch import run_batch
 from voicelab.call import Call
 from voicelab.callers.agent import CALLER_AGENT_ID, PersonaFlow, caller_prompt, parse_caller_prompt
-from voicelab.errors import ConfigError
-from voicelab.models import CallerSpec, Interrupt, Persona, ReplyRule
+from voicelab.spec.errors import ConfigError
+from voicelab.spec.models import CallerSpec, Interrupt, Persona, ReplyRule
 from voicelab.tables import barge_ins_table, calls_table
 
 from .conftest import AGENTS, PERSONAS

@@ -16,9 +16,9 @@ import soundfile
 
 from voicelab.audio.conditions import FRAME, SPEECH_LEVEL, BurstLoss, Conditioner, mu_law
 from voicelab.call import Call
-from voicelab.errors import DatasetError
 from voicelab.experiment import apply_variant, load_experiment, with_variants
-from voicelab.models import AudioCondition, Variant
+from voicelab.spec.errors import DatasetError
+from voicelab.spec.models import AudioCondition, Variant
 from voicelab.speech import speak
 from voicelab.tables import by_condition, calls_table
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from voicelab.datasets import load_agent_file, load_dataset, validate_agent
-from voicelab.errors import DatasetError
-from voicelab.models import STYLES
+from voicelab.spec.datasets import load_agent_file, load_dataset, validate_agent
+from voicelab.spec.errors import DatasetError
+from voicelab.spec.models import STYLES
 
 from .conftest import AGENTS, PERSONAS
 

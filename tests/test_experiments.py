@@ -16,8 +16,8 @@ import yaml
 from voicelab import stats
 from voicelab.cli import main
 from voicelab.compare import decide, load_side, persona_comparison
-from voicelab.errors import DatasetError
 from voicelab.experiment import load_experiment, run_experiment
+from voicelab.spec.errors import DatasetError
 from voicelab.store import RunStore
 from voicelab.tables import load_runs
 
@@ -376,8 +376,8 @@ def test_every_mutant_is_an_agent_the_loader_takes(tmp_path: Path, capsys):
     """A variable the flow saves later (the booking reference) has no value in the first message
     or in the tool call that saves it: a mutant saying or sending it there would be refused when
     loaded, and `voicelab mutate` once exited 2 (bad input) on the user's valid agent."""
-    from voicelab.datasets import load_agent_file, validate_agent
     from voicelab.mutate import mutants
+    from voicelab.spec.datasets import load_agent_file, validate_agent
 
     (tmp_path / "agents").mkdir()
     (tmp_path / "agents" / "dentist.yaml").write_text(yaml.safe_dump(BOOKING))
@@ -405,9 +405,9 @@ def test_a_mutant_whose_calls_fail_to_run_is_not_run_rather_than_caught(tmp_path
     """Calls closed at connection (1008, a missing variable) fail their agent_says checks too, on
     an empty transcript; that is no check noticing the change. Such a mutant is reported apart and
     left out of the score; one whose calls ran and failed a check is caught."""
-    from voicelab.models import CallResult, Check, RunManifest, TranscriptEntry
     from voicelab.mutate import ORIGINAL, score
     from voicelab.report import mutation_html
+    from voicelab.spec.models import CallResult, Check, RunManifest, TranscriptEntry
     from voicelab.store import RunStore
     from voicelab.tables import load_runs
 

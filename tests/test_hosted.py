@@ -11,10 +11,10 @@ import pytest
 
 from voicelab.batch import run_batch
 from voicelab.call import Call
-from voicelab.datasets import load_dataset
-from voicelab.errors import ConfigError
 from voicelab.local import HttpFault
 from voicelab.runners.phone import phone_settings
+from voicelab.spec.datasets import load_dataset
+from voicelab.spec.errors import ConfigError
 from voicelab.tables import load_runs
 
 from .conftest import AGENTS, PERSONAS

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from voicelab import errors, runners
+from voicelab import runners
 from voicelab.call import Dialogue
 from voicelab.callers import Action
 from voicelab.connection import describe_disconnect, initiation_data
-from voicelab.datasets import time_limit
-from voicelab.errors import UsageError
 from voicelab.local.handshake import Accepted, Refused, handshake, parse_first_message
-from voicelab.models import AgentSaid, CallerHeard, Disconnected, HangUp
+from voicelab.spec import errors
+from voicelab.spec.datasets import time_limit
+from voicelab.spec.errors import UsageError
+from voicelab.spec.models import AgentSaid, CallerHeard, Disconnected, HangUp
 from voicelab.transcript import TranscriptRecorder
 
 ANNA = {"first_name": "Anna", "last_name": "Kowalska", "phone_number": "+48601234567",

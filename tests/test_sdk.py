@@ -13,7 +13,7 @@ import pytest
 
 from voicelab import sdk
 from voicelab.connection import initiation_data
-from voicelab.errors import SdkError
+from voicelab.spec.errors import SdkError
 
 from .conftest import ROOT
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from voicelab import cli
-from voicelab.errors import StoreNotWritable
-from voicelab.models import CallResult, RunManifest, RunSession
+from voicelab.spec.errors import StoreNotWritable
+from voicelab.spec.models import CallResult, RunManifest, RunSession
 from voicelab.store import Run, RunStore
 
 from . import cli_process
@@ -228,8 +228,8 @@ def test_the_gate_decides_the_exit_status_when_the_report_cannot_be_written(tmp_
 
 
 def test_a_persona_id_too_long_for_a_file_name_is_refused_at_load(tmp_path: Path):
-    from voicelab.datasets import load_dataset
-    from voicelab.errors import DatasetError
+    from voicelab.spec.datasets import load_dataset
+    from voicelab.spec.errors import DatasetError
 
     personas = tmp_path / "personas.yaml"
     original = (PERSONAS / "chargeback.yaml").read_text()

@@ -17,8 +17,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from voicelab.call import Call
-from voicelab.datasets import load_dataset
-from voicelab.errors import ConfigError, DatasetError
+from voicelab.spec.datasets import load_dataset
+from voicelab.spec.errors import ConfigError, DatasetError
 
 from .conftest import AGENTS
 
@@ -477,8 +477,8 @@ def test_a_hosted_call_stores_the_platforms_tool_calls_and_agrees_with_them(data
 
 
 def test_differences_between_the_call_and_the_history_are_named():
-    from voicelab.models import ToolCallRecord
-    from voicelab.tool_calls import differences
+    from voicelab.spec.models import ToolCallRecord
+    from voicelab.spec.tool_calls import differences
 
     live = [ToolCallRecord(tool="lookup_dispute", id="t1", args={"phone_number": "+48"}),
             ToolCallRecord(tool="confirm_dispute", id="t2", args={"decision": "keep"})]
@@ -621,7 +621,7 @@ def test_a_tool_call_test_fails_on_the_wrong_argument_or_an_unwanted_call(local_
 
 
 def test_a_failed_tool_call_test_turns_the_platforms_verdict_to_failure():
-    from voicelab.models import PlatformTestRun, PlatformToolTest
+    from voicelab.spec.models import PlatformTestRun, PlatformToolTest
 
     run = PlatformTestRun(call_successful="success", rationale="All 5 success conditions met.", tool_tests=[
         PlatformToolTest(tool="confirm_dispute", expect="called", history_turns=6, status="failed",

@@ -8,9 +8,9 @@ import pytest
 
 from voicelab.callers import Action
 from voicelab.callers.scripted import ScriptedCaller, first_sentence, says_goodbye
-from voicelab.evaluate import checks, metrics, percentile, says, success
 from voicelab.local.flow import FlowEngine
-from voicelab.models import Expectations, TranscriptEntry
+from voicelab.spec.checks import checks, metrics, percentile, says, success
+from voicelab.spec.models import Expectations, TranscriptEntry
 from voicelab.transcript import TranscriptRecorder
 
 
@@ -227,7 +227,7 @@ def test_a_silent_call_ends_without_the_time_limit_in_a_simulation(dataset):
 
 def test_the_bundled_agents_end_a_silent_call_politely(dataset):
     """Bundled agents are what users copy: a silent line gets re-prompts, then a goodbye."""
-    from voicelab.models import pick_language
+    from voicelab.spec.models import pick_language
 
     for agent in dataset.agents.values():
         silence = agent.flow.silence

@@ -15,8 +15,8 @@ from voicelab.audio.pulse import PersonaAtMicrophone, record_speaker, start_puls
 from voicelab.audio.wav import channel_rms
 from voicelab.batch import run_batch
 from voicelab.call import Call
-from voicelab.errors import ConfigError, MissingDependency
 from voicelab.report import build_report
+from voicelab.spec.errors import ConfigError, MissingDependency
 from voicelab.speech import word_error_rate
 from voicelab.tables import load_runs
 

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Call": "call", "CallRequest": "models", "CallResult": "models", "Persona": "models", "AgentSpec": "models",
-    "load_dataset": "datasets", "LocalBackend": "local", "Fault": "local", "run_batch": "batch",
-    "resume_batch": "batch", "load_runs": "tables", "build_report": "report", "RunStore": "store",
-    "VoiceLabError": "errors",
+    "Call": "call", "CallRequest": "spec.models", "CallResult": "spec.models", "Persona": "spec.models",
+    "AgentSpec": "spec.models", "load_dataset": "spec.datasets", "LocalBackend": "local", "Fault": "local",
+    "run_batch": "batch", "resume_batch": "batch", "load_runs": "tables", "build_report": "report",
+    "RunStore": "store", "VoiceLabError": "spec.errors",
 }
 __all__ = [
     "AgentSpec", "Call", "CallRequest", "CallResult", "Fault", "LocalBackend", "Persona", "RunStore",
@@ -23,11 +23,11 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from voicelab.batch import resume_batch, run_batch
     from voicelab.call import Call
-    from voicelab.datasets import load_dataset
-    from voicelab.errors import VoiceLabError
     from voicelab.local import Fault, LocalBackend
-    from voicelab.models import AgentSpec, CallRequest, CallResult, Persona
     from voicelab.report import build_report
+    from voicelab.spec.datasets import load_dataset
+    from voicelab.spec.errors import VoiceLabError
+    from voicelab.spec.models import AgentSpec, CallRequest, CallResult, Persona
     from voicelab.store import RunStore
     from voicelab.tables import load_runs
 

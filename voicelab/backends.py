@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from voicelab.datasets import Dataset
+    from voicelab.spec.datasets import Dataset
 
 
 @contextlib.contextmanager

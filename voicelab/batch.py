@@ -17,10 +17,19 @@ from typing import Any
 
 from voicelab import __version__, heap, runners, sdk, signals
 from voicelab.backends import backend_url
-from voicelab.datasets import Dataset, load_dataset
-from voicelab.errors import StoreNotWritable, UsageError
 from voicelab.experiment import apply_variant, with_variants
-from voicelab.models import AgentSpec, CallRequest, CallResult, Persona, RunManifest, RunSession, Variant, utc_now_iso
+from voicelab.spec.datasets import Dataset, load_dataset
+from voicelab.spec.errors import StoreNotWritable, UsageError
+from voicelab.spec.models import (
+    AgentSpec,
+    CallRequest,
+    CallResult,
+    Persona,
+    RunManifest,
+    RunSession,
+    Variant,
+    utc_now_iso,
+)
 from voicelab.store import Run, RunStore, new_run_id
 
 

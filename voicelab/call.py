@@ -23,14 +23,15 @@ from typing import Any
 
 from elevenlabs.conversational_ai.conversation import AsyncConversation, DisconnectionDetails
 
-from voicelab import hosted, sdk, tool_calls
+from voicelab import hosted, sdk
 from voicelab.callers import Caller
 from voicelab.callers.agent import AgentCaller
 from voicelab.connection import Connection, connect, connect_caller, describe_disconnect, initiation_data
-from voicelab.datasets import render
-from voicelab.errors import BackendError, UsageError
-from voicelab.evaluate import finished_result
-from voicelab.models import (
+from voicelab.spec import tool_calls
+from voicelab.spec.checks import finished_result
+from voicelab.spec.datasets import render
+from voicelab.spec.errors import BackendError, UsageError
+from voicelab.spec.models import (
     AgentSaid,
     CallerHeard,
     CallerSaid,
@@ -401,7 +402,7 @@ class Call:
         """The platform's record of the call, where it is needed: on the hosted platform always
         (its verdict, transcript and tool calls next to ours), on any backend when the call made
         webhook or system tool calls whose arguments only the history has. Same code for both."""
-        from voicelab.models import PlatformConversation
+        from voicelab.spec.models import PlatformConversation
 
         live = self._tool_calls
         on_platform = self.request.backend == "elevenlabs"

@@ -13,7 +13,7 @@ import io
 import pandas as pd
 from matplotlib.figure import Figure
 
-from voicelab.evaluate import percentile
+from voicelab.spec.checks import percentile
 
 PASS, FAIL, NEUTRAL = "#2e7d32", "#c62828", "#1565c0"
 

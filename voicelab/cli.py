@@ -16,7 +16,7 @@ import textwrap
 from typing import NoReturn
 
 from voicelab import cli_api, cli_lab, crashlog, heap, runners, signals
-from voicelab.errors import UsageError, VoiceLabError
+from voicelab.spec.errors import UsageError, VoiceLabError
 
 EPILOG_PERSONAS = """example:
   voicelab personas
@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_personas(args: argparse.Namespace) -> int:
-    from voicelab.datasets import load_dataset
+    from voicelab.spec.datasets import load_dataset
 
     ds = load_dataset(args.personas, args.agents)
     print(f"{len(ds.personas)} personas for {len(ds.agents)} agents, all valid\n")
@@ -258,7 +258,7 @@ def cmd_personas(args: argparse.Namespace) -> int:
 
 def format_result(result, persona_name: str = "") -> str:  # noqa: ANN001 - CallResult
     """A readable transcript with the verdict, for terminals and logs."""
-    from voicelab.evaluate import percentile
+    from voicelab.spec.checks import percentile
 
     lines = [f"Call {result.persona_id} -> {result.agent_id} "
              f"({result.backend}, {result.caller}, {result.mode}){'  ' + persona_name if persona_name else ''}"]
@@ -293,7 +293,7 @@ def format_result(result, persona_name: str = "") -> str:  # noqa: ANN001 - Call
 
 def cmd_call(args: argparse.Namespace) -> int:
     from voicelab.backends import backend_url
-    from voicelab.datasets import load_dataset
+    from voicelab.spec.datasets import load_dataset
 
     ds = load_dataset(args.personas, args.agents)
     persona = ds.persona(args.persona)
@@ -337,7 +337,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from voicelab import settings
-    from voicelab.datasets import load_agents, load_dataset
+    from voicelab.spec.datasets import load_agents, load_dataset
 
     if args.history_limit < 1:
         raise UsageError(f"--history-limit {args.history_limit}: keep at least 1 conversation")

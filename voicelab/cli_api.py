@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from voicelab import signals
-from voicelab.errors import ConfigError, UsageError
+from voicelab.spec.errors import ConfigError, UsageError
 
 EPILOG_API = """examples:
   voicelab api                                   # http://127.0.0.1:8000, docs at /docs
@@ -61,7 +61,7 @@ def add_parser(sub: Any, fmt: type, number: Any) -> None:  # noqa: ANN401 - argp
 
 def cmd_api(args: argparse.Namespace) -> int:
     from voicelab.api.service import ServiceSettings, loopback
-    from voicelab.datasets import load_dataset
+    from voicelab.spec.datasets import load_dataset
 
     config = ServiceSettings.from_env(
         backend=args.backend, personas=args.personas, agents=args.agents, runs_root=args.runs,

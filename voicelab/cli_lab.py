@@ -10,7 +10,7 @@ import textwrap
 from typing import Any
 
 from voicelab import crashlog, signals
-from voicelab.errors import VoiceLabError
+from voicelab.spec.errors import VoiceLabError
 
 EXIT_CODES_GATE = """exit status (for CI):
   0    the gates passed: every persona reached its pass_threshold (default: every call), or with
@@ -167,8 +167,8 @@ def experiment_text(tables) -> str:  # noqa: ANN001 - Tables
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     from voicelab.batch import resume_batch
-    from voicelab.errors import UsageError
     from voicelab.experiment import run_experiment
+    from voicelab.spec.errors import UsageError
 
     if args.resume:
         if args.repeats or args.concurrency or args.run_id:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from voicelab import stats
-from voicelab.errors import UsageError
+from voicelab.spec.errors import UsageError
 from voicelab.store import DEFAULT_ROOT
 from voicelab.tables import Tables, load_runs
 

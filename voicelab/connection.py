@@ -12,9 +12,9 @@ from elevenlabs import ElevenLabs
 from elevenlabs.conversational_ai.conversation import ConversationInitiationData
 
 from voicelab import sdk, settings
-from voicelab.datasets import render, secret_variables
-from voicelab.errors import ConfigError
-from voicelab.models import TOOL_MOCKS_VARIABLE, CallRequest, EndReason, pick_language
+from voicelab.spec.datasets import render, secret_variables
+from voicelab.spec.errors import ConfigError
+from voicelab.spec.models import TOOL_MOCKS_VARIABLE, CallRequest, EndReason, pick_language
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from voicelab import __version__, runners, sdk
 from voicelab.backends import backend_url
 from voicelab.batch import persona_info
 from voicelab.call import Call
-from voicelab.datasets import Dataset
-from voicelab.models import CallResult, RunManifest, TranscriptEntry
+from voicelab.spec.datasets import Dataset
+from voicelab.spec.models import CallResult, RunManifest, TranscriptEntry
 from voicelab.store import Run, RunStore, new_run_id
 
 #: A person may talk for a while: the console's time limit (the persona's own limits still apply).

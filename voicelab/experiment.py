@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from voicelab.audio.conditions import NOISES
-from voicelab.datasets import Dataset, _build, _read_yaml, load_agent_file, load_dataset
-from voicelab.errors import DatasetError, UsageError
-from voicelab.models import AgentSpec, CallRequest, Experiment, PlatformSettings, Variant
+from voicelab.spec.datasets import Dataset, _build, _read_yaml, load_agent_file, load_dataset
+from voicelab.spec.errors import DatasetError, UsageError
+from voicelab.spec.models import AgentSpec, CallRequest, Experiment, PlatformSettings, Variant
 
 DEFAULT_PERSONAS, DEFAULT_AGENTS = "datasets/personas", "datasets/agents"
 

@@ -17,9 +17,9 @@ import httpx
 from elevenlabs import ElevenLabs
 from elevenlabs.core.api_error import ApiError
 
-from voicelab.errors import BackendError, ConfigError
-from voicelab.models import PlatformConversation
-from voicelab.tool_calls import from_history
+from voicelab.spec.errors import BackendError, ConfigError
+from voicelab.spec.models import PlatformConversation
+from voicelab.spec.tool_calls import from_history
 
 T = TypeVar("T")
 NO_SDK_RETRIES: dict[str, Any] = {"max_retries": 0}

@@ -22,9 +22,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from voicelab.datasets import load_dataset, validate_agent, variables_in
-from voicelab.errors import DatasetError, UsageError
-from voicelab.models import AgentSpec, FlowStep, LocalText, Persona, Variant, pick_language
+from voicelab.spec.datasets import load_dataset, validate_agent, variables_in
+from voicelab.spec.errors import DatasetError, UsageError
+from voicelab.spec.models import AgentSpec, FlowStep, LocalText, Persona, Variant, pick_language
 from voicelab.store import RunStore
 
 ORIGINAL = "original"

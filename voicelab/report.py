@@ -18,9 +18,18 @@ import pandas as pd
 
 from voicelab import stats
 from voicelab.audio.wav import compressed
-from voicelab.compare import Side, decide, distinct, flaky, latency_comparison, persona_comparison, success_table, variant_sides
-from voicelab.errors import MissingDependency, ReportError
-from voicelab.models import CallResult, ToolCallRecord, TranscriptEntry
+from voicelab.compare import (
+    Side,
+    decide,
+    distinct,
+    flaky,
+    latency_comparison,
+    persona_comparison,
+    success_table,
+    variant_sides,
+)
+from voicelab.spec.errors import MissingDependency, ReportError
+from voicelab.spec.models import CallResult, ToolCallRecord, TranscriptEntry
 from voicelab.store import DEFAULT_ROOT, RunStore
 from voicelab.tables import Tables, platform_view, turn_of
 

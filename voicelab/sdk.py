@@ -29,7 +29,7 @@ from elevenlabs.conversational_ai.conversation import (
     DisconnectionDetails,
 )
 
-from voicelab.errors import SdkError
+from voicelab.spec.errors import SdkError
 
 
 def _not_a_normal_close(record: logging.LogRecord) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from voicelab.errors import ConfigError
+from voicelab.spec.errors import ConfigError
 
 HOSTED_BASE_URL = "https://api.elevenlabs.io"
 

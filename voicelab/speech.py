@@ -19,7 +19,7 @@ import zlib
 
 import numpy as np
 
-from voicelab.errors import MissingDependency
+from voicelab.spec.errors import MissingDependency
 
 RATE = 16000
 BYTES_PER_S = RATE * 2

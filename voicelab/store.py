@@ -36,8 +36,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from voicelab.errors import RunNotFound, RunStoreError, StoreNotWritable
-from voicelab.models import CallResult, RunManifest, utc_now_iso
+from voicelab.spec.errors import RunNotFound, RunStoreError, StoreNotWritable
+from voicelab.spec.models import CallResult, RunManifest, utc_now_iso
 
 log = logging.getLogger(__name__)
 #: A run id is a folder name: at most 128 characters, so its files' names stay far below the

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from voicelab.errors import RunStoreError
-from voicelab.evaluate import percentile
-from voicelab.models import CallResult, PlatformConversation, PlatformTestRun, RunManifest, ToolCallRecord
+from voicelab.spec.checks import percentile
+from voicelab.spec.errors import RunStoreError
+from voicelab.spec.models import CallResult, PlatformConversation, PlatformTestRun, RunManifest, ToolCallRecord
 from voicelab.store import DEFAULT_ROOT, RunStore
 
 CALL_COLUMNS = [

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from voicelab.models import Speaker, TranscriptEntry
+from voicelab.spec.models import Speaker, TranscriptEntry
 
 
 class TranscriptRecorder:

@@ -23,8 +23,8 @@ from typing import Any
 
 from voicelab.audio.synthetic import SyntheticVoice
 from voicelab.audio.wav import StereoRecorder
-from voicelab.errors import UsageError
-from voicelab.models import BargeIn, CallRequest, HangUp, VoiceStats
+from voicelab.spec.errors import UsageError
+from voicelab.spec.models import BargeIn, CallRequest, HangUp, VoiceStats
 from voicelab.speech import voice_for, word_error_rate
 from voicelab.transcript import TranscriptRecorder
 

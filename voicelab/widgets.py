@@ -25,10 +25,10 @@ import ipywidgets as w
 
 from voicelab.call import Call
 from voicelab.console import ConsoleSession
-from voicelab.datasets import Dataset, load_dataset
-from voicelab.errors import VoiceLabError
-from voicelab.evaluate import percentile
-from voicelab.models import CallResult, Persona, TranscriptEntry
+from voicelab.spec.checks import percentile
+from voicelab.spec.datasets import Dataset, load_dataset
+from voicelab.spec.errors import VoiceLabError
+from voicelab.spec.models import CallResult, Persona, TranscriptEntry
 from voicelab.store import Run
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ try:
     import fastapi  # noqa: F401
     import uvicorn  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    from voicelab.errors import MissingDependency
+    from voicelab.spec.errors import MissingDependency
 
     raise MissingDependency(f"{exc.name} is needed for the REST service: pip install 'voicelab[api]' "
                             "(scripts/setup.sh installs it)") from None

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from voicelab.models import CallResult, RunManifest
+from voicelab.spec.models import CallResult, RunManifest
 from voicelab.store import Run, not_writable
 
 log = logging.getLogger("voicelab.api")

@@ -27,19 +27,6 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voicelab import __version__
-from voicelab.errors import (
-    BackendError,
-    ConfigError,
-    DatasetError,
-    InvalidField,
-    MissingDependency,
-    ReportError,
-    RunNotFound,
-    RunStoreError,
-    StoreNotWritable,
-    UsageError,
-    VoiceLabError,
-)
 from voicelab.api.schemas import RUN_ID_PATTERN as ID_PATTERN
 from voicelab.api.schemas import (
     ConversationAccepted,
@@ -53,6 +40,19 @@ from voicelab.api.schemas import (
     RunStatus,
 )
 from voicelab.api.service import Busy, Service, ServiceSettings, loopback
+from voicelab.spec.errors import (
+    BackendError,
+    ConfigError,
+    DatasetError,
+    InvalidField,
+    MissingDependency,
+    ReportError,
+    RunNotFound,
+    RunStoreError,
+    StoreNotWritable,
+    UsageError,
+    VoiceLabError,
+)
 
 log = logging.getLogger("voicelab.api")
 

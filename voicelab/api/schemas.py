@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from voicelab import runners
-from voicelab.models import E164_PATTERN, MAX_ID, Check, EndReason, ToolCallRecord
+from voicelab.spec.models import E164_PATTERN, MAX_ID, Check, EndReason, ToolCallRecord
 
 #: A required piece of text: surrounding spaces are dropped, and it may not be empty after that.
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]

@@ -30,22 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from voicelab import __version__, heap, runners, sdk, settings
-from voicelab.backends import backend_url
-from voicelab.batch import new_batch, persona_info, place_run
-from voicelab.datasets import Dataset, load_dataset, required_variables, time_limit
-from voicelab.errors import ConfigError, InvalidField, RunStoreError, StoreNotWritable
-from voicelab.models import (
-    CallerSpec,
-    CallRequest,
-    CallResult,
-    Expectations,
-    Persona,
-    ReplyRule,
-    RunManifest,
-    RunSession,
-    utc_now_iso,
-)
-from voicelab.store import MIN_FREE_BYTES, Run, RunStore, new_run_id, not_writable, run_id_problem
 from voicelab.api.journal import Accepted, Journal, ResultIndex
 from voicelab.api.limits import Slots
 from voicelab.api.schemas import (
@@ -59,6 +43,22 @@ from voicelab.api.schemas import (
     RunStatus,
     TranscriptTurn,
 )
+from voicelab.backends import backend_url
+from voicelab.batch import new_batch, persona_info, place_run
+from voicelab.spec.datasets import Dataset, load_dataset, required_variables, time_limit
+from voicelab.spec.errors import ConfigError, InvalidField, RunStoreError, StoreNotWritable
+from voicelab.spec.models import (
+    CallerSpec,
+    CallRequest,
+    CallResult,
+    Expectations,
+    Persona,
+    ReplyRule,
+    RunManifest,
+    RunSession,
+    utc_now_iso,
+)
+from voicelab.store import MIN_FREE_BYTES, Run, RunStore, new_run_id, not_writable, run_id_problem
 
 log = logging.getLogger("voicelab.api")
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from voicelab.errors import DatasetError
-from voicelab.models import AudioCondition
+from voicelab.spec.errors import DatasetError
+from voicelab.spec.models import AudioCondition
 from voicelab.speech import RATE
 
 FRAME = 320  # samples in 20 ms at 16 kHz

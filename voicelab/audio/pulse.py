@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from voicelab.errors import MissingDependency
+from voicelab.spec.errors import MissingDependency
 
 
 def start_pulse(runtime: Path) -> dict[str, str]:

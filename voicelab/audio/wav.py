@@ -70,7 +70,7 @@ OPUS_COMPRESSION = 0.95
 def compressed(path: str | Path) -> bytes:
     """The recording as Ogg Opus (what every browser plays), so a report can carry its recordings
     and still be one self-contained file of reasonable size."""
-    from voicelab.errors import MissingDependency
+    from voicelab.spec.errors import MissingDependency
 
     try:
         import soundfile

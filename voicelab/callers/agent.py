@@ -25,15 +25,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from voicelab.models import CallerSaid, CallerSpec, HangUp, Persona, ReplyRule, TranscriptEntry
 from voicelab.callers import Action
 from voicelab.callers.scripted import ScriptedCaller, lines_for
+from voicelab.spec.models import CallerSaid, CallerSpec, HangUp, Persona, ReplyRule, TranscriptEntry
 
 if TYPE_CHECKING:
     from elevenlabs.conversational_ai.conversation import AsyncConversation, DisconnectionDetails
 
     from voicelab.audio.synthetic import SyntheticVoice
-    from voicelab.models import CallRequest
+    from voicelab.spec.models import CallRequest
 
 #: The local backend's built-in caller agent.
 CALLER_AGENT_ID = "voicelab-caller"

@@ -17,8 +17,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from voicelab.models import Persona
 from voicelab.callers import Action
+from voicelab.spec.models import Persona
 
 IMPATIENT_TURNS = 3
 

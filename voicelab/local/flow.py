@@ -10,9 +10,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from voicelab.datasets import render
-from voicelab.models import AgentSpec, Intent, LocalText, pick_language
 from voicelab.local.messages import load_json
+from voicelab.spec.datasets import render
+from voicelab.spec.models import AgentSpec, Intent, LocalText, pick_language
 
 
 def result_field(result: Any, path: str) -> Any:

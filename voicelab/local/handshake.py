@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from voicelab.datasets import SYSTEM_PREFIX, required_variables, secret_variables
-from voicelab.models import LANGUAGES, TOOL_MOCKS_VARIABLE, AgentSpec, ToolMock
 from voicelab.local.messages import TooDeep, load_json
+from voicelab.spec.datasets import SYSTEM_PREFIX, required_variables, secret_variables
+from voicelab.spec.models import LANGUAGES, TOOL_MOCKS_VARIABLE, AgentSpec, ToolMock
 
 #: The one message a conversation must start with.
 INIT_TYPE = "conversation_initiation_client_data"

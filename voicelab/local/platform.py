@@ -25,8 +25,6 @@ from elevenlabs.types import (
     TwilioOutboundCallResponse,
 )
 
-from voicelab.datasets import SYSTEM_PREFIX
-from voicelab.models import E164_PATTERN, AgentSpec, Persona, ToolMock
 from voicelab.local.handshake import variable_text
 from voicelab.local.history import ConversationRecord, History, dump, new_conversation_id, system_variables
 from voicelab.local.messages import TooDeep, load_json
@@ -34,6 +32,8 @@ from voicelab.local.rest import Unprocessable, error_response, field, read_json
 from voicelab.local.scenario import judge, judge_tool_test, overall, simulated_user
 from voicelab.local.session import TRANSFER_REASON
 from voicelab.local.simulate import next_turn, simulate
+from voicelab.spec.datasets import SYSTEM_PREFIX
+from voicelab.spec.models import E164_PATTERN, AgentSpec, Persona, ToolMock
 
 #: Real seconds a simulated run stays pending / a phone call stays in progress, so that
 #: clients really poll (as they must against the hosted platform).

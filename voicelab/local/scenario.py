@@ -24,11 +24,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from voicelab.evaluate import says, tool_checks
-from voicelab.models import CallerSpec, Expectations, ExpectedCall, Persona, ReplyRule, ToolCallRecord
-from voicelab.runners.platform import STYLE_TEXT
-from voicelab.tool_calls import as_records, from_history
 from voicelab.local.flow import as_text, result_field
+from voicelab.runners.platform import STYLE_TEXT
+from voicelab.spec.checks import says, tool_checks
+from voicelab.spec.models import CallerSpec, Expectations, ExpectedCall, Persona, ReplyRule, ToolCallRecord
+from voicelab.spec.tool_calls import as_records, from_history
 
 LANGUAGES = {"english": "en", "german": "de"}
 RULE = re.compile(r'If asked about (.+?), say: "(.*?)"')

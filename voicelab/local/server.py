@@ -23,10 +23,6 @@ from typing import Any
 from aiohttp import web
 from elevenlabs.types import GetAgentResponseModel, GetAgentsPageResponseModel
 
-from voicelab.datasets import DEFAULT_AGENTS, load_agents
-from voicelab.errors import BackendError
-from voicelab.models import AgentSpec, Persona, Tool, pick_language
-from voicelab.speech import TranscriberPool
 from voicelab.local.caller_agent import CALLER_AGENT_ID, caller_agent_spec
 from voicelab.local.faults import Faults
 from voicelab.local.history import History, dump
@@ -35,6 +31,10 @@ from voicelab.local.platform import PersonaCallers, Platform
 from voicelab.local.recording import render_transcript
 from voicelab.local.rest import Unprocessable, error_response, json_errors, query_int, read_json
 from voicelab.local.session import ALWAYS_SENT, Session, SessionConfig
+from voicelab.spec.datasets import DEFAULT_AGENTS, load_agents
+from voicelab.spec.errors import BackendError
+from voicelab.spec.models import AgentSpec, Persona, Tool, pick_language
+from voicelab.speech import TranscriberPool
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voicelab.callers.scripted import ScriptedCaller
-from voicelab.models import SYSTEM_TOOLS, AgentSpec, Persona, ToolMock
 from voicelab.local.flow import FlowEngine, Reply
+from voicelab.spec.models import SYSTEM_TOOLS, AgentSpec, Persona, ToolMock
 
 WORDS_PER_S = 2.5
 

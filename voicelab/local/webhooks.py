@@ -13,9 +13,9 @@ from typing import Any
 
 import aiohttp
 
-from voicelab.datasets import render
-from voicelab.models import Tool
 from voicelab.local.messages import load_json
+from voicelab.spec.datasets import render
+from voicelab.spec.models import Tool
 
 #: Most of a webhook's answer the agent reads (the rest is cut off, as a context budget would).
 MAX_BODY = 64 * 1024

@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Protocol
 from voicelab.callers.agent import AgentCaller
 from voicelab.callers.scripted import ScriptedCaller
 from voicelab.connection import connect
-from voicelab.errors import UsageError
 from voicelab.hosted import check_access
 from voicelab.runners.conversation import ConversationRunner
 from voicelab.runners.phone import PhoneRunner
 from voicelab.runners.platform import PlatformRunner
+from voicelab.spec.errors import UsageError
 
 if TYPE_CHECKING:
     from voicelab.callers import Caller
-    from voicelab.models import CallRequest, CallResult
+    from voicelab.spec.models import CallRequest, CallResult
 
 
 class Sink(Protocol):

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from voicelab.connection import check_secrets, connect
-from voicelab.errors import UsageError
+from voicelab.spec.errors import UsageError
 
 if TYPE_CHECKING:
     from voicelab.callers import Caller
-    from voicelab.models import CallRequest
     from voicelab.runners import Sink
+    from voicelab.spec.models import CallRequest
 
 
 @dataclass(frozen=True)

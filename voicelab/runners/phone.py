@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 from voicelab import hosted, settings
 from voicelab.connection import connect, initiation_data
-from voicelab.errors import BackendError, ConfigError, UsageError
-from voicelab.evaluate import finished_result
-from voicelab.models import E164_PATTERN, CallRequest, CallResult, EndReason, TranscriptEntry, utc_now_iso
-from voicelab.tool_calls import as_records
+from voicelab.spec.checks import finished_result
+from voicelab.spec.errors import BackendError, ConfigError, UsageError
+from voicelab.spec.models import E164_PATTERN, CallRequest, CallResult, EndReason, TranscriptEntry, utc_now_iso
+from voicelab.spec.tool_calls import as_records
 
 if TYPE_CHECKING:
     from voicelab.runners import Sink

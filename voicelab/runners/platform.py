@@ -20,9 +20,9 @@ from elevenlabs.types import SingleTestRunRequestModel
 
 from voicelab import hosted
 from voicelab.connection import connect
-from voicelab.errors import BackendError, UsageError
-from voicelab.evaluate import finished_result
-from voicelab.models import (
+from voicelab.spec.checks import finished_result
+from voicelab.spec.errors import BackendError, UsageError
+from voicelab.spec.models import (
     SYSTEM_TOOLS,
     CallRequest,
     CallResult,
@@ -33,7 +33,7 @@ from voicelab.models import (
     TranscriptEntry,
     utc_now_iso,
 )
-from voicelab.tool_calls import as_records, from_history
+from voicelab.spec.tool_calls import as_records, from_history
 
 if TYPE_CHECKING:
     from voicelab.runners import Sink

@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from voicelab.errors import DatasetError
-from voicelab.models import SYSTEM_TOOLS, AgentSpec, CallRequest, FlowStep, LocalText, Persona, ToolParameter
+from voicelab.spec.errors import DatasetError
+from voicelab.spec.models import SYSTEM_TOOLS, AgentSpec, CallRequest, FlowStep, LocalText, Persona, ToolParameter
 
 VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 DEFAULT_PERSONAS = Path("datasets/personas")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from voicelab.models import ToolCallRecord
+from voicelab.spec.models import ToolCallRecord
 
 #: System tools without arguments worth fetching the history for.
 NO_ARGUMENTS = ("end_call", "skip_turn")

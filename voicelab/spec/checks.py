@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from voicelab.models import (
+from voicelab.spec.models import (
     Analysis,
     CallRequest,
     CallResult,

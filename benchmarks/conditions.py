@@ -17,8 +17,8 @@ import time
 import numpy as np
 
 from voicelab.audio.conditions import FRAME, Conditioner, noise_bed
+from voicelab.audio.speech import speak
 from voicelab.spec.models import AudioCondition
-from voicelab.speech import speak
 
 SECONDS = 60
 CONDITIONS = {

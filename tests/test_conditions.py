@@ -15,11 +15,11 @@ import pytest
 import soundfile
 
 from voicelab.audio.conditions import FRAME, SPEECH_LEVEL, BurstLoss, Conditioner, mu_law
+from voicelab.audio.speech import speak
 from voicelab.call import Call
 from voicelab.experiment import apply_variant, load_experiment, with_variants
 from voicelab.spec.errors import DatasetError
 from voicelab.spec.models import AudioCondition, Variant
-from voicelab.speech import speak
 from voicelab.tables import by_condition, calls_table
 
 RATE = 16000

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from voicelab.audio.pulse import play_into_mic, start_pulse, stop_pulse
+from voicelab.audio.speech import speak, voice_for
 from voicelab.callers.scripted import ScriptedCaller
-from voicelab.speech import speak, voice_for
 
 from .conftest import ROOT
 

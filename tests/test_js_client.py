@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from elevenlabs import ElevenLabs
 
-from voicelab.speech import speak, voice_for
+from voicelab.audio.speech import speak, voice_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = ROOT / "js" / "client.mjs"

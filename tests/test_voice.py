@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from voicelab.audio.pulse import PersonaAtMicrophone, record_speaker, start_pulse, stop_pulse
+from voicelab.audio.speech import word_error_rate
 from voicelab.audio.wav import channel_rms
 from voicelab.batch import run_batch
 from voicelab.call import Call
 from voicelab.report import build_report
 from voicelab.spec.errors import ConfigError, MissingDependency
-from voicelab.speech import word_error_rate
 from voicelab.tables import load_runs
 
 from .conftest import AGENTS, PERSONAS

@@ -21,11 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from voicelab.audio.speech import voice_for, word_error_rate
 from voicelab.audio.synthetic import SyntheticVoice
 from voicelab.audio.wav import StereoRecorder
 from voicelab.spec.errors import UsageError
 from voicelab.spec.models import BargeIn, CallRequest, HangUp, VoiceStats
-from voicelab.speech import voice_for, word_error_rate
 from voicelab.transcript import TranscriptRecorder
 
 PAUSE_S = 0.3  # a polite caller's pause after the agent stops talking

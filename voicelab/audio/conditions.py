@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from voicelab.audio.speech import RATE
 from voicelab.spec.errors import DatasetError
 from voicelab.spec.models import AudioCondition
-from voicelab.speech import RATE
 
 FRAME = 320  # samples in 20 ms at 16 kHz
 #: RMS of espeak-ng's voiced frames (measured over its en/de voices: 2850-4500): the level SNR is relative to.
@@ -130,7 +130,7 @@ def noise_bed(kind: str, seed: int = 0) -> np.ndarray:
         spectrum[0] = 0
         return _normalized(np.fft.irfft(spectrum, n))
     if kind == "babble":
-        from voicelab.speech import speak
+        from voicelab.audio.speech import speak
 
         bed = np.zeros(n)
         for i, (line, voice) in enumerate(zip(BABBLE_LINES, BABBLE_VOICES, strict=True)):
@@ -159,7 +159,7 @@ def noise_bed(kind: str, seed: int = 0) -> np.ndarray:
 def _wav_bed(path: str) -> np.ndarray:
     import soundfile
 
-    from voicelab.speech import resample
+    from voicelab.audio.speech import resample
 
     file = Path(path)
     if not file.is_file():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from voicelab.speech import RATE, resample
+from voicelab.audio.speech import RATE, resample
 
 _BIAS, _CLIP = 0x84, 32635
 

@@ -67,7 +67,7 @@ class PersonaAtMicrophone:
         self.said: list[str] = []
 
     def _answer(self, text: str) -> None:
-        from voicelab.speech import speak, voice_for
+        from voicelab.audio.speech import speak, voice_for
 
         lines = self.scripted.on_agent_turn(text).say
         if not lines:

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 from elevenlabs.conversational_ai.conversation import AsyncAudioInterface
 
+from voicelab.audio.speech import RATE, SPEECH_RMS, resample, rms
 from voicelab.audio.wav import StereoRecorder
 from voicelab.spec.errors import ConfigError, MissingDependency
-from voicelab.speech import RATE, SPEECH_RMS, resample, rms
 
 BLOCK_S = 0.02
 

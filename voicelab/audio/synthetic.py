@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 from elevenlabs.conversational_ai.conversation import AsyncAudioInterface
 
 from voicelab.audio.conditions import Conditioner, words_per_minute
+from voicelab.audio.speech import BYTES_PER_S, SPEECH_RMS, rms, speak
 from voicelab.audio.wav import StereoRecorder
 from voicelab.spec.models import AudioCondition
-from voicelab.speech import BYTES_PER_S, SPEECH_RMS, rms, speak
 
 FRAME_S = 0.02
 FRAME_BYTES = int(BYTES_PER_S * FRAME_S)  # 640

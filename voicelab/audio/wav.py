@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voicelab.speech import RATE
+from voicelab.audio.speech import RATE
 
 
 class StereoRecorder:

@@ -9,10 +9,10 @@ Hanging up is the platform's way too: the goodbye, then `end_call`.
 
 from __future__ import annotations
 
+from voicelab.audio.speech import voice_for
 from voicelab.callers.agent import CALLER_AGENT_ID, PersonaFlow, parse_caller_prompt
 from voicelab.local.flow import FlowEngine, Reply
 from voicelab.spec.models import AgentSpec, Flow, FlowStep, PlatformSettings, Silence
-from voicelab.speech import voice_for
 
 #: A caller waits for the agent rather than re-prompting it; this long without a word it asks.
 SILENCE_S = 20.0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voicelab.speech import BYTES_PER_S, RATE, speak, voice_for
+from voicelab.audio.speech import BYTES_PER_S, RATE, speak, voice_for
 
 
 class Recording:

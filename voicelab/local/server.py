@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 from elevenlabs.types import GetAgentResponseModel, GetAgentsPageResponseModel
 
+from voicelab.audio.speech import TranscriberPool
 from voicelab.local.caller_agent import CALLER_AGENT_ID, caller_agent_spec
 from voicelab.local.faults import Faults
 from voicelab.local.history import History, dump
@@ -34,7 +35,6 @@ from voicelab.local.session import ALWAYS_SENT, Session, SessionConfig
 from voicelab.spec.datasets import DEFAULT_AGENTS, load_agents
 from voicelab.spec.errors import BackendError
 from voicelab.spec.models import AgentSpec, Persona, Tool, pick_language
-from voicelab.speech import TranscriberPool
 
 log = logging.getLogger(__name__)
 

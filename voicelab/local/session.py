@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from voicelab.audio.speech import TranscriberPool
 from voicelab.local.caller_agent import engine_for
 from voicelab.local.channels import Channel, TextChannel
 from voicelab.local.faults import Fault, Faults
@@ -36,7 +37,6 @@ from voicelab.local.recording import Recording
 from voicelab.local.voice import VoiceChannel
 from voicelab.local.webhooks import call_webhook
 from voicelab.spec.models import AgentSpec, Tool, ToolMock
-from voicelab.speech import TranscriberPool
 
 INIT_TIMEOUT_S = 10.0
 #: The first message never leaves with the metadata: on the platform it takes generating, and

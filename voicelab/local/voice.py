@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from voicelab.speech import BYTES_PER_S, SPEECH_RMS, TranscriberPool, rms, speak, voice_for
+from voicelab.audio.speech import BYTES_PER_S, SPEECH_RMS, TranscriberPool, rms, speak, voice_for
 
 CHUNK_BYTES = 3200  # 100 ms
 #: Speech is this many times louder than the noise floor (about 9.5 dB).

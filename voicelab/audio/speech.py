@@ -97,7 +97,7 @@ class Transcriber:
 
 
 class TranscriberPool:
-    """pocketsphinx in worker processes (`python -m voicelab.speech`): it holds the GIL for the
+    """pocketsphinx in worker processes (`python -m voicelab.audio.speech`): it holds the GIL for the
     whole utterance (~0.5-1 s), which in-process would stall every other call's 20 ms audio
     clock. Plain subprocesses, not multiprocessing, so no caller's __main__ is ever re-imported."""
 
@@ -107,7 +107,7 @@ class TranscriberPool:
         from concurrent.futures import ThreadPoolExecutor
 
         self._free: queue.Queue = queue.Queue()
-        self._procs = [subprocess.Popen([sys.executable, "-m", "voicelab.speech"], stdin=subprocess.PIPE,
+        self._procs = [subprocess.Popen([sys.executable, "-m", "voicelab.audio.speech"], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE) for _ in range(workers)]
         for proc in self._procs:
             self._free.put(proc)

@@ -39,7 +39,7 @@ def _requests(n: int, **update):  # noqa: ANN003
 
 
 async def _place(requests: list, base_url: str) -> list:
-    from voicelab.call import Call
+    from voicelab.harness.call import Call
 
     calls = [Call(r, base_url=base_url) for r in requests]
     results = await asyncio.gather(*(c.arun() for c in calls))

@@ -129,7 +129,7 @@ def part_b() -> dict:
         with LocalBackend(ds.agents) as local:
 
             async def place_all() -> None:
-                from voicelab.runners import place_one
+                from voicelab.harness.runners import place_one
 
                 for _ in range(SEQUENTIAL):
                     start = time.perf_counter()

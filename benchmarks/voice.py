@@ -36,7 +36,7 @@ def p95(values: list[float]) -> float:
 
 
 async def _voice_calls(n: int, backend_url: str, dataset) -> list:  # noqa: ANN001
-    from voicelab.call import Call
+    from voicelab.harness.call import Call
 
     calls = [Call(dataset.request("bench-caller", mode="voice", max_duration_s=120, audio_dir=tempfile.mkdtemp(),
                                   call_id=f"bench#{i}"), base_url=backend_url) for i in range(n)]
@@ -81,7 +81,7 @@ def concurrency() -> dict:
 def harness() -> dict:
     from voicelab.audio.pulse import PersonaAtMicrophone, start_pulse, stop_pulse
     from voicelab.audio.sounddevice import SoundDeviceAudio
-    from voicelab.call import Call
+    from voicelab.harness.call import Call
     from voicelab.local import LocalBackend
     from voicelab.spec.datasets import load_dataset
 

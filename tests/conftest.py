@@ -27,7 +27,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
                  "VOICELAB_LOCAL_URL", "VOICELAB_API_KEY", "ELEVENLABS_PHONE_NUMBER_ID", "ELEVENLABS_PHONE_PROVIDER"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setattr("voicelab.settings._dotenv", lambda path=None: {})
+    monkeypatch.setattr("voicelab.harness.settings._dotenv", lambda path=None: {})
 
 
 @pytest.fixture(scope="session")

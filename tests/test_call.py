@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from voicelab.call import Call
+from voicelab.harness.call import Call
 from voicelab.local import Fault
 from voicelab.spec.errors import ConfigError, UsageError
 

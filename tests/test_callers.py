@@ -15,8 +15,8 @@ import pytest
 
 from voicelab.audio.formats import from_pcm16k, to_pcm16k, ulaw_decode, ulaw_encode
 from voicelab.batch import run_batch
-from voicelab.call import Call
-from voicelab.callers.agent import CALLER_AGENT_ID, PersonaFlow, caller_prompt, parse_caller_prompt
+from voicelab.harness.call import Call
+from voicelab.harness.callers.agent import CALLER_AGENT_ID, PersonaFlow, caller_prompt, parse_caller_prompt
 from voicelab.spec.errors import ConfigError
 from voicelab.spec.models import CallerSpec, Interrupt, Persona, ReplyRule
 from voicelab.tables import barge_ins_table, calls_table
@@ -132,7 +132,7 @@ def test_hosted_caller_agent_needs_its_setting_and_then_works(monkeypatch, local
     monkeypatch.setenv("ELEVENLABS_REQUIRES_AUTH", "true")
     monkeypatch.setenv("ELEVENLABS_AGENT_ID", "chargeback")
     request = dataset.request("anna-double-charge", caller="agent", backend="elevenlabs")
-    from voicelab.runners import preflight
+    from voicelab.harness.runners import preflight
 
     with pytest.raises(ConfigError, match="ELEVENLABS_CALLER_AGENT_ID"):
         preflight([request])

@@ -245,7 +245,7 @@ def test_a_caller_whose_call_would_stay_in_the_agents_default_language_is_refuse
 
 
 def test_a_caller_in_another_language_gets_the_override_when_the_agent_sends_it(tmp_path: Path):
-    from voicelab.connection import initiation_data
+    from voicelab.harness.connection import initiation_data
 
     personas, agents = spanish_world(tmp_path, "[language]")
     dataset = load_dataset(personas, agents)

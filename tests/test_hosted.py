@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from voicelab.batch import run_batch
-from voicelab.call import Call
+from voicelab.harness.call import Call
+from voicelab.harness.runners.phone import phone_settings
 from voicelab.local import HttpFault
-from voicelab.runners.phone import phone_settings
 from voicelab.spec.datasets import load_dataset
 from voicelab.spec.errors import ConfigError
 from voicelab.tables import load_runs

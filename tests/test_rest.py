@@ -15,7 +15,7 @@ from elevenlabs import ElevenLabs
 from elevenlabs.core.api_error import ApiError
 from websockets.exceptions import ConnectionClosed
 
-from voicelab.call import Call
+from voicelab.harness.call import Call
 from voicelab.local import LocalBackend
 
 from .test_hostile import ANNA, init, is_agent, open_conversation, read_until

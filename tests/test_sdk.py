@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from voicelab import sdk
-from voicelab.connection import initiation_data
+from voicelab.harness import sdk
+from voicelab.harness.connection import initiation_data
 from voicelab.spec.errors import SdkError
 
 from .conftest import ROOT
@@ -64,7 +64,7 @@ def private_reads(path: Path) -> list[str]:
 
 def test_only_sdk_py_reads_private_attributes_of_other_objects():
     files = [p for folder in ("voicelab", "benchmarks", "scripts", "tests") for p in (ROOT / folder).rglob("*.py")
-             if p != ROOT / "voicelab" / "sdk.py" and p != Path(__file__)]
+             if p != ROOT / "voicelab" / "harness" / "sdk.py" and p != Path(__file__)]
     offenders = [hit for path in files for hit in private_reads(path)]
     assert not offenders, offenders
 

@@ -241,7 +241,7 @@ def test_a_persona_id_too_long_for_a_file_name_is_refused_at_load(tmp_path: Path
 
 @pytest.mark.slow
 def test_a_recording_that_cannot_be_written_loses_the_recording_not_the_call(tmp_path: Path, dataset, backend):
-    from voicelab.call import Call
+    from voicelab.harness.call import Call
 
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("a file where the recordings folder should be")

@@ -16,7 +16,7 @@ from elevenlabs import ElevenLabs
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from voicelab.call import Call
+from voicelab.harness.call import Call
 from voicelab.spec.datasets import load_dataset
 from voicelab.spec.errors import ConfigError, DatasetError
 

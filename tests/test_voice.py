@@ -15,7 +15,7 @@ from voicelab.audio.pulse import PersonaAtMicrophone, record_speaker, start_puls
 from voicelab.audio.speech import word_error_rate
 from voicelab.audio.wav import channel_rms
 from voicelab.batch import run_batch
-from voicelab.call import Call
+from voicelab.harness.call import Call
 from voicelab.report import build_report
 from voicelab.spec.errors import ConfigError, MissingDependency
 from voicelab.tables import load_runs
@@ -206,8 +206,8 @@ def test_recordings_never_overwrite_each_other(dataset, tmp_path: Path):
     from types import SimpleNamespace
 
     from voicelab.audio.wav import StereoRecorder
-    from voicelab.transcript import TranscriptRecorder
-    from voicelab.voice_call import VoiceSide
+    from voicelab.harness.transcript import TranscriptRecorder
+    from voicelab.harness.voice_call import VoiceSide
 
     def record(call_id: str | None) -> str:
         request = dataset.request("anna-double-charge", mode="voice", audio_dir=str(tmp_path), call_id=call_id)

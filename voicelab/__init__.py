@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Call": "call", "CallRequest": "spec.models", "CallResult": "spec.models", "Persona": "spec.models",
+    "Call": "harness.call", "CallRequest": "spec.models", "CallResult": "spec.models", "Persona": "spec.models",
     "AgentSpec": "spec.models", "load_dataset": "spec.datasets", "LocalBackend": "local", "Fault": "local",
     "run_batch": "batch", "resume_batch": "batch", "load_runs": "tables", "build_report": "report",
     "RunStore": "store", "VoiceLabError": "spec.errors",
@@ -22,7 +22,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from voicelab.batch import resume_batch, run_batch
-    from voicelab.call import Call
+    from voicelab.harness.call import Call
     from voicelab.local import Fault, LocalBackend
     from voicelab.report import build_report
     from voicelab.spec.datasets import load_dataset

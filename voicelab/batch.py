@@ -1,4 +1,4 @@
-"""Batches: personas x repeats, placed by the caller's runner (voicelab/runners/), resumable.
+"""Batches: personas x repeats, placed by the caller's runner (voicelab/harness/runners/), resumable.
 
 The batch's event loop runs in a worker thread, so the same code works from the CLI and from a
 notebook (whose kernel already runs a loop); the calling thread waits and turns Ctrl+C (or a
@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from voicelab import __version__, heap, runners, sdk, signals
+from voicelab import __version__, heap, signals
 from voicelab.backends import backend_url
 from voicelab.experiment import apply_variant, with_variants
+from voicelab.harness import runners, sdk
 from voicelab.spec.datasets import Dataset, load_dataset
 from voicelab.spec.errors import StoreNotWritable, UsageError
 from voicelab.spec.models import (

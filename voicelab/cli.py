@@ -15,7 +15,8 @@ import sys
 import textwrap
 from typing import NoReturn
 
-from voicelab import cli_api, cli_lab, crashlog, heap, runners, signals
+from voicelab import cli_api, cli_lab, crashlog, heap, signals
+from voicelab.harness import runners
 from voicelab.spec.errors import UsageError, VoiceLabError
 
 EPILOG_PERSONAS = """example:
@@ -336,7 +337,7 @@ def _human_call(args: argparse.Namespace, ds):  # noqa: ANN001, ANN202 - Dataset
 def cmd_serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from voicelab import settings
+    from voicelab.harness import settings
     from voicelab.spec.datasets import load_agents, load_dataset
 
     if args.history_limit < 1:

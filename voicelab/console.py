@@ -16,10 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from voicelab import __version__, runners, sdk
+from voicelab import __version__
 from voicelab.backends import backend_url
 from voicelab.batch import persona_info
-from voicelab.call import Call
+from voicelab.harness import runners, sdk
+from voicelab.harness.call import Call
 from voicelab.spec.datasets import Dataset
 from voicelab.spec.models import CallResult, RunManifest, TranscriptEntry
 from voicelab.store import Run, RunStore, new_run_id

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import ipywidgets as w
 
-from voicelab.call import Call
 from voicelab.console import ConsoleSession
+from voicelab.harness.call import Call
 from voicelab.spec.checks import percentile
 from voicelab.spec.datasets import Dataset, load_dataset
 from voicelab.spec.errors import VoiceLabError

@@ -20,7 +20,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from voicelab import runners
+from voicelab.harness import runners
 from voicelab.spec.models import E164_PATTERN, MAX_ID, Check, EndReason, ToolCallRecord
 
 #: A required piece of text: surrounding spaces are dropped, and it may not be empty after that.

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from voicelab import __version__, heap, runners, sdk, settings
+from voicelab import __version__, heap
 from voicelab.api.journal import Accepted, Journal, ResultIndex
 from voicelab.api.limits import Slots
 from voicelab.api.schemas import (
@@ -45,6 +45,7 @@ from voicelab.api.schemas import (
 )
 from voicelab.backends import backend_url
 from voicelab.batch import new_batch, persona_info, place_run
+from voicelab.harness import runners, sdk, settings
 from voicelab.spec.datasets import Dataset, load_dataset, required_variables, time_limit
 from voicelab.spec.errors import ConfigError, InvalidField, RunStoreError, StoreNotWritable
 from voicelab.spec.models import (

@@ -58,7 +58,7 @@ def resolve(device: int | str | None, kind: str) -> tuple[int | None, int]:
         try:
             info = sd.query_devices(device, kind=kind)
         except (ValueError, sd.PortAudioError):  # perhaps a device that appeared after PortAudio started
-            from voicelab.sdk import rescan_audio_devices
+            from voicelab.harness.sdk import rescan_audio_devices
 
             rescan_audio_devices(sd)
             info = sd.query_devices(device, kind=kind)

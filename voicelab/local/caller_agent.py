@@ -10,7 +10,7 @@ Hanging up is the platform's way too: the goodbye, then `end_call`.
 from __future__ import annotations
 
 from voicelab.audio.speech import voice_for
-from voicelab.callers.agent import CALLER_AGENT_ID, PersonaFlow, parse_caller_prompt
+from voicelab.harness.callers.agent import CALLER_AGENT_ID, PersonaFlow, parse_caller_prompt
 from voicelab.local.flow import FlowEngine, Reply
 from voicelab.spec.models import AgentSpec, Flow, FlowStep, PlatformSettings, Silence
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from voicelab.harness.runners.platform import STYLE_TEXT
 from voicelab.local.flow import as_text, result_field
-from voicelab.runners.platform import STYLE_TEXT
 from voicelab.spec.checks import says, tool_checks
 from voicelab.spec.models import CallerSpec, Expectations, ExpectedCall, Persona, ReplyRule, ToolCallRecord
 from voicelab.spec.tool_calls import as_records, from_history

@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from voicelab.callers.scripted import ScriptedCaller
+from voicelab.harness.callers.scripted import ScriptedCaller
 from voicelab.local.flow import FlowEngine, Reply
 from voicelab.spec.models import SYSTEM_TOOLS, AgentSpec, Persona, ToolMock
 

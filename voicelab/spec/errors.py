@@ -87,7 +87,7 @@ class BackendError(VoiceLabError):
 
 
 class SdkError(VoiceLabError):
-    """The installed `elevenlabs` package lacks an attribute voicelab relies on (voicelab/sdk.py)."""
+    """The installed `elevenlabs` package lacks an attribute voicelab relies on (voicelab/harness/sdk.py)."""
 
 
 class RunStoreError(VoiceLabError):

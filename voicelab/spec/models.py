@@ -53,14 +53,14 @@ Id = Annotated[str, AfterValidator(_id_shape)]
 
 
 def _known_caller(value: str) -> str:
-    from voicelab.runners import RUNNERS  # the registry is the one list of callers
+    from voicelab.harness.runners import RUNNERS  # the registry is the one list of callers
 
     if value not in RUNNERS:
         raise ValueError(f"unknown caller {value!r}: use one of {', '.join(RUNNERS)}")
     return value
 
 
-#: Who plays the persona: a name in the runner registry (voicelab/runners/__init__.py).
+#: Who plays the persona: a name in the runner registry (voicelab/harness/runners/__init__.py).
 CallerKind = Annotated[str, AfterValidator(_known_caller)]
 
 #: A text that may differ by language: a plain string, or {"en": "...", "de": "..."}.
@@ -134,7 +134,7 @@ class Interrupt(_Strict):
 
 
 class CallerSpec(_Strict):
-    """How the scripted caller behaves; see voicelab/callers/scripted.py for the styles."""
+    """How the scripted caller behaves; see voicelab/harness/callers/scripted.py for the styles."""
 
     style: Style = "cooperative"
     replies: list[ReplyRule] = Field(default_factory=list)

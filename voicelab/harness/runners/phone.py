@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from voicelab import hosted, settings
-from voicelab.connection import connect, initiation_data
+from voicelab.harness import hosted, settings
+from voicelab.harness.connection import connect, initiation_data
 from voicelab.spec.checks import finished_result
 from voicelab.spec.errors import BackendError, ConfigError, UsageError
 from voicelab.spec.models import E164_PATTERN, CallRequest, CallResult, EndReason, TranscriptEntry, utc_now_iso
 from voicelab.spec.tool_calls import as_records
 
 if TYPE_CHECKING:
-    from voicelab.runners import Sink
+    from voicelab.harness.runners import Sink
 
 LOCAL_PHONE_NUMBER_ID = "phnum_local"
 

@@ -11,7 +11,7 @@ from typing import Any
 from elevenlabs import ElevenLabs
 from elevenlabs.conversational_ai.conversation import ConversationInitiationData
 
-from voicelab import sdk, settings
+from voicelab.harness import sdk, settings
 from voicelab.spec.datasets import render, secret_variables
 from voicelab.spec.errors import ConfigError
 from voicelab.spec.models import TOOL_MOCKS_VARIABLE, CallRequest, EndReason, pick_language
@@ -57,7 +57,7 @@ def connect(request: CallRequest, base_url: str | None = None) -> Connection:
 def connect_caller(request: CallRequest, base_url: str | None = None) -> Connection:
     """The SDK client for an agent caller's own conversation (`caller: agent`): the local
     backend's built-in caller agent, or the hosted agent ELEVENLABS_CALLER_AGENT_ID names."""
-    from voicelab.callers.agent import CALLER_AGENT_ID, CALLER_AGENT_SETTING
+    from voicelab.harness.callers.agent import CALLER_AGENT_ID, CALLER_AGENT_SETTING
 
     if request.backend == "local":
         return Connection(connect(request, base_url).client, CALLER_AGENT_ID)
@@ -73,7 +73,7 @@ def connect_caller(request: CallRequest, base_url: str | None = None) -> Connect
 def caller_initiation(request: CallRequest, first_words: str) -> ConversationInitiationData:
     """The caller agent's start: the persona as its prompt (and first words, when it speaks
     first), the persona's language and variables."""
-    from voicelab.callers.agent import caller_prompt
+    from voicelab.harness.callers.agent import caller_prompt
 
     persona = request.persona
     agent_part: dict[str, Any] = {"prompt": {"prompt": caller_prompt(persona)}, "language": persona.language}

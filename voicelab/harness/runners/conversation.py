@@ -7,12 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from voicelab.connection import check_secrets, connect
+from voicelab.harness.connection import check_secrets, connect
 from voicelab.spec.errors import UsageError
 
 if TYPE_CHECKING:
-    from voicelab.callers import Caller
-    from voicelab.runners import Sink
+    from voicelab.harness.callers import Caller
+    from voicelab.harness.runners import Sink
     from voicelab.spec.models import CallRequest
 
 
@@ -40,7 +40,7 @@ class ConversationRunner:
     async def run(self, plan: list[CallRequest], base_url: str | None, concurrency: int, sink: Sink) -> None:
         """Place the calls, at most `concurrency` at once; each is stored before its slot is reused.
         Cancelling ends in-flight calls as `cancelled` (and records them); queued ones never start."""
-        from voicelab.call import Call
+        from voicelab.harness.call import Call
 
         if not self.batch:
             raise UsageError(f"caller '{self.name}' needs a person: place it from the console "

@@ -24,9 +24,9 @@ from typing import Any
 from voicelab.audio.speech import voice_for, word_error_rate
 from voicelab.audio.synthetic import SyntheticVoice
 from voicelab.audio.wav import StereoRecorder
+from voicelab.harness.transcript import TranscriptRecorder
 from voicelab.spec.errors import UsageError
 from voicelab.spec.models import BargeIn, CallRequest, HangUp, VoiceStats
-from voicelab.transcript import TranscriptRecorder
 
 PAUSE_S = 0.3  # a polite caller's pause after the agent stops talking
 AUDIO_WAIT_S = 2.0  # how long to wait for the agent's audio after its text (none in text-only agents)

@@ -17,17 +17,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
-from voicelab.callers.agent import AgentCaller
-from voicelab.callers.scripted import ScriptedCaller
-from voicelab.connection import connect
-from voicelab.hosted import check_access
-from voicelab.runners.conversation import ConversationRunner
-from voicelab.runners.phone import PhoneRunner
-from voicelab.runners.platform import PlatformRunner
+from voicelab.harness.callers.agent import AgentCaller
+from voicelab.harness.callers.scripted import ScriptedCaller
+from voicelab.harness.connection import connect
+from voicelab.harness.hosted import check_access
+from voicelab.harness.runners.conversation import ConversationRunner
+from voicelab.harness.runners.phone import PhoneRunner
+from voicelab.harness.runners.platform import PlatformRunner
 from voicelab.spec.errors import UsageError
 
 if TYPE_CHECKING:
-    from voicelab.callers import Caller
+    from voicelab.harness.callers import Caller
     from voicelab.spec.models import CallRequest, CallResult
 
 

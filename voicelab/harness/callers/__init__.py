@@ -1,7 +1,7 @@
 """Turn policies: what a caller says after each agent turn.
 
 A turn policy is the part of a caller that decides words; how the call is placed is a runner's
-job (voicelab/runners/). `scripted.py` plays a persona's reply rules in one of five styles.
+job (voicelab/harness/runners/). `scripted.py` plays a persona's reply rules in one of five styles.
 """
 
 from __future__ import annotations

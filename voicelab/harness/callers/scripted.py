@@ -17,7 +17,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from voicelab.callers import Action
+from voicelab.harness.callers import Action
 from voicelab.spec.models import Persona
 
 IMPATIENT_TURNS = 3

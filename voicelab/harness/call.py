@@ -23,10 +23,12 @@ from typing import Any
 
 from elevenlabs.conversational_ai.conversation import AsyncConversation, DisconnectionDetails
 
-from voicelab import hosted, sdk
-from voicelab.callers import Caller
-from voicelab.callers.agent import AgentCaller
-from voicelab.connection import Connection, connect, connect_caller, describe_disconnect, initiation_data
+from voicelab.harness import hosted, sdk
+from voicelab.harness.callers import Caller
+from voicelab.harness.callers.agent import AgentCaller
+from voicelab.harness.connection import Connection, connect, connect_caller, describe_disconnect, initiation_data
+from voicelab.harness.transcript import TranscriptRecorder
+from voicelab.harness.voice_call import VoiceSide, audio_source
 from voicelab.spec import tool_calls
 from voicelab.spec.checks import finished_result
 from voicelab.spec.datasets import render
@@ -47,8 +49,6 @@ from voicelab.spec.models import (
     VoiceStats,
     utc_now_iso,
 )
-from voicelab.transcript import TranscriptRecorder
-from voicelab.voice_call import VoiceSide, audio_source
 
 
 class ToolFailed(Exception):
@@ -108,7 +108,7 @@ class Call:
         """`caller`: the turn policy (default: the one the request's kind of caller plays; None: a
         person). `audio`: an AsyncAudioInterface (e.g. SoundDeviceAudio) for a voice call placed by
         a person; voice calls without one speak with the persona's synthetic voice."""
-        from voicelab.runners import turn_policy
+        from voicelab.harness.runners import turn_policy
 
         self.request = request
         self.base_url = base_url

@@ -25,8 +25,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from voicelab.callers import Action
-from voicelab.callers.scripted import ScriptedCaller, lines_for
+from voicelab.harness.callers import Action
+from voicelab.harness.callers.scripted import ScriptedCaller, lines_for
 from voicelab.spec.models import CallerSaid, CallerSpec, HangUp, Persona, ReplyRule, TranscriptEntry
 
 if TYPE_CHECKING:
@@ -204,7 +204,7 @@ class AgentCaller:
     @staticmethod
     def preflight(request: CallRequest) -> None:
         """Hosted: the caller agent's id must be set (ConfigError before anything is placed)."""
-        from voicelab.connection import connect_caller
+        from voicelab.harness.connection import connect_caller
 
         connect_caller(request)
 
@@ -221,8 +221,8 @@ class AgentCaller:
                     voice: SyntheticVoice | None) -> str | None:
         """Connect the caller conversation; its turns arrive in `events` as CallerSaid, its end as
         HangUp. Returns an error message when it could not start (nothing to bridge then)."""
-        from voicelab import sdk
-        from voicelab.connection import caller_initiation, connect_caller, describe_disconnect
+        from voicelab.harness import sdk
+        from voicelab.harness.connection import caller_initiation, connect_caller, describe_disconnect
 
         self._clock = clock
         connection = connect_caller(self.request, base_url)
@@ -262,7 +262,7 @@ class AgentCaller:
         try:
             signed = None
             if connection.requires_auth:
-                from voicelab.hosted import signed_ws_url
+                from voicelab.harness.hosted import signed_ws_url
                 signed = await asyncio.get_running_loop().run_in_executor(
                     None, signed_ws_url, connection.client, connection.agent_id, [], None)
             self.conversation = sdk.open_conversation(
@@ -289,7 +289,7 @@ class AgentCaller:
 
     async def close(self) -> None:
         """End the caller conversation (the call has ended on either side)."""
-        from voicelab import sdk
+        from voicelab.harness import sdk
 
         self._ended = True
         if self._forward is not None:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from elevenlabs.conversational_ai.tests.types import TestsCreateRequestBody_Simulation, TestsCreateRequestBody_Tool
 from elevenlabs.types import SingleTestRunRequestModel
 
-from voicelab import hosted
-from voicelab.connection import connect
+from voicelab.harness import hosted
+from voicelab.harness.connection import connect
 from voicelab.spec.checks import finished_result
 from voicelab.spec.errors import BackendError, UsageError
 from voicelab.spec.models import (
@@ -36,7 +36,7 @@ from voicelab.spec.models import (
 from voicelab.spec.tool_calls import as_records, from_history
 
 if TYPE_CHECKING:
-    from voicelab.runners import Sink
+    from voicelab.harness.runners import Sink
 
 STYLE_TEXT = {
     "cooperative": "You are cooperative and answer every question directly.",

@@ -55,7 +55,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def part_latency(calls: int = 1000, concurrency: int = 256, latency_ms: float = 300) -> dict:
-    from voicelab.batch import run_batch
+    from voicelab.lab.batch import run_batch
 
     server, url = serve("--latency-ms", f"{latency_ms:g}")
     try:
@@ -78,7 +78,7 @@ def part_latency(calls: int = 1000, concurrency: int = 256, latency_ms: float = 
 
 
 def part_memory(calls: int = 10_000) -> dict:
-    from voicelab.batch import run_batch
+    from voicelab.lab.batch import run_batch
     from voicelab.local import LocalBackend
     from voicelab.spec.datasets import load_dataset
 

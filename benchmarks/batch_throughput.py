@@ -42,7 +42,7 @@ def max_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
 
 
 def part_a() -> dict:
-    from voicelab.batch import run_batch
+    from voicelab.lab.batch import run_batch
 
     out = {}
     for concurrency in (16, 64):
@@ -98,7 +98,7 @@ def _naive(url: str, calls: int, threads: int) -> int:
 
 
 def part_b() -> dict:
-    from voicelab.batch import run_batch
+    from voicelab.lab.batch import run_batch
 
     server, url = _serve()
     try:
@@ -125,7 +125,7 @@ def part_b() -> dict:
 
 def part_c() -> dict:
     """Store 1,000 calls (60 real ones, replicated with new ids), then time `voicelab report`."""
-    from voicelab.batch import run_batch
+    from voicelab.lab.batch import run_batch
 
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(tmp) / "runs"

@@ -31,7 +31,7 @@ report = notebook([
            'report_dir = "reports"  # where the HTML goes (links to recordings are relative to it)'),
     code("from IPython.display import HTML, display\n\n"
          "from voicelab import charts, report\n"
-         "from voicelab.tables import load_runs\n\n"
+         "from voicelab.lab.tables import load_runs\n\n"
          "tables = load_runs(run_dir)\n"
          "display(HTML(report.header_html(tables)))"),
     md("## Failures\nCalls that did not succeed, and why."),
@@ -64,8 +64,8 @@ batch = notebook([
            'runs_root = "runs"'),
     code("from IPython.display import HTML, display\n\n"
          "from voicelab import charts, report\n"
-         "from voicelab.batch import run_batch\n"
-         "from voicelab.tables import load_runs\n\n"
+         "from voicelab.lab.batch import run_batch\n"
+         "from voicelab.lab.tables import load_runs\n\n"
          "outcome = run_batch(personas, agents, persona_ids=persona_ids or None, agent=agent, repeats=repeats,\n"
          "                    concurrency=concurrency, backend=backend, caller=caller, mode=mode,\n"
          "                    run_id=run_id, latency_ms=latency_ms, runs_root=runs_root)\n"

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from voicelab.compare import Side
+from voicelab.lab.compare import Side
+from voicelab.lab.tables import Tables, calls_table, tools_table, turns_table
 from voicelab.spec.models import CallResult, Check, Metrics, RunManifest, ToolCallRecord, TranscriptEntry
-from voicelab.tables import Tables, calls_table, tools_table, turns_table
 
 #: Persona ids a user might choose: plain, accented, other scripts, markup, spaces, an emoji.
 PERSONA_IDS = ["anna", "zoë-müller", "日本の患者", "<b>&amp;</b>", "o'brien \"quoted\"", "patient 🦷", "x" * 60,

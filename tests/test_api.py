@@ -27,7 +27,7 @@ import pytest
 import uvicorn
 
 from voicelab.api import ServiceSettings, create_app
-from voicelab.store import RunStore
+from voicelab.lab.store import RunStore
 
 from .conftest import ROOT
 

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import httpx
 
-from voicelab.store import RunStore
+from voicelab.lab.store import RunStore
 
 from .test_api import ANNA, serving, wait_done, wait_run
 

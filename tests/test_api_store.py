@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from voicelab.store import RunStore
+from voicelab.lab.store import RunStore
 
 from .conftest import ROOT
 from .test_api import ANNA, Receiver, poll, serving, wait_done

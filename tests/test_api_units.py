@@ -12,8 +12,8 @@ import pytest
 
 from voicelab.api.journal import Accepted, Journal, ResultIndex
 from voicelab.api.limits import Slots
+from voicelab.lab.store import RunStore
 from voicelab.spec.models import CallResult, RunManifest
-from voicelab.store import RunStore
 
 
 def test_the_cap_is_shared_by_threads_and_loops_and_never_passed() -> None:

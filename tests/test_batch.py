@@ -16,10 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from voicelab import charts
-from voicelab.batch import resume_batch, run_batch
+from voicelab.lab.batch import resume_batch, run_batch
+from voicelab.lab.store import RunStore
+from voicelab.lab.tables import load_runs
 from voicelab.spec.datasets import load_dataset
-from voicelab.store import RunStore
-from voicelab.tables import load_runs
 
 from .conftest import AGENTS, PERSONAS
 
@@ -61,7 +61,7 @@ def test_tables_load_several_runs(tmp_path: Path):
 
 
 def test_failing_call_does_not_stop_the_batch(tmp_path: Path, monkeypatch):
-    from voicelab import batch as batch_module
+    from voicelab.lab import batch as batch_module
     from voicelab.local import Fault, LocalBackend
 
     real = LocalBackend

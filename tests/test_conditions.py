@@ -16,11 +16,11 @@ import soundfile
 
 from voicelab.audio.conditions import FRAME, SPEECH_LEVEL, BurstLoss, Conditioner, mu_law
 from voicelab.audio.speech import speak
-from voicelab.experiment import apply_variant, load_experiment, with_variants
 from voicelab.harness.call import Call
+from voicelab.lab.experiment import apply_variant, load_experiment, with_variants
+from voicelab.lab.tables import by_condition, calls_table
 from voicelab.spec.errors import DatasetError
 from voicelab.spec.models import AudioCondition, Variant
-from voicelab.tables import by_condition, calls_table
 
 RATE = 16000
 

@@ -13,13 +13,13 @@ import pytest
 import xmlschema
 import yaml
 
-from voicelab import stats
 from voicelab.cli import main
-from voicelab.compare import decide, load_side, persona_comparison
-from voicelab.experiment import load_experiment, run_experiment
+from voicelab.lab import stats
+from voicelab.lab.compare import decide, load_side, persona_comparison
+from voicelab.lab.experiment import load_experiment, run_experiment
+from voicelab.lab.store import RunStore
+from voicelab.lab.tables import load_runs
 from voicelab.spec.errors import DatasetError
-from voicelab.store import RunStore
-from voicelab.tables import load_runs
 
 from .conftest import AGENTS, PERSONAS
 
@@ -129,7 +129,7 @@ def test_an_experiment_interleaves_variants_in_one_resumable_run(tmp_path: Path)
                            cancel_event=cancel)
     done_first = {r.call_id for r in first.results if r.end_reason != "cancelled"}
     assert first.interrupted and 0 < len(done_first) < 8
-    from voicelab.batch import resume_batch
+    from voicelab.lab.batch import resume_batch
 
     second = resume_batch("e1", runs_root=str(tmp_path / "runs"), progress=False)
     assert not second.interrupted
@@ -254,7 +254,7 @@ def test_compare_fail_if_worse_fails_when_one_persona_fails_every_call_it_passed
 
 
 def test_junit_xml_validates_and_fails_the_broken_variant(experiment_run: Path, tmp_path: Path):
-    from voicelab.junit import gate_failures, junit_xml
+    from voicelab.lab.junit import gate_failures, junit_xml
 
     tables = load_runs("cmp", root=experiment_run)
     xml = junit_xml(tables)
@@ -300,7 +300,7 @@ def test_run_gates_honour_a_personas_pass_threshold(tmp_path: Path, capsys):
 
 
 def test_a_mutant_survives_a_weak_persona_file_and_a_strong_one_catches_it(tmp_path: Path):
-    from voicelab.mutate import run_mutation, score
+    from voicelab.lab.mutate import run_mutation, score
 
     personas = yaml.safe_load((PERSONAS / "chargeback.yaml").read_text())
     anna = next(p for p in personas["personas"] if p["id"] == "anna-double-charge")
@@ -341,7 +341,7 @@ PATIENT = {
 def test_a_dentist_suite_catches_the_forbidden_phrase_it_listens_for(tmp_path: Path):
     """The forbidden phrase comes from the suite's own agent_never_says, not from a bank: a dental
     practice's suite that must never hear "insurance number" catches a mutant that says it."""
-    from voicelab.mutate import run_mutation, score
+    from voicelab.lab.mutate import run_mutation, score
 
     (tmp_path / "agents").mkdir()
     (tmp_path / "agents" / "dentist.yaml").write_text(yaml.safe_dump(DENTIST))
@@ -376,7 +376,7 @@ def test_every_mutant_is_an_agent_the_loader_takes(tmp_path: Path, capsys):
     """A variable the flow saves later (the booking reference) has no value in the first message
     or in the tool call that saves it: a mutant saying or sending it there would be refused when
     loaded, and `voicelab mutate` once exited 2 (bad input) on the user's valid agent."""
-    from voicelab.mutate import mutants
+    from voicelab.lab.mutate import mutants
     from voicelab.spec.datasets import load_agent_file, validate_agent
 
     (tmp_path / "agents").mkdir()
@@ -405,11 +405,11 @@ def test_a_mutant_whose_calls_fail_to_run_is_not_run_rather_than_caught(tmp_path
     """Calls closed at connection (1008, a missing variable) fail their agent_says checks too, on
     an empty transcript; that is no check noticing the change. Such a mutant is reported apart and
     left out of the score; one whose calls ran and failed a check is caught."""
-    from voicelab.mutate import ORIGINAL, score
+    from voicelab.lab.mutate import ORIGINAL, score
+    from voicelab.lab.store import RunStore
+    from voicelab.lab.tables import load_runs
     from voicelab.report import mutation_html
     from voicelab.spec.models import CallResult, Check, RunManifest, TranscriptEntry
-    from voicelab.store import RunStore
-    from voicelab.tables import load_runs
 
     variants = [{"id": ORIGINAL}, {"id": "m01-drop-sentence-offer", "mutation": "offer says less"},
                 {"id": "m02-swap-variable-name", "mutation": "says {{slot}}"},

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from voicelab.batch import run_batch
 from voicelab.harness.call import Call
 from voicelab.harness.runners.phone import phone_settings
+from voicelab.lab.batch import run_batch
+from voicelab.lab.tables import load_runs
 from voicelab.local import HttpFault
 from voicelab.spec.datasets import load_dataset
 from voicelab.spec.errors import ConfigError
-from voicelab.tables import load_runs
 
 from .conftest import AGENTS, PERSONAS
 

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
 from voicelab import charts
-from voicelab.compare import success_table
+from voicelab.lab.compare import success_table
+from voicelab.lab.tables import by_condition
 from voicelab.report import comparison_figures
-from voicelab.tables import by_condition
 
 from .properties import RunPlan, plans, results, side_of
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voicelab.compare import ALL, decide, persona_comparison
+from voicelab.lab.compare import ALL, decide, persona_comparison
+from voicelab.lab.stats import below_alpha, exact_p
 from voicelab.report import comparison_html
-from voicelab.stats import below_alpha, exact_p
 
 from .properties import PersonaPlan, RunPlan, plans, results, side_of
 

@@ -1,4 +1,4 @@
-"""Property-based tests of the statistics behind every comparison and gate (voicelab/stats.py):
+"""Property-based tests of the statistics behind every comparison and gate (voicelab/lab/stats.py):
 over any counts and rates, not the few the bundled runs produce."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voicelab import stats
+from voicelab.lab import stats
 
 from .test_experiments import brute_power
 

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from hypothesis import given, settings
 
 from voicelab import report
-from voicelab.junit import gate_failures, junit_xml, persona_gates
+from voicelab.lab.junit import gate_failures, junit_xml, persona_gates
 
 from .properties import RunPlan, plans, results, tables_of
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from voicelab.lab.store import RunStore
+from voicelab.lab.tables import load_runs
 from voicelab.local import LocalBackend
-from voicelab.store import RunStore
-from voicelab.tables import load_runs
 
 from .conftest import AGENTS, PERSONAS
 

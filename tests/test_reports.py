@@ -12,8 +12,8 @@ import nbformat
 import papermill
 import pytest
 
+from voicelab.lab.store import RunStore
 from voicelab.report import build_report
-from voicelab.store import RunStore
 
 from .conftest import AGENTS, PERSONAS, ROOT
 
@@ -40,7 +40,7 @@ def test_batch_notebook_runs_under_papermill(tmp_path: Path):
 
 
 def test_report_reads_offline_in_chromium(tmp_path: Path, artifacts: Path):
-    from voicelab.batch import run_batch
+    from voicelab.lab.batch import run_batch
 
     run_batch(str(PERSONAS), str(AGENTS), persona_ids=["anna-double-charge", "silent-line-chargeback",
                                                        "jonas-de-entwickler"], runs_root=str(tmp_path / "runs"),
@@ -115,7 +115,7 @@ def test_building_a_report_never_changes_the_processs_working_directory(tmp_path
     would os.chdir the whole process into the run folder for the notebook's run)."""
     import threading
 
-    from voicelab.batch import run_batch
+    from voicelab.lab.batch import run_batch
 
     monkeypatch.chdir(tmp_path)
     run_batch(str(PERSONAS), str(AGENTS), persona_ids=["anna-double-charge"], runs_root="runs", run_id="cwd",

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from voicelab import cli
+from voicelab.lab.store import Run, RunStore
 from voicelab.spec.errors import StoreNotWritable
 from voicelab.spec.models import CallResult, RunManifest, RunSession
-from voicelab.store import Run, RunStore
 
 from . import cli_process
 from .conftest import AGENTS, PERSONAS

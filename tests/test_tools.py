@@ -447,7 +447,7 @@ def test_a_missing_secret_is_one_clear_line(cases, monkeypatch):
     dataset = cases(fraud=("fraud", "", ""))
     with pytest.raises(ConfigError, match="SECRET__CRM_TOKEN is not set"):
         Call(dataset.request("fraud"), base_url="http://127.0.0.1:9").run()
-    from voicelab.batch import run_batch
+    from voicelab.lab.batch import run_batch
 
     runs = Path(dataset.persona_files["fraud"]).parent / "runs"
     with pytest.raises(ConfigError, match="SECRET__CRM_TOKEN is not set"):  # checked before a run exists
@@ -492,7 +492,7 @@ def test_differences_between_the_call_and_the_history_are_named():
 
 
 def test_the_platforms_simulated_user_gets_the_mocks_and_tool_conditions(tmp_path: Path, local_backend):
-    from voicelab.batch import run_batch
+    from voicelab.lab.batch import run_batch
 
     from .conftest import PERSONAS
 
@@ -517,8 +517,8 @@ def test_the_platforms_simulated_user_gets_the_mocks_and_tool_conditions(tmp_pat
 
 def test_the_tools_table_joins_calls_and_turns_and_the_report_shows_them(tmp_path: Path, local_backend):
     from voicelab import report
-    from voicelab.batch import run_batch
-    from voicelab.tables import load_runs
+    from voicelab.lab.batch import run_batch
+    from voicelab.lab.tables import load_runs
 
     from .conftest import PERSONAS
 
@@ -548,7 +548,7 @@ def test_tool_call_tests_made_from_the_simulation_judge_the_agents_next_turn(tmp
     """Agent-testing's tool-call tests: cut at the caller's turn before each expected call, and at
     every point where a never-called tool could have been called; the local backend replays the
     chat history through the flow and judges the agent's next turn."""
-    from voicelab.batch import run_batch
+    from voicelab.lab.batch import run_batch
 
     from .conftest import PERSONAS
 

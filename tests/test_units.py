@@ -339,7 +339,7 @@ def test_kill_int_stops_a_backgrounded_run_that_inherited_sigint_as_ignored(tmp_
     import sys
     import time
 
-    from voicelab.store import RunStore
+    from voicelab.lab.store import RunStore
 
     from .conftest import AGENTS, PERSONAS
 

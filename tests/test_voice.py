@@ -14,11 +14,11 @@ import pytest
 from voicelab.audio.pulse import PersonaAtMicrophone, record_speaker, start_pulse, stop_pulse
 from voicelab.audio.speech import word_error_rate
 from voicelab.audio.wav import channel_rms
-from voicelab.batch import run_batch
 from voicelab.harness.call import Call
+from voicelab.lab.batch import run_batch
+from voicelab.lab.tables import load_runs
 from voicelab.report import build_report
 from voicelab.spec.errors import ConfigError, MissingDependency
-from voicelab.tables import load_runs
 
 from .conftest import AGENTS, PERSONAS
 

@@ -12,8 +12,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Call": "harness.call", "CallRequest": "spec.models", "CallResult": "spec.models", "Persona": "spec.models",
     "AgentSpec": "spec.models", "load_dataset": "spec.datasets", "LocalBackend": "local", "Fault": "local",
-    "run_batch": "batch", "resume_batch": "batch", "load_runs": "tables", "build_report": "report",
-    "RunStore": "store", "VoiceLabError": "spec.errors",
+    "run_batch": "lab.batch", "resume_batch": "lab.batch", "load_runs": "lab.tables", "build_report": "report",
+    "RunStore": "lab.store", "VoiceLabError": "spec.errors",
 }
 __all__ = [
     "AgentSpec", "Call", "CallRequest", "CallResult", "Fault", "LocalBackend", "Persona", "RunStore",
@@ -21,15 +21,15 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from voicelab.batch import resume_batch, run_batch
     from voicelab.harness.call import Call
+    from voicelab.lab.batch import resume_batch, run_batch
+    from voicelab.lab.store import RunStore
+    from voicelab.lab.tables import load_runs
     from voicelab.local import Fault, LocalBackend
     from voicelab.report import build_report
     from voicelab.spec.datasets import load_dataset
     from voicelab.spec.errors import VoiceLabError
     from voicelab.spec.models import AgentSpec, CallRequest, CallResult, Persona
-    from voicelab.store import RunStore
-    from voicelab.tables import load_runs
 
 
 def __getattr__(name: str) -> Any:

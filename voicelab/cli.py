@@ -15,8 +15,9 @@ import sys
 import textwrap
 from typing import NoReturn
 
-from voicelab import cli_api, cli_lab, crashlog, heap, signals
+from voicelab import cli_api, cli_lab, crashlog
 from voicelab.harness import runners
+from voicelab.lab import heap, signals
 from voicelab.spec.errors import UsageError, VoiceLabError
 
 EPILOG_PERSONAS = """example:
@@ -78,7 +79,7 @@ def number(kind: type, low: float | None = None, high: float | None = None, *, a
 
 
 def run_id(text: str) -> str:
-    from voicelab.store import run_id_problem
+    from voicelab.lab.store import run_id_problem
 
     problem = run_id_problem(text)
     if problem:
@@ -293,7 +294,7 @@ def format_result(result, persona_name: str = "") -> str:  # noqa: ANN001 - Call
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    from voicelab.backends import backend_url
+    from voicelab.lab.backends import backend_url
     from voicelab.spec.datasets import load_dataset
 
     ds = load_dataset(args.personas, args.agents)
@@ -375,7 +376,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def summary_text(tables) -> str:  # noqa: ANN001 - voicelab.tables.Tables
+def summary_text(tables) -> str:  # noqa: ANN001 - voicelab.lab.tables.Tables
     """One screen: KPIs, then one line per persona."""
     k = tables.kpis()
     calls = tables.calls
@@ -400,7 +401,7 @@ def summary_text(tables) -> str:  # noqa: ANN001 - voicelab.tables.Tables
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from voicelab.batch import resume_batch, run_batch
+    from voicelab.lab.batch import resume_batch, run_batch
 
     if args.resume:
         defaults = vars(build_parser().parse_args(["run"]))
@@ -419,8 +420,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from voicelab.lab.store import RunStore
     from voicelab.report import build_report
-    from voicelab.store import RunStore
 
     store = RunStore(args.runs)
     store.require_inside(args.run_id)

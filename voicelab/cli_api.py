@@ -10,7 +10,7 @@ import socket
 import sys
 from typing import Any
 
-from voicelab import signals
+from voicelab.lab import signals
 from voicelab.spec.errors import ConfigError, UsageError
 
 EPILOG_API = """examples:

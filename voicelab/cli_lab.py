@@ -9,7 +9,8 @@ import sys
 import textwrap
 from typing import Any
 
-from voicelab import crashlog, signals
+from voicelab import crashlog
+from voicelab.lab import signals
 from voicelab.spec.errors import VoiceLabError
 
 EXIT_CODES_GATE = """exit status (for CI):
@@ -113,9 +114,9 @@ def _add_output_args(p: argparse.ArgumentParser, rate) -> None:  # noqa: ANN001
 def finish_run(outcome, args: argparse.Namespace, *, resume_hint: str) -> int:  # noqa: ANN001 - BatchOutcome
     """What `run` and `experiment` do after placing calls: summary, report, JUnit, gates."""
     from voicelab.cli import summary_text
-    from voicelab.junit import gate_failures, write_junit
+    from voicelab.lab.junit import gate_failures, write_junit
+    from voicelab.lab.tables import load_runs
     from voicelab.report import build_report
-    from voicelab.tables import load_runs
 
     run_id = outcome.run.run_id
     print(f"\nrun {run_id}: {outcome.run.path}")
@@ -153,7 +154,7 @@ def _tolerant(what: str, write) -> None:  # noqa: ANN001 - a callable returning 
 
 def experiment_text(tables) -> str:  # noqa: ANN001 - Tables
     """Each variant against the first, one block each: the decision lines of `compare`."""
-    from voicelab.compare import decide, variant_sides
+    from voicelab.lab.compare import decide, variant_sides
 
     sides = variant_sides(tables)
     lines = []
@@ -166,8 +167,8 @@ def experiment_text(tables) -> str:  # noqa: ANN001 - Tables
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from voicelab.batch import resume_batch
-    from voicelab.experiment import run_experiment
+    from voicelab.lab.batch import resume_batch
+    from voicelab.lab.experiment import run_experiment
     from voicelab.spec.errors import UsageError
 
     if args.resume:
@@ -183,9 +184,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from voicelab.compare import decide, latency_comparison, load_side, parse_ref, persona_comparison
+    from voicelab.lab.compare import decide, latency_comparison, load_side, parse_ref, persona_comparison
+    from voicelab.lab.store import RunStore
     from voicelab.report import build_comparison
-    from voicelab.store import RunStore
 
     for ref in (args.base, args.candidate):
         RunStore(args.runs).require_inside(parse_ref(ref)[0])
@@ -221,7 +222,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_mutate(args: argparse.Namespace) -> int:
     import time
 
-    from voicelab.mutate import run_mutation, score
+    from voicelab.lab.mutate import run_mutation, score
     from voicelab.report import build_report
 
     started = time.monotonic()

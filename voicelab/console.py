@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from voicelab import __version__
-from voicelab.backends import backend_url
-from voicelab.batch import persona_info
 from voicelab.harness import runners, sdk
 from voicelab.harness.call import Call
+from voicelab.lab.backends import backend_url
+from voicelab.lab.batch import persona_info
+from voicelab.lab.store import Run, RunStore, new_run_id
 from voicelab.spec.datasets import Dataset
 from voicelab.spec.models import CallResult, RunManifest, TranscriptEntry
-from voicelab.store import Run, RunStore, new_run_id
 
 #: A person may talk for a while: the console's time limit (the persona's own limits still apply).
 CONSOLE_TIME_LIMIT_S = 600.0

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from voicelab import stats
 from voicelab.audio.wav import compressed
-from voicelab.compare import (
+from voicelab.lab import stats
+from voicelab.lab.compare import (
     Side,
     decide,
     distinct,
@@ -28,10 +28,10 @@ from voicelab.compare import (
     success_table,
     variant_sides,
 )
+from voicelab.lab.store import DEFAULT_ROOT, RunStore
+from voicelab.lab.tables import Tables, platform_view, turn_of
 from voicelab.spec.errors import MissingDependency, ReportError
 from voicelab.spec.models import CallResult, ToolCallRecord, TranscriptEntry
-from voicelab.store import DEFAULT_ROOT, RunStore
-from voicelab.tables import Tables, platform_view, turn_of
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 REPORT_NOTEBOOK = NOTEBOOKS / "report.ipynb"
@@ -188,7 +188,7 @@ def tools_html(tables: Tables) -> str:
 def conditions_html(tables: Tables) -> str:
     """Voice calls per audio condition (success, WER, latency, time to first audio), or a line
     saying there are none."""
-    from voicelab.tables import by_condition
+    from voicelab.lab.tables import by_condition
 
     table = by_condition(tables.calls)
     if table.empty:
@@ -201,7 +201,7 @@ def conditions_html(tables: Tables) -> str:
 def condition_figures(tables: Tables) -> list:
     """The by-condition chart, when the run has voice calls under more than one condition."""
     from voicelab import charts
-    from voicelab.tables import by_condition
+    from voicelab.lab.tables import by_condition
 
     table = by_condition(tables.calls)
     return [charts.by_condition(table)] if len(table) > 1 else []
@@ -441,7 +441,7 @@ def variants_html(tables: Tables) -> str:
 def mutation_html(tables: Tables) -> str:
     """Mutation score, then every mutant, survivors first, with what it changed and what would
     catch it (or which personas and checks did); mutants whose calls could not run apart, with why."""
-    from voicelab.mutate import score
+    from voicelab.lab.mutate import score
 
     (run_id,) = tables.manifests
     result = score(str(tables.paths[run_id]))

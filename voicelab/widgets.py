@@ -25,11 +25,11 @@ import ipywidgets as w
 
 from voicelab.console import ConsoleSession
 from voicelab.harness.call import Call
+from voicelab.lab.store import Run
 from voicelab.spec.checks import percentile
 from voicelab.spec.datasets import Dataset, load_dataset
 from voicelab.spec.errors import VoiceLabError
 from voicelab.spec.models import CallResult, Persona, TranscriptEntry
-from voicelab.store import Run
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voicelab.lab.store import Run, not_writable
 from voicelab.spec.models import CallResult, RunManifest
-from voicelab.store import Run, not_writable
 
 log = logging.getLogger("voicelab.api")
 

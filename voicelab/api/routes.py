@@ -392,7 +392,7 @@ def create_app(config: ServiceSettings | None = None) -> FastAPI:
 
     @app.get("/api/runs", tags=["runs"], summary="Stored runs, newest last", responses=ERRORS)
     async def run_list() -> list[dict[str, str]]:
-        from voicelab.store import RunStore
+        from voicelab.lab.store import RunStore
 
         store = RunStore(service().config.runs_root)
         return [{"run_id": run_id, "link": f"/api/runs/{run_id}"} for run_id in store.list()]

@@ -27,7 +27,7 @@ from voicelab.spec.models import E164_PATTERN, MAX_ID, Check, EndReason, ToolCal
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=MAX_ID)]
 #: A run id is a folder name in the run store: plain ASCII, never a path ("..", "a/b"), at most
-#: 128 characters (voicelab.store.RUN_ID), so no file name made from it passes 255 bytes.
+#: 128 characters (voicelab.lab.store.RUN_ID), so no file name made from it passes 255 bytes.
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 RunId = Annotated[str, StringConstraints(pattern=RUN_ID_PATTERN, max_length=128)]
 #: A call id as the service makes them (call-<hex>), or a conversation id (conv_...).

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from voicelab import __version__, heap
+from voicelab import __version__
 from voicelab.api.journal import Accepted, Journal, ResultIndex
 from voicelab.api.limits import Slots
 from voicelab.api.schemas import (
@@ -43,9 +43,11 @@ from voicelab.api.schemas import (
     RunStatus,
     TranscriptTurn,
 )
-from voicelab.backends import backend_url
-from voicelab.batch import new_batch, persona_info, place_run
 from voicelab.harness import runners, sdk, settings
+from voicelab.lab import heap
+from voicelab.lab.backends import backend_url
+from voicelab.lab.batch import new_batch, persona_info, place_run
+from voicelab.lab.store import MIN_FREE_BYTES, Run, RunStore, new_run_id, not_writable, run_id_problem
 from voicelab.spec.datasets import Dataset, load_dataset, required_variables, time_limit
 from voicelab.spec.errors import ConfigError, InvalidField, RunStoreError, StoreNotWritable
 from voicelab.spec.models import (
@@ -59,7 +61,6 @@ from voicelab.spec.models import (
     RunSession,
     utc_now_iso,
 )
-from voicelab.store import MIN_FREE_BYTES, Run, RunStore, new_run_id, not_writable, run_id_problem
 
 log = logging.getLogger("voicelab.api")
 
@@ -696,7 +697,7 @@ class Service:
         """Check the options and the limits, create the run and start placing it in a thread
         once the cap has room (blocking until the run exists: bad options raise here, before
         anything is stored)."""
-        from voicelab.experiment import choose_personas, load_experiment, new_experiment
+        from voicelab.lab.experiment import choose_personas, load_experiment, new_experiment
 
         c = self.config
         cap = c.max_concurrent_calls
@@ -812,8 +813,8 @@ class Service:
 
     def run_status(self, run_id: str) -> RunStatus:
         """Progress and summary of a stored run (counts of a run this service is placing are live)."""
-        from voicelab.junit import gate_failures
-        from voicelab.tables import load_runs
+        from voicelab.lab.junit import gate_failures
+        from voicelab.lab.tables import load_runs
 
         run = self.open_run(run_id)
         m = run.manifest

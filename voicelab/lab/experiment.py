@@ -123,7 +123,7 @@ def run_experiment(path: str | Path, *, progress: bool = True, cancel_event: thr
                    local_url: str | None = None, **options: Any):  # noqa: ANN201
     """Run every variant of the experiment in one run (a BatchOutcome); `options`: those of
     `new_experiment`."""
-    from voicelab.batch import place_run
+    from voicelab.lab.batch import place_run
 
     if local_url:
         raise UsageError("an experiment serves its variants' agents itself: drop --local-url")
@@ -135,7 +135,7 @@ def new_experiment(path: str | Path, *, run_id: str | None = None, runs_root: st
                    repeats: int | None = None, concurrency: int | None = None):  # noqa: ANN201
     """Check the experiment and create its run, nothing placed yet (a (Run, Dataset));
     `repeats` and `concurrency` override the file's."""
-    from voicelab.batch import new_run
+    from voicelab.lab.batch import new_run
 
     experiment = load_experiment(path)
     personas = experiment.personas_path or DEFAULT_PERSONAS
@@ -167,7 +167,7 @@ def resume_or_run(path: str | Path, *, run_id: str | None = None, runs_root: str
                   repeats: int | None = None, concurrency: int | None = None, progress: bool = True):  # noqa: ANN201
     """The notebook's entry: continue `run_id` when it is stored already (an interrupted run),
     else start the experiment under that id."""
-    from voicelab.batch import resume_batch
+    from voicelab.lab.batch import resume_batch
 
     if run_id and (Path(runs_root) / run_id / "run.json").exists():
         return resume_batch(run_id, runs_root=runs_root, progress=progress)

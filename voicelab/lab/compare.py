@@ -2,7 +2,7 @@
 
 A side is a stored run or one variant of it (`RUN` or `RUN:VARIANT`). Everything here is a pure
 function from the calls and turns tables to tables and a decision, so the experiment report,
-`voicelab compare` and notebooks/compare.ipynb show the same figures (methods: voicelab/stats.py).
+`voicelab compare` and notebooks/compare.ipynb show the same figures (methods: voicelab/lab/stats.py).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from voicelab import stats
+from voicelab.lab import stats
+from voicelab.lab.store import DEFAULT_ROOT
+from voicelab.lab.tables import Tables, load_runs
 from voicelab.spec.errors import UsageError
-from voicelab.store import DEFAULT_ROOT
-from voicelab.tables import Tables, load_runs
 
 ALL = "(all personas)"
 

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from voicelab.tables import Tables
+from voicelab.lab.tables import Tables
 
 EXCERPT_TURNS = 6
 

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from voicelab import __version__, heap, signals
-from voicelab.backends import backend_url
-from voicelab.experiment import apply_variant, with_variants
+from voicelab import __version__
 from voicelab.harness import runners, sdk
+from voicelab.lab import heap, signals
+from voicelab.lab.backends import backend_url
+from voicelab.lab.experiment import apply_variant, with_variants
+from voicelab.lab.store import Run, RunStore, new_run_id
 from voicelab.spec.datasets import Dataset, load_dataset
 from voicelab.spec.errors import StoreNotWritable, UsageError
 from voicelab.spec.models import (
@@ -31,7 +33,6 @@ from voicelab.spec.models import (
     Variant,
     utc_now_iso,
 )
-from voicelab.store import Run, RunStore, new_run_id
 
 
 @dataclass

@@ -22,10 +22,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from voicelab.lab.store import RunStore
 from voicelab.spec.datasets import load_dataset, validate_agent, variables_in
 from voicelab.spec.errors import DatasetError, UsageError
 from voicelab.spec.models import AgentSpec, FlowStep, LocalText, Persona, Variant, pick_language
-from voicelab.store import RunStore
 
 ORIGINAL = "original"
 #: What the forbidden-phrase mutant asks when neither the suite nor the agent's prompt names
@@ -307,8 +307,8 @@ def run_mutation(agent_id: str, personas: str = "datasets/personas", agents: str
     """Place the agent's personas against the original and every mutant (`only`: mutant ids or
     operator names containing these words). Mutant specs are written into the run folder, so the
     run resumes like any other."""
-    from voicelab.batch import start_run
-    from voicelab.store import new_run_id
+    from voicelab.lab.batch import start_run
+    from voicelab.lab.store import new_run_id
 
     dataset = load_dataset(personas, agents)
     if agent_id not in dataset.agents:

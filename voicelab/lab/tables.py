@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from voicelab.lab.store import DEFAULT_ROOT, RunStore
 from voicelab.spec.checks import percentile
 from voicelab.spec.errors import RunStoreError
 from voicelab.spec.models import CallResult, PlatformConversation, PlatformTestRun, RunManifest, ToolCallRecord
-from voicelab.store import DEFAULT_ROOT, RunStore
 
 CALL_COLUMNS = [
     "run_id", "call_id", "persona_id", "persona_name", "agent_id", "style", "language", "backend", "caller",

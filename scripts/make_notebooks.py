@@ -30,7 +30,8 @@ report = notebook([
            'audio = "embed"  # voice recordings: embed (Ogg Opus in the page) | link | none\n'
            'report_dir = "reports"  # where the HTML goes (links to recordings are relative to it)'),
     code("from IPython.display import HTML, display\n\n"
-         "from voicelab import charts, report\n"
+         "from voicelab.report import build as report\n"
+         "from voicelab.report import charts\n"
          "from voicelab.lab.tables import load_runs\n\n"
          "tables = load_runs(run_dir)\n"
          "display(HTML(report.header_html(tables)))"),
@@ -63,7 +64,8 @@ batch = notebook([
            "run_id = None                     # None: a new timestamped id\n"
            'runs_root = "runs"'),
     code("from IPython.display import HTML, display\n\n"
-         "from voicelab import charts, report\n"
+         "from voicelab.report import build as report\n"
+         "from voicelab.report import charts\n"
          "from voicelab.lab.batch import run_batch\n"
          "from voicelab.lab.tables import load_runs\n\n"
          "outcome = run_batch(personas, agents, persona_ids=persona_ids or None, agent=agent, repeats=repeats,\n"

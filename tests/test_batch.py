@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from voicelab import charts
 from voicelab.lab.batch import resume_batch, run_batch
 from voicelab.lab.store import RunStore
 from voicelab.lab.tables import load_runs
+from voicelab.report import charts
 from voicelab.spec.datasets import load_dataset
 
 from .conftest import AGENTS, PERSONAS

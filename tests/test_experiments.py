@@ -408,7 +408,7 @@ def test_a_mutant_whose_calls_fail_to_run_is_not_run_rather_than_caught(tmp_path
     from voicelab.lab.mutate import ORIGINAL, score
     from voicelab.lab.store import RunStore
     from voicelab.lab.tables import load_runs
-    from voicelab.report import mutation_html
+    from voicelab.report.build import mutation_html
     from voicelab.spec.models import CallResult, Check, RunManifest, TranscriptEntry
 
     variants = [{"id": ORIGINAL}, {"id": "m01-drop-sentence-offer", "mutation": "offer says less"},

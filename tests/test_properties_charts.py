@@ -11,10 +11,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
-from voicelab import charts
 from voicelab.lab.compare import success_table
 from voicelab.lab.tables import by_condition
-from voicelab.report import comparison_figures
+from voicelab.report import charts
+from voicelab.report.build import comparison_figures
 
 from .properties import RunPlan, plans, results, side_of
 

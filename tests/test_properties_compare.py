@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from voicelab.lab.compare import ALL, decide, persona_comparison
 from voicelab.lab.stats import below_alpha, exact_p
-from voicelab.report import comparison_html
+from voicelab.report.build import comparison_html
 
 from .properties import PersonaPlan, RunPlan, plans, results, side_of
 

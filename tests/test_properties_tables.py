@@ -10,8 +10,8 @@ import xml.etree.ElementTree as ET
 
 from hypothesis import given, settings
 
-from voicelab import report
 from voicelab.lab.junit import gate_failures, junit_xml, persona_gates
+from voicelab.report import build as report
 
 from .properties import RunPlan, plans, results, tables_of
 

@@ -13,7 +13,7 @@ import papermill
 import pytest
 
 from voicelab.lab.store import RunStore
-from voicelab.report import build_report
+from voicelab.report.build import build_report
 
 from .conftest import AGENTS, PERSONAS, ROOT
 

@@ -516,9 +516,9 @@ def test_the_platforms_simulated_user_gets_the_mocks_and_tool_conditions(tmp_pat
 
 
 def test_the_tools_table_joins_calls_and_turns_and_the_report_shows_them(tmp_path: Path, local_backend):
-    from voicelab import report
     from voicelab.lab.batch import run_batch
     from voicelab.lab.tables import load_runs
+    from voicelab.report import build as report
 
     from .conftest import PERSONAS
 

@@ -17,7 +17,7 @@ from voicelab.audio.wav import channel_rms
 from voicelab.harness.call import Call
 from voicelab.lab.batch import run_batch
 from voicelab.lab.tables import load_runs
-from voicelab.report import build_report
+from voicelab.report.build import build_report
 from voicelab.spec.errors import ConfigError, MissingDependency
 
 from .conftest import AGENTS, PERSONAS

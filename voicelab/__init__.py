@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Call": "harness.call", "CallRequest": "spec.models", "CallResult": "spec.models", "Persona": "spec.models",
     "AgentSpec": "spec.models", "load_dataset": "spec.datasets", "LocalBackend": "local", "Fault": "local",
-    "run_batch": "lab.batch", "resume_batch": "lab.batch", "load_runs": "lab.tables", "build_report": "report",
+    "run_batch": "lab.batch", "resume_batch": "lab.batch", "load_runs": "lab.tables", "build_report": "report.build",
     "RunStore": "lab.store", "VoiceLabError": "spec.errors",
 }
 __all__ = [
@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from voicelab.lab.store import RunStore
     from voicelab.lab.tables import load_runs
     from voicelab.local import Fault, LocalBackend
-    from voicelab.report import build_report
+    from voicelab.report.build import build_report
     from voicelab.spec.datasets import load_dataset
     from voicelab.spec.errors import VoiceLabError
     from voicelab.spec.models import AgentSpec, CallRequest, CallResult, Persona

@@ -421,7 +421,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from voicelab.lab.store import RunStore
-    from voicelab.report import build_report
+    from voicelab.report.build import build_report
 
     store = RunStore(args.runs)
     store.require_inside(args.run_id)

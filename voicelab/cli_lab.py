@@ -116,7 +116,7 @@ def finish_run(outcome, args: argparse.Namespace, *, resume_hint: str) -> int:  
     from voicelab.cli import summary_text
     from voicelab.lab.junit import gate_failures, write_junit
     from voicelab.lab.tables import load_runs
-    from voicelab.report import build_report
+    from voicelab.report.build import build_report
 
     run_id = outcome.run.run_id
     print(f"\nrun {run_id}: {outcome.run.path}")
@@ -186,7 +186,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from voicelab.lab.compare import decide, latency_comparison, load_side, parse_ref, persona_comparison
     from voicelab.lab.store import RunStore
-    from voicelab.report import build_comparison
+    from voicelab.report.build import build_comparison
 
     for ref in (args.base, args.candidate):
         RunStore(args.runs).require_inside(parse_ref(ref)[0])
@@ -223,7 +223,7 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     import time
 
     from voicelab.lab.mutate import run_mutation, score
-    from voicelab.report import build_report
+    from voicelab.report.build import build_report
 
     started = time.monotonic()
     outcome = run_mutation(args.agent, args.personas, args.agents, run_id=args.run_id, runs_root=args.runs,

@@ -865,7 +865,7 @@ class Service:
 
     def report(self, run_id: str) -> Path:
         """The run's HTML report, built now unless the one on disk is newer than its results."""
-        from voicelab.report import build_report
+        from voicelab.report.build import build_report
 
         run = self.open_run(run_id)
         with self._lock:

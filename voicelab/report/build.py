@@ -33,7 +33,7 @@ from voicelab.lab.tables import Tables, platform_view, turn_of
 from voicelab.spec.errors import MissingDependency, ReportError
 from voicelab.spec.models import CallResult, ToolCallRecord, TranscriptEntry
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 REPORT_NOTEBOOK = NOTEBOOKS / "report.ipynb"
 COMPARE_NOTEBOOK = NOTEBOOKS / "compare.ipynb"
 DEFAULT_REPORTS = Path("reports")
@@ -200,8 +200,8 @@ def conditions_html(tables: Tables) -> str:
 
 def condition_figures(tables: Tables) -> list:
     """The by-condition chart, when the run has voice calls under more than one condition."""
-    from voicelab import charts
     from voicelab.lab.tables import by_condition
+    from voicelab.report import charts
 
     table = by_condition(tables.calls)
     return [charts.by_condition(table)] if len(table) > 1 else []
@@ -477,7 +477,7 @@ def variant_figures(tables: Tables) -> list:
 
 
 def comparison_figures(sides: list[Side]) -> list:
-    from voicelab import charts
+    from voicelab.report import charts
 
     sides = distinct(sides)  # a run compared with itself: two labels, two bars
     return [charts.success_by_side(success_table(sides)),

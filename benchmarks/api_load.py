@@ -42,7 +42,7 @@ def free_port() -> int:
 
 def start_service(runs: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "voicelab.cli", "api", "--port", str(port), "--runs", runs,
+    proc = subprocess.Popen([sys.executable, "-m", "voicelab", "api", "--port", str(port), "--runs", runs,
                              "--quiet", "--max-concurrent-calls", "100"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
@@ -102,11 +102,11 @@ def part_a() -> dict:
 
 
 def part_b() -> dict:
-    from voicelab.api.schemas import ConversationStartRequest
-    from voicelab.api.service import Service, ServiceSettings
     from voicelab.local import LocalBackend
     from voicelab.spec.datasets import load_dataset
     from voicelab.spec.models import CallRequest
+    from voicelab.surfaces.api.schemas import ConversationStartRequest
+    from voicelab.surfaces.api.service import Service, ServiceSettings
 
     with tempfile.TemporaryDirectory() as runs:
         proc, url = start_service(runs)

@@ -64,7 +64,7 @@ def part_a() -> dict:
 
 
 def _serve() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "voicelab.cli", "serve", "--agents", str(AGENTS)],
+    proc = subprocess.Popen([sys.executable, "-m", "voicelab", "serve", "--agents", str(AGENTS)],
                             stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     return proc, line.split(" at ", 1)[1].split()[0]
@@ -146,7 +146,7 @@ def part_c() -> dict:
         manifest["repeats"] = 100
         (outcome.run.path / "run.json").write_text(json.dumps(manifest))
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "voicelab.cli", "report", "c", "--runs", str(runs), "--reports",
+        proc = subprocess.run([sys.executable, "-m", "voicelab", "report", "c", "--runs", str(runs), "--reports",
                                str(Path(tmp) / "reports")], capture_output=True, text=True)
         wall = time.perf_counter() - start
         if proc.returncode != 0:

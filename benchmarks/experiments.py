@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VOICELAB = [sys.executable, "-m", "voicelab.cli"]
+VOICELAB = [sys.executable, "-m", "voicelab"]
 REPEATS, CONCURRENCY = 10, 16
 
 

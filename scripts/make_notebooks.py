@@ -87,7 +87,7 @@ live = notebook([
     params('personas = "datasets/personas"\nagents = "datasets/agents"\n'
            "runs_root = None  # None: the repository's runs/\n"
            "latency_ms = 0  # local backend: agent response time per turn"),
-    code("from voicelab.widgets import CallConsole\n\n"
+    code("from voicelab.surfaces.widgets import CallConsole\n\n"
          "console = CallConsole(personas, agents, runs_root=runs_root, latency_ms=latency_ms)\n"
          "console"),
 ])

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Refresh the REST service's offline API docs assets (voicelab/api/static/) from npm: Swagger UI
+# Refresh the REST service's offline API docs assets (voicelab/surfaces/api/static/) from npm: Swagger UI
 # (swagger-ui-dist) for /docs and ReDoc for /redoc. Usage: scripts/refresh_api_assets.sh [SWAGGER_VERSION] [REDOC_VERSION]
 set -euo pipefail
-cd "$(dirname "$0")/.." && out=voicelab/api/static && tmp=$(mktemp -d) && trap 'rm -rf "$tmp"' EXIT
+cd "$(dirname "$0")/.." && out=voicelab/surfaces/api/static && tmp=$(mktemp -d) && trap 'rm -rf "$tmp"' EXIT
 (cd "$tmp" && npm pack --silent "swagger-ui-dist@${1:-5}" "redoc@${2:-2}" >/dev/null && mkdir s r && tar xzf swagger-ui-dist-*.tgz -C s && tar xzf redoc-*.tgz -C r)
 s=$tmp/s/package r=$tmp/r/package
 cp "$s"/swagger-ui-bundle.js "$s"/swagger-ui-bundle.js.LICENSE.txt "$s"/swagger-ui.css "$s"/favicon-32x32.png "$out"/

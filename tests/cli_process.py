@@ -1,11 +1,11 @@
 """`voicelab` command lines in real processes, without paying Python's imports for each one.
 
-A fresh `python -m voicelab.cli` spends most of a second importing (the SDK, pydantic models)
+A fresh `python -m voicelab` spends most of a second importing (the SDK, pydantic models)
 before it reads its first argument: a corpus of a hundred bad inputs spent almost two minutes on
 that. Here a small fork server (one single-threaded Python process that has imported
-`voicelab.cli`) forks one child per command line. Each child is still its own process, with its
+`voicelab.surfaces.cli.main`) forks one child per command line. Each child is still its own process, with its
 own working directory, environment, standard streams and signal handlers, and runs
-`voicelab.cli.entry()` exactly as the installed `voicelab` command does; its exit status is the
+`voicelab.surfaces.cli.main.entry()` exactly as the installed `voicelab` command does; its exit status is the
 command's. Only the imports are shared.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 SERVER = r"""
 import json, os, sys
-import voicelab.cli  # the imports every command line shares
+import voicelab.surfaces.cli.main  # the imports every command line shares
 
 def child(job):
     os.chdir(job["cwd"])
@@ -39,7 +39,7 @@ def child(job):
     sys.argv = ["voicelab", *job["args"]]
     code = 0
     try:
-        voicelab.cli.entry()
+        voicelab.surfaces.cli.main.entry()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:

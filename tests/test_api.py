@@ -26,8 +26,8 @@ import httpx
 import pytest
 import uvicorn
 
-from voicelab.api import ServiceSettings, create_app
 from voicelab.lab.store import RunStore
+from voicelab.surfaces.api import ServiceSettings, create_app
 
 from .conftest import ROOT
 
@@ -448,7 +448,7 @@ def non_loopback_address() -> str | None:
 
 
 def test_reached_beyond_loopback_without_a_key_it_answers_only_403(tmp_path) -> None:
-    """`uvicorn voicelab.api:app --host 0.0.0.0` without VOICELAB_API_KEY: loopback works, any other
+    """`uvicorn voicelab.surfaces.api:app --host 0.0.0.0` without VOICELAB_API_KEY: loopback works, any other
     address of the machine is refused (the CLI refuses to start at all)."""
     address = non_loopback_address()
     if address is None:
@@ -486,7 +486,7 @@ def test_100_concurrent_calls_are_all_answered_and_stored_once(tmp_path) -> None
 
 
 def voicelab(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "voicelab.cli", *args], cwd=ROOT, text=True,
+    return subprocess.Popen([sys.executable, "-m", "voicelab", *args], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             env={**os.environ, **(env or {})})
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from voicelab.api import ServiceSettings
 from voicelab.spec.errors import ConfigError
+from voicelab.surfaces.api import ServiceSettings
 
 from .test_api import ANNA, serving, voicelab, wait_done, wait_run, with_
 

@@ -102,7 +102,7 @@ def test_after_a_restart_the_calls_in_runs_are_found_by_call_or_conversation_id(
 
 def start_service(root: Path, port: int, **env: str) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "voicelab.cli", "api", "--port", str(port), "--runs", str(root / "runs"),
+        [sys.executable, "-m", "voicelab", "api", "--port", str(port), "--runs", str(root / "runs"),
          "--reports", str(root / "reports"), "--quiet"],
         cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
         env={**os.environ, **env})

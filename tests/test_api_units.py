@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from voicelab.api.journal import Accepted, Journal, ResultIndex
-from voicelab.api.limits import Slots
 from voicelab.lab.store import RunStore
 from voicelab.spec.models import CallResult, RunManifest
+from voicelab.surfaces.api.journal import Accepted, Journal, ResultIndex
+from voicelab.surfaces.api.limits import Slots
 
 
 def test_the_cap_is_shared_by_threads_and_loops_and_never_passed() -> None:

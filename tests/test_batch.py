@@ -107,7 +107,7 @@ def test_interrupt_cancels_in_flight_calls_and_resume_finishes(tmp_path: Path):
 def test_crash_then_resume_has_every_call_exactly_once(tmp_path: Path):
     """Kill -9 a real `voicelab run` mid-batch, tear its last line, then resume."""
     env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
-    cmd = [sys.executable, "-m", "voicelab.cli", "run", "--personas", str(PERSONAS), "--agents", str(AGENTS),
+    cmd = [sys.executable, "-m", "voicelab", "run", "--personas", str(PERSONAS), "--agents", str(AGENTS),
            "--repeats", "3", "--concurrency", "2", "--latency-ms", "150", "--run-id", "crash", "--runs",
            str(tmp_path), "--no-report", "--agent", "chargeback"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -123,7 +123,7 @@ def test_crash_then_resume_has_every_call_exactly_once(tmp_path: Path):
     with open(calls, "a") as f:
         f.write('{"conversation_id": "conv_torn", "status": "compl')  # a torn write
 
-    resume = subprocess.run([sys.executable, "-m", "voicelab.cli", "run", "--resume", "crash", "--runs",
+    resume = subprocess.run([sys.executable, "-m", "voicelab", "run", "--resume", "crash", "--runs",
                              str(tmp_path), "--no-report"], env=env, capture_output=True, text=True, timeout=120)
     assert resume.returncode == 0, resume.stderr
     assert "1 unreadable line" in resume.stderr and "torn write" in resume.stderr
@@ -138,7 +138,7 @@ def test_crash_then_resume_has_every_call_exactly_once(tmp_path: Path):
 def test_ctrl_c_on_the_cli_marks_the_run_interrupted(tmp_path: Path):
     env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "voicelab.cli", "run", "--personas", str(PERSONAS), "--agents", str(AGENTS),
+        [sys.executable, "-m", "voicelab", "run", "--personas", str(PERSONAS), "--agents", str(AGENTS),
          "--persona", "silent-line-chargeback", "silent-applicant", "anna-double-charge", "--concurrency", "2",
          "--run-id", "sigint", "--runs", str(tmp_path)], env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)

@@ -100,7 +100,7 @@ def test_bad_agent_file_names_the_agent_and_field(tmp_path: Path):
 def test_cli_reports_bad_file_without_traceback(tmp_path: Path):
     path = tmp_path / "bad.yaml"
     path.write_text(BAD["malformed phone"][0])
-    proc = subprocess.run([sys.executable, "-m", "voicelab.cli", "personas", "--personas", str(path),
+    proc = subprocess.run([sys.executable, "-m", "voicelab", "personas", "--personas", str(path),
                            "--agents", str(AGENTS)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
@@ -108,7 +108,7 @@ def test_cli_reports_bad_file_without_traceback(tmp_path: Path):
 
 
 def test_cli_lists_valid_personas():
-    proc = subprocess.run([sys.executable, "-m", "voicelab.cli", "personas", "--personas", str(PERSONAS),
+    proc = subprocess.run([sys.executable, "-m", "voicelab", "personas", "--personas", str(PERSONAS),
                            "--agents", str(AGENTS)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "all valid" in proc.stdout and "anna-double-charge" in proc.stdout
@@ -193,7 +193,7 @@ def test_a_variable_set_by_a_callers_answer_is_set_only_after_that_answer(datase
 def test_personas_command_refuses_an_early_variable_in_one_line(tmp_path: Path):
     agents = agents_with(tmp_path, ("  Hello, this is Nora from Northbank's card disputes team.",
                                     "  Hello, this is Nora about case {{case_ref}}."))
-    proc = subprocess.run([sys.executable, "-m", "voicelab.cli", "personas", "--personas", str(PERSONAS),
+    proc = subprocess.run([sys.executable, "-m", "voicelab", "personas", "--personas", str(PERSONAS),
                            "--agents", str(agents)], capture_output=True, text=True)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -239,7 +239,7 @@ def test_a_caller_whose_call_would_stay_in_the_agents_default_language_is_refuse
     assert "agent 'applicant-screening'" in message and "stays in its default 'en'" in message
     assert "add `language` to the `overrides` of agent 'applicant-screening'" in message
     assert "start_language: en" in message
-    proc = subprocess.run([sys.executable, "-m", "voicelab.cli", "personas", "--personas", str(personas),
+    proc = subprocess.run([sys.executable, "-m", "voicelab", "personas", "--personas", str(personas),
                            "--agents", str(agents)], capture_output=True, text=True)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "persona 'lucia'" in proc.stderr
 

@@ -13,13 +13,13 @@ import pytest
 import xmlschema
 import yaml
 
-from voicelab.cli import main
 from voicelab.lab import stats
 from voicelab.lab.compare import decide, load_side, persona_comparison
 from voicelab.lab.experiment import load_experiment, run_experiment
 from voicelab.lab.store import RunStore
 from voicelab.lab.tables import load_runs
 from voicelab.spec.errors import DatasetError
+from voicelab.surfaces.cli.main import main
 
 from .conftest import AGENTS, PERSONAS
 

@@ -23,7 +23,7 @@ from .conftest import AGENTS, PERSONAS
 pytestmark = pytest.mark.slow  # real voicelab processes, stopped and raced
 
 ENV = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
-VOICELAB = [sys.executable, "-m", "voicelab.cli"]
+VOICELAB = [sys.executable, "-m", "voicelab"]
 
 
 def voicelab(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -74,7 +74,7 @@ def test_report_reads_offline_in_chromium(tmp_path: Path, artifacts: Path):
 
 def test_no_secret_in_runs_notebooks_reports_or_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The hosted path really uses the key (against the local backend), yet it is stored nowhere."""
-    server = subprocess.Popen([sys.executable, "-m", "voicelab.cli", "serve", "--agents", str(AGENTS)],
+    server = subprocess.Popen([sys.executable, "-m", "voicelab", "serve", "--agents", str(AGENTS)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         first = server.stdout.readline()
@@ -84,7 +84,7 @@ def test_no_secret_in_runs_notebooks_reports_or_logs(tmp_path: Path, monkeypatch
         monkeypatch.setenv("ELEVENLABS_AGENT_ID", "chargeback")
         env = dict(os.environ)
         proc = subprocess.run(
-            [sys.executable, "-m", "voicelab.cli", "run", "--backend", "elevenlabs", "--agent", "chargeback",
+            [sys.executable, "-m", "voicelab", "run", "--backend", "elevenlabs", "--agent", "chargeback",
              "--persona", "anna-double-charge", "olga-credit-question", "--personas", str(PERSONAS), "--agents",
              str(AGENTS), "--run-id", "secret", "--runs", str(tmp_path / "runs"), "--reports",
              str(tmp_path / "reports")], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)

@@ -139,7 +139,7 @@ def test_each_kind_of_caller_is_one_registry_entry(caller, batch, console, place
 
 
 def test_the_cli_and_the_batch_offer_the_registry(dataset):
-    from voicelab.cli import build_parser
+    from voicelab.surfaces.cli.main import build_parser
 
     parser = build_parser()
     for name in runners.RUNNERS:

@@ -18,15 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from voicelab import cli
 from voicelab.lab.store import Run, RunStore
 from voicelab.spec.errors import StoreNotWritable
 from voicelab.spec.models import CallResult, RunManifest, RunSession
+from voicelab.surfaces.cli import main as cli
 
 from . import cli_process
 from .conftest import AGENTS, PERSONAS
 
-VOICELAB = [sys.executable, "-m", "voicelab.cli"]
+VOICELAB = [sys.executable, "-m", "voicelab"]
 BRISK = ["anna-double-charge", "tomasz-merchant-refunded", "olga-credit-question"]
 
 

@@ -308,11 +308,11 @@ def test_an_agent_turn_cut_by_a_barge_in_is_marked_interrupted():
 
 
 def test_the_cli_called_in_process_leaves_the_callers_signal_handlers():
-    """A notebook or script may call voicelab.cli.main(); its own Ctrl+C / SIGTERM handling must
+    """A notebook or script may call voicelab.surfaces.cli.main.main(); its own Ctrl+C / SIGTERM handling must
     survive (the command's SIGTERM-as-Ctrl+C, and ignoring signals on exit, are the process's)."""
     import signal
 
-    from voicelab import cli
+    from voicelab.surfaces.cli import main as cli
 
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     assert cli.main(["personas"]) == 0
@@ -348,7 +348,7 @@ def test_kill_int_stops_a_backgrounded_run_that_inherited_sigint_as_ignored(tmp_
 
     brisk = ["anna-double-charge", "tomasz-merchant-refunded", "olga-credit-question", "sven-wrong-person"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "voicelab.cli", "run", "--personas", str(PERSONAS), "--agents", str(AGENTS),
+        [sys.executable, "-m", "voicelab", "run", "--personas", str(PERSONAS), "--agents", str(AGENTS),
          "--persona", *brisk, "--repeats", "5", "--concurrency", "2", "--latency-ms", "200", "--run-id", "bg",
          "--runs", str(tmp_path), "--no-report"],
         env={**os.environ, "NO_PROXY": "127.0.0.1,localhost"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

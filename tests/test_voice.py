@@ -230,7 +230,7 @@ def test_devices_lists_virtual_devices_or_says_what_to_do(tmp_path: Path):
     import sys
 
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PULSE")}
-    none = subprocess.run([sys.executable, "-m", "voicelab.cli", "devices"], env=clean, capture_output=True,
+    none = subprocess.run([sys.executable, "-m", "voicelab", "devices"], env=clean, capture_output=True,
                           text=True, timeout=60)
     if none.returncode == 0:
         pytest.skip("this machine has audio devices of its own")
@@ -239,7 +239,7 @@ def test_devices_lists_virtual_devices_or_says_what_to_do(tmp_path: Path):
 
     env = start_pulse(tmp_path / "pulse")
     try:
-        found = subprocess.run([sys.executable, "-m", "voicelab.cli", "devices"], env={**clean, **env},
+        found = subprocess.run([sys.executable, "-m", "voicelab", "devices"], env={**clean, **env},
                                capture_output=True, text=True, timeout=60)
     finally:
         stop_pulse(env)

@@ -7,7 +7,7 @@ import html
 import time
 from pathlib import Path
 
-from voicelab.widgets import CallConsole
+from voicelab.surfaces.widgets import CallConsole
 
 from .conftest import AGENTS, PERSONAS
 

@@ -136,7 +136,7 @@ class World:
     def voicelab(self, *args: str, env: dict[str, str] | None = None,
                  timeout: float = CLI_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
         """The real CLI, as a user runs it from their own folder."""
-        return subprocess.run([sys.executable, "-m", "voicelab.cli", *args], cwd=self.home,
+        return subprocess.run([sys.executable, "-m", "voicelab", *args], cwd=self.home,
                               env=env or self.env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -214,7 +214,7 @@ def start_service(world: World, runs: Path, reports: Path, name: str) -> Service
     log = world.home / f"{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "voicelab.cli", "api", "--port", str(port), "--personas", str(world.personas),
+            [sys.executable, "-m", "voicelab", "api", "--port", str(port), "--personas", str(world.personas),
              "--agents", str(world.agents), "--runs", str(runs), "--reports", str(reports), "--quiet"],
             cwd=world.home, env=world.env, stdout=out, stderr=subprocess.STDOUT)
     service = Service(process, f"http://127.0.0.1:{port}", runs, log)

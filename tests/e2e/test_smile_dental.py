@@ -8,7 +8,7 @@ English check-up, an impatient one in pain who is transferred, a Spanish speaker
 the agent's Spanish first message), a silent line, and one whose booking the calendar refuses.
 Every persona can pass, so a run of them must pass its gates.
 
-Every command is the real CLI in a subprocess (`python -m voicelab.cli`), run from the user's own
+Every command is the real CLI in a subprocess (`python -m voicelab.surfaces.cli.main`), run from the user's own
 folder, with runs and reports under pytest's tmp path; the service is `voicelab api` on a free
 port. Each expectation is what docs/formats.md, docs/api.md or README.md promise; a test marked
 xfail asserts documented behaviour the product does not have yet (the reason names the bug).

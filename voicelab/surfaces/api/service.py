@@ -30,19 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from voicelab import __version__
-from voicelab.api.journal import Accepted, Journal, ResultIndex
-from voicelab.api.limits import Slots
-from voicelab.api.schemas import (
-    CallbackStatus,
-    ConversationCreate,
-    ConversationResponse,
-    ConversationStartRequest,
-    ConversationStatus,
-    RunCounts,
-    RunCreate,
-    RunStatus,
-    TranscriptTurn,
-)
 from voicelab.harness import runners, sdk, settings
 from voicelab.lab import heap
 from voicelab.lab.backends import backend_url
@@ -61,8 +48,21 @@ from voicelab.spec.models import (
     RunSession,
     utc_now_iso,
 )
+from voicelab.surfaces.api.journal import Accepted, Journal, ResultIndex
+from voicelab.surfaces.api.limits import Slots
+from voicelab.surfaces.api.schemas import (
+    CallbackStatus,
+    ConversationCreate,
+    ConversationResponse,
+    ConversationStartRequest,
+    ConversationStatus,
+    RunCounts,
+    RunCreate,
+    RunStatus,
+    TranscriptTurn,
+)
 
-log = logging.getLogger("voicelab.api")
+log = logging.getLogger("voicelab.surfaces.api")
 
 #: The agent the original contract calls.
 DEFAULT_AGENT = "chargeback"

@@ -1,6 +1,6 @@
-"""voicelab's REST service: `voicelab api`, or any ASGI server with `voicelab.api:app`.
+"""voicelab's REST service: `voicelab api`, or any ASGI server with `voicelab.surfaces.api:app`.
 
-    uvicorn voicelab.api:app --port 8000        # settings from VOICELAB_API_* (see ServiceSettings)
+    uvicorn voicelab.surfaces.api:app --port 8000        # settings from VOICELAB_API_* (see ServiceSettings)
 
 `app` does nothing until a server starts it: then it loads the datasets, starts the local
 backend (or reaches the hosted platform) and serves until stopped. `create_app(settings)` makes
@@ -18,8 +18,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise MissingDependency(f"{exc.name} is needed for the REST service: pip install 'voicelab[api]' "
                             "(scripts/setup.sh installs it)") from None
 
-from voicelab.api.routes import create_app
-from voicelab.api.service import Service, ServiceSettings
+from voicelab.surfaces.api.routes import create_app
+from voicelab.surfaces.api.service import Service, ServiceSettings
 
 app = create_app()
 

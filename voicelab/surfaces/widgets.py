@@ -1,8 +1,8 @@
 """The notebook call console: pick a persona, read its brief, call the agent yourself (or watch
-the scripted caller play it). The widgets only bind to a `ConsoleSession` (voicelab/console.py),
+the scripted caller play it). The widgets only bind to a `ConsoleSession` (voicelab/surfaces/console.py),
 which owns the backend, the run and the calls.
 
-    from voicelab.widgets import CallConsole
+    from voicelab.surfaces.widgets import CallConsole
     CallConsole()            # in notebooks/live_call.ipynb
 
 A human tester role-plays the persona by typing (text mode) or through the microphone (voice
@@ -23,15 +23,15 @@ from pathlib import Path
 
 import ipywidgets as w
 
-from voicelab.console import ConsoleSession
 from voicelab.harness.call import Call
 from voicelab.lab.store import Run
 from voicelab.spec.checks import percentile
 from voicelab.spec.datasets import Dataset, load_dataset
 from voicelab.spec.errors import VoiceLabError
 from voicelab.spec.models import CallResult, Persona, TranscriptEntry
+from voicelab.surfaces.console import ConsoleSession
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _default(path: str) -> str:

@@ -9,9 +9,9 @@ import sys
 import textwrap
 from typing import Any
 
-from voicelab import crashlog
 from voicelab.lab import signals
 from voicelab.spec.errors import VoiceLabError
+from voicelab.surfaces import crashlog
 
 EXIT_CODES_GATE = """exit status (for CI):
   0    the gates passed: every persona reached its pass_threshold (default: every call), or with
@@ -113,10 +113,10 @@ def _add_output_args(p: argparse.ArgumentParser, rate) -> None:  # noqa: ANN001
 
 def finish_run(outcome, args: argparse.Namespace, *, resume_hint: str) -> int:  # noqa: ANN001 - BatchOutcome
     """What `run` and `experiment` do after placing calls: summary, report, JUnit, gates."""
-    from voicelab.cli import summary_text
     from voicelab.lab.junit import gate_failures, write_junit
     from voicelab.lab.tables import load_runs
     from voicelab.report.build import build_report
+    from voicelab.surfaces.cli.main import summary_text
 
     run_id = outcome.run.run_id
     print(f"\nrun {run_id}: {outcome.run.path}")

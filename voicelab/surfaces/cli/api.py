@@ -1,4 +1,4 @@
-"""`voicelab api`: the REST service (voicelab/api/) under uvicorn, until Ctrl+C or SIGTERM."""
+"""`voicelab api`: the REST service (voicelab/surfaces/api/) under uvicorn, until Ctrl+C or SIGTERM."""
 
 from __future__ import annotations
 
@@ -60,8 +60,8 @@ def add_parser(sub: Any, fmt: type, number: Any) -> None:  # noqa: ANN401 - argp
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    from voicelab.api.service import ServiceSettings, loopback
     from voicelab.spec.datasets import load_dataset
+    from voicelab.surfaces.api.service import ServiceSettings, loopback
 
     config = ServiceSettings.from_env(
         backend=args.backend, personas=args.personas, agents=args.agents, runs_root=args.runs,
@@ -72,7 +72,7 @@ def cmd_api(args: argparse.Namespace) -> int:
                           "(clients then send Authorization: Bearer <key>), or bind to 127.0.0.1")
     load_dataset(config.personas, config.agents)  # bad files are named now, not as a failed startup
     _check_port(args.host, args.port)
-    from voicelab.api import create_app
+    from voicelab.surfaces.api import create_app
 
     return _serve(create_app(config), args.host, args.port, quiet=args.quiet, keyed=bool(config.api_key),
                   backend=config.backend)

@@ -31,7 +31,7 @@ from typing import Any
 from voicelab.lab.store import Run, not_writable
 from voicelab.spec.models import CallResult, RunManifest
 
-log = logging.getLogger("voicelab.api")
+log = logging.getLogger("voicelab.surfaces.api")
 
 #: The service's own folder inside the run store (not a run: no run id starts with "_").
 FOLDER = "_api"

@@ -15,10 +15,12 @@ import sys
 import textwrap
 from typing import NoReturn
 
-from voicelab import cli_api, cli_lab, crashlog
 from voicelab.harness import runners
 from voicelab.lab import heap, signals
 from voicelab.spec.errors import UsageError, VoiceLabError
+from voicelab.surfaces import crashlog
+from voicelab.surfaces.cli import api as cli_api
+from voicelab.surfaces.cli import lab as cli_lab
 
 EPILOG_PERSONAS = """example:
   voicelab personas
@@ -317,7 +319,7 @@ def cmd_call(args: argparse.Namespace) -> int:
 def _human_call(args: argparse.Namespace, ds):  # noqa: ANN001, ANN202 - Dataset -> CallResult
     """You play the persona at the microphone; the call is stored like a console call."""
     from voicelab.audio.sounddevice import SoundDeviceAudio, device_arg
-    from voicelab.console import ConsoleSession
+    from voicelab.surfaces.console import ConsoleSession
 
     if args.mode != "voice":
         raise UsageError("--caller human needs --mode voice here (typed calls are made in the notebook console)")

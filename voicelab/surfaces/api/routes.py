@@ -27,19 +27,6 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voicelab import __version__
-from voicelab.api.schemas import RUN_ID_PATTERN as ID_PATTERN
-from voicelab.api.schemas import (
-    ConversationAccepted,
-    ConversationCreate,
-    ConversationResponse,
-    ConversationStartRequest,
-    ConversationStatus,
-    ErrorBody,
-    FieldError,
-    RunCreate,
-    RunStatus,
-)
-from voicelab.api.service import Busy, Service, ServiceSettings, loopback
 from voicelab.spec.errors import (
     BackendError,
     ConfigError,
@@ -53,8 +40,21 @@ from voicelab.spec.errors import (
     UsageError,
     VoiceLabError,
 )
+from voicelab.surfaces.api.schemas import RUN_ID_PATTERN as ID_PATTERN
+from voicelab.surfaces.api.schemas import (
+    ConversationAccepted,
+    ConversationCreate,
+    ConversationResponse,
+    ConversationStartRequest,
+    ConversationStatus,
+    ErrorBody,
+    FieldError,
+    RunCreate,
+    RunStatus,
+)
+from voicelab.surfaces.api.service import Busy, Service, ServiceSettings, loopback
 
-log = logging.getLogger("voicelab.api")
+log = logging.getLogger("voicelab.surfaces.api")
 
 DESCRIPTION = """\
 Place calls to ElevenLabs agents and run voicelab test runs from other systems.
@@ -292,7 +292,7 @@ def _install_docs(app: FastAPI) -> None:
 
 def create_app(config: ServiceSettings | None = None) -> FastAPI:
     """The service as an ASGI app; `config` defaults to the VOICELAB_API_* settings, read when
-    the server starts (so importing `voicelab.api.app` does nothing)."""
+    the server starts (so importing `voicelab.surfaces.api.app` does nothing)."""
     holder: dict[str, Any] = {}
 
     @contextlib.asynccontextmanager

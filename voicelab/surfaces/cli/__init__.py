@@ -1,0 +1,3 @@
+"""The `voicelab` command line: run, call, serve, report (main), experiment, compare, mutate (lab), api
+(api).
+"""

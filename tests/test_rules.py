@@ -151,8 +151,8 @@ def test_the_cli_and_the_batch_offer_the_registry(dataset):
                 parser.parse_args(["run", "--caller", name])
     with pytest.raises(UsageError, match="unknown caller 'robot'"):
         runners.runner("robot")
-    with pytest.raises(ValueError, match="unknown caller"):
-        dataset.request("anna-double-charge", caller="robot")
+    with pytest.raises(UsageError, match="unknown caller 'robot'"):  # a name, checked where a call is placed
+        runners.preflight([dataset.request("anna-double-charge", caller="robot")])
 
 
 class Says:

@@ -62,10 +62,15 @@ def private_reads(path: Path) -> list[str]:
     return found
 
 
+#: Outside sdk.py, the one private call allowed: PortAudio's device rescan (sounddevice has no public one).
+PORTAUDIO = {"voicelab/audio/sounddevice.py": {"sd._terminate", "sd._initialize"}}
+
+
 def test_only_sdk_py_reads_private_attributes_of_other_objects():
     files = [p for folder in ("voicelab", "benchmarks", "scripts", "tests") for p in (ROOT / folder).rglob("*.py")
              if p != ROOT / "voicelab" / "harness" / "sdk.py" and p != Path(__file__)]
-    offenders = [hit for path in files for hit in private_reads(path)]
+    offenders = [hit for path in files for hit in private_reads(path)
+                 if hit.split()[-1] not in PORTAUDIO.get(str(path.relative_to(ROOT)), set())]
     assert not offenders, offenders
 
 

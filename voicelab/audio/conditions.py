@@ -25,13 +25,12 @@ import numpy as np
 
 from voicelab.audio.speech import RATE
 from voicelab.spec.errors import DatasetError
-from voicelab.spec.models import AudioCondition
+from voicelab.spec.models import NOISES, AudioCondition
 
 FRAME = 320  # samples in 20 ms at 16 kHz
 #: RMS of espeak-ng's voiced frames (measured over its en/de voices: 2850-4500): the level SNR is relative to.
 SPEECH_LEVEL = 3000.0
 BED_S = 8.0
-NOISES = ("white", "pink", "babble", "street")
 BABBLE_LINES = [
     "I told him we would meet at the station after lunch on Friday.",
     "The new prices start next month, so we should order now.",

@@ -51,6 +51,15 @@ def list_devices() -> list[dict[str, Any]]:
              "default_rate": int(d["default_samplerate"])} for i, d in enumerate(sd.query_devices())]
 
 
+def rescan_audio_devices(sd: Any) -> None:  # noqa: ANN401 - the sounddevice module
+    """Make PortAudio list the audio devices again. It lists them once, when it starts, so a
+    device or sound server that appeared later (PulseAudio started after the notebook's kernel)
+    is not found until it restarts. sounddevice has no public call for that: its private
+    `_terminate` / `_initialize` are read here and nowhere else (the tests hold it to these two)."""
+    sd._terminate()
+    sd._initialize()
+
+
 def resolve(device: int | str | None, kind: str) -> tuple[int | None, int]:
     """(device index or None for the default, sample rate to open it at), or a ConfigError."""
     sd = load_sounddevice()
@@ -58,8 +67,6 @@ def resolve(device: int | str | None, kind: str) -> tuple[int | None, int]:
         try:
             info = sd.query_devices(device, kind=kind)
         except (ValueError, sd.PortAudioError):  # perhaps a device that appeared after PortAudio started
-            from voicelab.harness.sdk import rescan_audio_devices
-
             rescan_audio_devices(sd)
             info = sd.query_devices(device, kind=kind)
     except (ValueError, sd.PortAudioError) as exc:

@@ -194,12 +194,3 @@ async def close(conversation: AsyncConversation) -> None:
         task.cancel()  # closes the socket at once
     with contextlib.suppress(BaseException):
         await asyncio.wait_for(task, CLOSE_GRACE_S)
-
-
-def rescan_audio_devices(sd: Any) -> None:  # noqa: ANN401 - the sounddevice module
-    """Make PortAudio list the audio devices again. It lists them once, when it starts, so a
-    device or sound server that appeared later (PulseAudio started after the notebook's kernel)
-    is not found until it restarts. sounddevice has no public call for that: its private
-    `_terminate` / `_initialize` are read here, the one module allowed to read private parts."""
-    sd._terminate()
-    sd._initialize()

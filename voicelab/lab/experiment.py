@@ -14,10 +14,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from voicelab.audio.conditions import NOISES
+from voicelab.harness.runners import RUNNERS
 from voicelab.spec.datasets import Dataset, _build, _read_yaml, load_agent_file, load_dataset
 from voicelab.spec.errors import DatasetError, UsageError
-from voicelab.spec.models import AgentSpec, CallRequest, Experiment, PlatformSettings, Variant
+from voicelab.spec.models import NOISES, AgentSpec, CallRequest, Experiment, PlatformSettings, Variant
 
 DEFAULT_PERSONAS, DEFAULT_AGENTS = "datasets/personas", "datasets/agents"
 
@@ -37,6 +37,9 @@ def load_experiment(path: str | Path) -> Experiment:
     if not isinstance(raw, dict):
         raise DatasetError("an experiment file must be a YAML mapping (id, variants, ...)", file=str(path))
     experiment = _build(Experiment, raw, file=path)
+    if experiment.caller not in RUNNERS:
+        raise DatasetError(f"unknown caller {experiment.caller!r}", file=str(path), field="caller",
+                           fix=f"use one of {', '.join(RUNNERS)}")
     base = path.parent
     variants = []
     for i, variant in enumerate(experiment.variants):

@@ -16,7 +16,16 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from voicelab.spec.errors import DatasetError
-from voicelab.spec.models import SYSTEM_TOOLS, AgentSpec, CallRequest, FlowStep, LocalText, Persona, ToolParameter
+from voicelab.spec.models import (
+    NOISES,
+    SYSTEM_TOOLS,
+    AgentSpec,
+    CallRequest,
+    FlowStep,
+    LocalText,
+    Persona,
+    ToolParameter,
+)
 
 VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 DEFAULT_PERSONAS = Path("datasets/personas")
@@ -591,8 +600,6 @@ def load_dataset(personas: str | Path = DEFAULT_PERSONAS, agents: str | Path = D
 def _resolve_noise(persona: Persona, path: Path) -> Persona:
     """A noise WAV named in `caller.audio.noise` is found relative to the persona file (and
     stored as an absolute path, so a run resumes from anywhere); a missing one is named now."""
-    from voicelab.audio.conditions import NOISES
-
     audio = persona.caller.audio
     if audio is None or audio.noise is None or audio.noise in NOISES:
         return persona

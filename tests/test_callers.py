@@ -15,11 +15,12 @@ import pytest
 
 from voicelab.audio.formats import from_pcm16k, to_pcm16k, ulaw_decode, ulaw_encode
 from voicelab.harness.call import Call
-from voicelab.harness.callers.agent import CALLER_AGENT_ID, PersonaFlow, caller_prompt, parse_caller_prompt
 from voicelab.lab.batch import run_batch
 from voicelab.lab.tables import barge_ins_table, calls_table
 from voicelab.spec.errors import ConfigError
 from voicelab.spec.models import CallerSpec, Interrupt, Persona, ReplyRule
+from voicelab.spec.prose import CALLER_AGENT_ID, caller_prompt, parse_caller_prompt
+from voicelab.spec.script import PersonaFlow
 
 from .conftest import AGENTS, PERSONAS
 

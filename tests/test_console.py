@@ -22,7 +22,7 @@ import pytest
 
 from voicelab.audio.pulse import play_into_mic, start_pulse, stop_pulse
 from voicelab.audio.speech import speak, voice_for
-from voicelab.harness.callers.scripted import ScriptedCaller
+from voicelab.spec.script import ScriptedCaller
 
 from .conftest import ROOT
 

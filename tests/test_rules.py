@@ -8,7 +8,6 @@ import pytest
 
 from voicelab.harness import runners
 from voicelab.harness.call import Dialogue
-from voicelab.harness.callers import Action
 from voicelab.harness.connection import describe_disconnect, initiation_data
 from voicelab.harness.transcript import TranscriptRecorder
 from voicelab.local.handshake import Accepted, Refused, handshake, parse_first_message
@@ -16,6 +15,7 @@ from voicelab.spec import errors
 from voicelab.spec.datasets import time_limit
 from voicelab.spec.errors import UsageError
 from voicelab.spec.models import AgentSaid, CallerHeard, Disconnected, HangUp
+from voicelab.spec.script import Action
 
 ANNA = {"first_name": "Anna", "last_name": "Kowalska", "phone_number": "+48601234567",
         "product_name": "Premium Gym Membership", "chargeback_reason": "duplicate charge"}

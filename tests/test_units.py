@@ -6,12 +6,11 @@ import threading
 
 import pytest
 
-from voicelab.harness.callers import Action
-from voicelab.harness.callers.scripted import ScriptedCaller, first_sentence, says_goodbye
 from voicelab.harness.transcript import TranscriptRecorder
 from voicelab.local.flow import FlowEngine
 from voicelab.spec.checks import checks, metrics, percentile, says, success
 from voicelab.spec.models import Expectations, TranscriptEntry
+from voicelab.spec.script import Action, ScriptedCaller, first_sentence, says_goodbye
 
 
 def test_recorder_is_thread_safe():
@@ -151,7 +150,7 @@ def persona_speaking(dataset, language: str, **caller) -> object:
 
 @pytest.mark.parametrize("language", CALLER_LANGUAGES)
 def test_the_callers_own_lines_are_in_the_personas_language(dataset, language):
-    from voicelab.harness.callers.scripted import LINES, says_goodbye
+    from voicelab.spec.script import LINES, says_goodbye
 
     lines = LINES[language]
     done = ScriptedCaller(persona_speaking(dataset, language, hang_up_after_turns=1))
@@ -190,7 +189,7 @@ def test_a_goodbye_is_whole_words_not_part_of_another(dataset, agent_turn):
 
 
 def test_a_regional_language_speaks_its_language(dataset):
-    from voicelab.harness.callers.scripted import LINES, lines_for
+    from voicelab.spec.script import LINES, lines_for
 
     assert lines_for("pt-BR") == LINES["pt"] and lines_for("ja") == LINES["en"]
 

@@ -60,7 +60,7 @@ class PersonaAtMicrophone:
     spoken with espeak-ng into `vl_mic`. It stands in for the human in human-caller voice calls."""
 
     def __init__(self, persona: Any, audio: Any, env: dict[str, str]) -> None:
-        from voicelab.harness.callers.scripted import ScriptedCaller
+        from voicelab.spec.script import ScriptedCaller
 
         self.persona, self.audio, self.env = persona, audio, env
         self.scripted = ScriptedCaller(persona)

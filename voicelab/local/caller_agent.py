@@ -1,8 +1,8 @@
 """The local backend's caller agent (`voicelab-caller`): the persona of a `caller: agent` call.
 
-On the hosted platform an LLM reads the persona's prompt (callers/agent.caller_prompt) and plays
+On the hosted platform an LLM reads the persona's prompt (spec/prose.caller_prompt) and plays
 the caller. Here the prompt is followed to the letter: its hints are the persona's reply rules,
-played in order as a flow (callers/agent.PersonaFlow), with the scripted caller's fallback, styles
+played in order as a flow (spec/script.PersonaFlow), with the scripted caller's fallback, styles
 and turn limit, so the same bridge and the same client code are tested offline, deterministically.
 Hanging up is the platform's way too: the goodbye, then `end_call`.
 """
@@ -10,9 +10,10 @@ Hanging up is the platform's way too: the goodbye, then `end_call`.
 from __future__ import annotations
 
 from voicelab.audio.speech import voice_for
-from voicelab.harness.callers.agent import CALLER_AGENT_ID, PersonaFlow, parse_caller_prompt
 from voicelab.local.flow import FlowEngine, Reply
 from voicelab.spec.models import AgentSpec, Flow, FlowStep, PlatformSettings, Silence
+from voicelab.spec.prose import CALLER_AGENT_ID, parse_caller_prompt
+from voicelab.spec.script import PersonaFlow
 
 #: A caller waits for the agent rather than re-prompting it; this long without a word it asks.
 SILENCE_S = 20.0

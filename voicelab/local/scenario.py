@@ -2,11 +2,11 @@
 user from its `simulation_scenario`, the verdict from its `success_conditions`.
 
 The platform reads both with an LLM. The local backend reads the small sentence grammar that
-voicelab writes (runners/platform.py) and nothing more, so the texts voicelab sends are really
-exercised: a reply rule that does not survive the round trip changes the conversation, a
-condition that says something else than the persona's expectations changes the verdict, and
-`agrees_with_platform` can be false. A sentence outside the grammar is judged "unknown" and named
-in the rationale, never silently passed.
+voicelab writes (the scenario: spec/prose.py; the conditions: harness/runners/platform.py) and
+nothing more, so the texts voicelab sends are really exercised: a reply rule that does not
+survive the round trip changes the conversation, a condition that says something else than the
+persona's expectations changes the verdict, and `agrees_with_platform` can be false. A sentence
+outside the grammar is judged "unknown" and named in the rationale, never silently passed.
 
 Scenario grammar: `You are <name>.` ... one of the style sentences ... `Speak <Language>.`
 ... `The call starts in <Language>.` (optional)
@@ -24,10 +24,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from voicelab.harness.runners.platform import STYLE_TEXT
 from voicelab.local.flow import as_text, result_field
 from voicelab.spec.checks import says, tool_checks
 from voicelab.spec.models import CallerSpec, Expectations, ExpectedCall, Persona, ReplyRule, ToolCallRecord
+from voicelab.spec.prose import STYLE_TEXT
 from voicelab.spec.tool_calls import as_records, from_history
 
 LANGUAGES = {"english": "en", "german": "de"}
@@ -43,7 +43,7 @@ def records(transcript: list[dict]) -> list[ToolCallRecord]:
 def simulated_user(scenario: str, variables: dict[str, str], max_turns: int) -> Persona:
     """The caller a scenario describes, as voicelab's scripted caller plays it."""
     name = re.match(r"\s*You are (.+?)\.(\s|$)", scenario)
-    style = next((s for s, text in STYLE_TEXT.items() if text in scenario), "cooperative")
+    style = next((s for s, text in STYLE_TEXT.items() if text.scenario in scenario), "cooperative")
     spoken = re.search(r"Speak (\w+)\.", scenario)
     language = LANGUAGES.get(spoken.group(1).lower(), spoken.group(1).lower()) if spoken else "en"
     starts = re.search(r"The call starts in (\w+)\.", scenario)

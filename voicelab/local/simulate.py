@@ -13,9 +13,9 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from voicelab.harness.callers.scripted import ScriptedCaller
 from voicelab.local.flow import FlowEngine, Reply
 from voicelab.spec.models import SYSTEM_TOOLS, AgentSpec, Persona, ToolMock
+from voicelab.spec.script import ScriptedCaller
 
 WORDS_PER_S = 2.5
 

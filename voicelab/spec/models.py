@@ -133,7 +133,7 @@ class Interrupt(_Strict):
 
 
 class CallerSpec(_Strict):
-    """How the scripted caller behaves; see voicelab/harness/callers/scripted.py for the styles."""
+    """How the scripted caller behaves; see voicelab/spec/script.py for the styles."""
 
     style: Style = "cooperative"
     replies: list[ReplyRule] = Field(default_factory=list)

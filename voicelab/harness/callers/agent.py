@@ -13,21 +13,23 @@ Security tab must allow `prompt` and `first_message` overrides); on the local ba
 built-in agent `voicelab-caller`, which follows the same prompt to the letter: the prompt's
 hints are the persona's reply rules, played by the scripted caller (local/caller_agent.py). The
 client side is the same code for both.
+
+The prompt and its parser (`caller_prompt`, `parse_caller_prompt`) are in voicelab/spec/prose.py,
+the local caller agent's flow (`PersonaFlow`) in voicelab/spec/script.py: the local backend
+reads them too, and it does not import the harness. Their names stay importable from here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from voicelab.harness.callers import Action
-from voicelab.harness.callers.scripted import ScriptedCaller, lines_for
-from voicelab.spec.models import CallerSaid, CallerSpec, HangUp, Persona, ReplyRule, TranscriptEntry
+from voicelab.spec.models import CallerSaid, HangUp, TranscriptEntry
+from voicelab.spec.prose import CALLER_AGENT_ID, caller_prompt, parse_caller_prompt
+from voicelab.spec.script import Action, PersonaFlow
 
 if TYPE_CHECKING:
     from elevenlabs.conversational_ai.conversation import AsyncConversation, DisconnectionDetails
@@ -35,112 +37,11 @@ if TYPE_CHECKING:
     from voicelab.audio.synthetic import SyntheticVoice
     from voicelab.spec.models import CallRequest
 
-#: The local backend's built-in caller agent.
-CALLER_AGENT_ID = "voicelab-caller"
 #: The hosted caller agent's id comes from this setting.
 CALLER_AGENT_SETTING = "ELEVENLABS_CALLER_AGENT_ID"
 
-STYLE_TEXT = {
-    "cooperative": "Friendly and helpful: answer each question plainly, in one or two short sentences.",
-    "impatient": "In a hurry: answer with one short sentence and hang up after at most three of your turns.",
-    "confused": "Easily lost: before answering a new question, ask what the agent means.",
-    "silent": "You say nothing at all, whatever the agent says.",
-    "interrupting": "You talk over the agent: answer at once and add your next point before it has replied.",
-}
-
-#: An unmatched turn heard as fewer words than this is a fragment: ask again rather than move on.
-MIN_GIST_WORDS = 3
-_QUOTED = r'"(?:[^"\\]|\\.)*"'
-_HINT = re.compile(rf"^- when the agent says ({_QUOTED}(?: or {_QUOTED})*), say ({_QUOTED})$")
-_FALLBACK = re.compile(rf"^If you do not understand the agent, say ({_QUOTED})$")
-_STYLE = re.compile(r"\(style: (\w+)\)")
-_TURNS = re.compile(r"After (\d+) of your turns")
-_NAME = re.compile(r"^You are (.+?)\. ")
-
-
-def caller_prompt(persona: Persona) -> str:
-    """The caller agent's system prompt: who the persona is, what they know (its variables),
-    their goal, their style, their replies as hints, and when to hang up.
-
-    Written for an LLM to read; the local backend's caller agent reads the same text back with
-    `parse_caller_prompt`, so every rule is on a line of its own with its strings in JSON quotes."""
-    spec, lines = persona.caller, lines_for(persona.language)
-    out = [f"You are {persona.name}. {persona.summary}",
-           f"You are on a phone call with a company's voice agent. Play {persona.name}: a real person, not an "
-           "assistant. Never say you are an AI, never offer help, and keep every answer short and spoken.",
-           f"Speak {persona.language} only.", ""]
-    if persona.variables:
-        out.append("What you know (give these facts when you are asked for them):")
-        out += [f"- {name}: {value}" for name, value in persona.variables.items()]
-        out.append("")
-    out += ["Your goal: get what the first paragraph says you want; answer the agent's questions and confirm "
-            "what is right.", "", f"How you talk (style: {spec.style}): {STYLE_TEXT[spec.style]}", ""]
-    if spec.replies:
-        out.append("What you would say (hints; when the agent's turn contains one of the first phrases, "
-                   "answer along the lines of the last):")
-        out += [f"- when the agent says {' or '.join(json.dumps(p) for p in rule.when)}, say {json.dumps(rule.say)}"
-                for rule in spec.replies]
-    if spec.style == "silent":  # its turns are the ones it lets pass, and it hangs up without a word
-        last = f"After {spec.hang_up_after_turns} of your turns (each agent turn you let pass), end the call " \
-               "with the end_call tool without a word."
-    else:
-        last = f"After {spec.hang_up_after_turns} of your turns, say {json.dumps(lines.bye)} and end the call " \
-               "with the end_call tool."
-    out += [f"If you do not understand the agent, say {json.dumps(spec.fallback)}", "",
-            "When to hang up: when the agent says goodbye, say nothing more and let it end the call. " + last]
-    return "\n".join(out)
-
-
-def parse_caller_prompt(prompt: str, language: str = "en") -> Persona:
-    """The persona a `caller_prompt` describes (its name, style, replies, fallback and turn limit):
-    what the local backend's caller agent follows. Lines it does not know are ignored."""
-    spec: dict[str, Any] = {"replies": []}
-    name = "Caller"
-    for line in prompt.splitlines():
-        line = line.strip()
-        if (match := _NAME.match(line)) and name == "Caller":
-            name = match.group(1)
-        if match := _HINT.match(line):
-            spec["replies"].append(ReplyRule(when=[json.loads(p) for p in re.findall(_QUOTED, match.group(1))],
-                                             say=json.loads(match.group(2))))
-        elif match := _FALLBACK.match(line):
-            spec["fallback"] = json.loads(match.group(1))
-        if (match := _STYLE.search(line)) and match.group(1) in STYLE_TEXT:
-            spec["style"] = match.group(1)
-        if match := _TURNS.search(line):
-            spec["hang_up_after_turns"] = max(1, int(match.group(1)))
-    return Persona(id="caller-agent", name=name, summary="the persona of a caller prompt", agent="caller",
-                   language=language, caller=CallerSpec(**spec))
-
-
-class PersonaFlow(ScriptedCaller):
-    """How the local caller agent follows a persona's prompt: its replies as a flow, in order.
-
-    A matching hint wins, as for the scripted caller. But where the scripted caller falls back
-    ("could you say that again?") whenever its phrases miss, an LLM playing the persona gets the
-    gist and moves on; so does this flow: an unmatched turn gets the next reply not given yet,
-    the same turn heard again gets the same answer again, and the fallback is left for a fragment
-    too short to get the gist of, or for when the replies are used up. That keeps a bridged
-    voice call going through the recogniser's errors (pocketsphinx mishears espeak's agent voice
-    about one word in two)."""
-
-    def __init__(self, persona: Persona) -> None:
-        super().__init__(persona)
-        self.next_reply = 0
-        self._last: tuple[str, tuple[str, int | None]] | None = None
-
-    def _answer(self, agent_text: str) -> tuple[str, int | None]:
-        heard = " ".join(agent_text.lower().split())
-        if self._last is not None and self._last[0] == heard:
-            return self._last[1]
-        index = self._rule(agent_text)
-        if index is None and len(heard.split()) >= MIN_GIST_WORDS and self.next_reply < len(self.spec.replies):
-            index = self.next_reply
-        if index is not None:
-            self.next_reply = max(self.next_reply, index + 1)
-        answer = (self.spec.replies[index].say if index is not None else self.spec.fallback), index
-        self._last = heard, answer
-        return answer
+__all__ = ["CALLER_AGENT_ID", "CALLER_AGENT_SETTING", "AgentCaller", "CallerLeg", "PersonaFlow", "caller_prompt",
+           "first_words", "parse_caller_prompt"]
 
 
 def first_words(request: CallRequest) -> str:

@@ -2,9 +2,9 @@
 agent-testing API (the replacement of the retired simulate-conversation endpoint).
 
 Each persona becomes a simulation test (scenario from its summary, style, variables and reply
-rules; success conditions from its expectations; a turn limit); the tests run with `run_tests`
-and a repeat count, are polled until done, and every test run becomes a CallResult with the
-platform's verdict and rationale in `analysis`. Cancelling cancels the invocation.
+rules, written by voicelab/spec/prose.py; success conditions from its expectations; a turn
+limit); the tests run with `run_tests` and a repeat count, are polled until done, and every test
+run becomes a CallResult with the platform's verdict and rationale in `analysis`. Cancelling cancels the invocation.
 """
 
 from __future__ import annotations
@@ -33,18 +33,12 @@ from voicelab.spec.models import (
     TranscriptEntry,
     utc_now_iso,
 )
+from voicelab.spec.prose import scenario
 from voicelab.spec.tool_calls import as_records, from_history
 
 if TYPE_CHECKING:
     from voicelab.harness.runners import Sink
 
-STYLE_TEXT = {
-    "cooperative": "You are cooperative and answer every question directly.",
-    "impatient": "You are in a hurry: answer in as few words as possible and end the call after about 3 answers.",
-    "confused": "You are easily confused: before answering each new question, ask what the agent means.",
-    "silent": "You do not say anything at all.",
-    "interrupting": "You answer before the agent finishes and often add your next answer right away.",
-}
 POLL_S = 0.5
 #: Tool-call tests per simulated conversation, at most (each is an LLM call on the platform).
 MAX_TOOL_TESTS = 12
@@ -53,17 +47,6 @@ MAX_TOOL_TESTS = 12
 def test_name(persona: Persona) -> str:
     """The local backend finds the persona by this name; on the platform it is just a name."""
     return f"voicelab/{persona.id}"
-
-
-def scenario(persona: Persona) -> str:
-    facts = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in persona.variables.items())
-    rules = " ".join(f"If asked about {' / '.join(r.when)}, say: \"{r.say}\"" for r in persona.caller.replies)
-    def name(code: str) -> str:
-        return {"de": "German", "en": "English"}.get(code, code)
-
-    starts = f" The call starts in {name(persona.call_language)}." if persona.call_language != persona.language else ""
-    return (f"You are {persona.name}. {persona.summary} {STYLE_TEXT[persona.caller.style]} "
-            f"Speak {name(persona.language)}.{starts} What you know: {facts}. {rules}").strip()
 
 
 def success_conditions(persona: Persona) -> list[str]:

@@ -149,6 +149,30 @@ def test_a_manifest_that_cannot_be_written_leaves_no_temporary_file(tmp_path: Pa
         assert sorted(p.name for p in folder.iterdir()) == []
 
 
+def test_writers_checking_the_store_at_once_never_trip_on_each_others_probe(tmp_path: Path):
+    """Two resumes of one run check the store before one of them wins its lock: each must see a
+    writable store (the loser is then refused by the lock, not told the disk is broken)."""
+    import threading
+
+    run = RunStore(tmp_path).create(RunManifest(run_id="r", personas=["p"]))
+    errors: list[BaseException] = []
+
+    def check_many() -> None:
+        for _ in range(150):
+            try:
+                Run(run.path, run.manifest).check_writable()
+            except StoreNotWritable as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=check_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(p.name for p in run.path.iterdir()) == ["calls.jsonl", "run.json"], "no probe is left behind"
+
+
 def _crashed(tmp_path: Path, stored: int) -> Path:
     """A run as a kill -9'd process leaves it: run.json says running, its results are on disk."""
     manifest = RunManifest(run_id="crashed", personas=["p"], repeats=5, state="running",

@@ -142,10 +142,11 @@ class Run:
     def check_writable(self) -> None:
         """Refuse to start placing calls whose results could not be stored: calls.jsonl must take an
         append and the disk must have room (`MIN_FREE_BYTES`). StoreNotWritable names the path."""
+        # The probe is this writer's own: two resumes checking at once never remove each other's.
+        probe = self.path / f".write-probe.{os.getpid()}-{threading.get_ident()}"
         try:
             with open(self.calls_path, "ab"):
                 pass
-            probe = self.path / ".write-probe"
             with open(probe, "wb") as f:  # a real write: some full or read-only disks accept an open
                 f.write(b"\0" * 4096)
                 f.flush()
@@ -154,7 +155,7 @@ class Run:
             free = os.statvfs(self.path).f_bavail * os.statvfs(self.path).f_frsize
         except OSError as exc:
             with contextlib.suppress(OSError):
-                (self.path / ".write-probe").unlink()
+                probe.unlink()
             raise not_writable(self.calls_path, exc) from None
         if free < MIN_FREE_BYTES:
             raise not_writable(self.calls_path, OSError(errno.ENOSPC, f"only {free // 1024} kB free"))

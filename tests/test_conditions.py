@@ -17,7 +17,8 @@ import soundfile
 from voicelab.audio.conditions import FRAME, SPEECH_LEVEL, BurstLoss, Conditioner, mu_law
 from voicelab.audio.speech import speak
 from voicelab.harness.call import Call
-from voicelab.lab.experiment import apply_variant, load_experiment, with_variants
+from voicelab.lab.experiment import load_experiment
+from voicelab.lab.plan import apply_variant, with_variants
 from voicelab.lab.tables import by_condition, calls_table
 from voicelab.spec.errors import DatasetError
 from voicelab.spec.models import AudioCondition, Variant

@@ -19,15 +19,13 @@ from voicelab import __version__
 from voicelab.harness import runners, sdk
 from voicelab.lab import heap, signals
 from voicelab.lab.backends import backend_url
-from voicelab.lab.experiment import apply_variant, with_variants
+from voicelab.lab.plan import apply_variant, persona_info, plan_calls, with_variants
 from voicelab.lab.store import Run, RunStore, new_run_id
 from voicelab.spec.datasets import Dataset, load_dataset
 from voicelab.spec.errors import StoreNotWritable, UsageError
 from voicelab.spec.models import (
-    AgentSpec,
     CallRequest,
     CallResult,
-    Persona,
     RunManifest,
     RunSession,
     Variant,
@@ -45,37 +43,6 @@ class BatchOutcome:
     @property
     def results(self) -> list[CallResult]:
         return self.run.results()
-
-
-def persona_info(persona: Persona, agent: AgentSpec | None = None) -> dict[str, str]:
-    """What tables show of a persona (stored in the manifest, so reports need no persona files);
-    `tools`: the agent's tools, so a report can say which were never called."""
-    return {"name": persona.name, "agent": persona.agent, "style": persona.caller.style,
-            "language": persona.language, "tools": ", ".join(t.name for t in agent.tools) if agent else ""}
-
-
-def call_id(persona_id: str, repeat: int, variant: str | None = None) -> str:
-    return f"{variant}/{persona_id}#{repeat}" if variant else f"{persona_id}#{repeat}"
-
-
-def plan_calls(run: Run, dataset: Dataset) -> list[CallRequest]:
-    """Every call the run asks for that has no result yet, in a stable order: repeat by repeat,
-    persona by persona, and (experiments) variant by variant innermost, so the variants' calls
-    are interleaved and whatever drifts during the run hits each alike."""
-    m = run.manifest
-    done = run.finished_call_ids()
-    plan = []
-    for repeat in range(1, m.repeats + 1):
-        for persona_id in m.personas:
-            for variant in m.variants or [None]:
-                cid = call_id(persona_id, repeat, variant.id if variant else None)
-                if cid in done:
-                    continue
-                request = dataset.request(persona_id, backend=m.backend, caller=m.caller, mode=m.mode,
-                                          run_id=m.run_id, call_id=cid, max_duration_s=m.max_duration_s,
-                                          audio_dir=str(run.path / "audio") if m.mode == "voice" else None)
-                plan.append(apply_variant(request, variant, dataset) if variant else request)
-    return plan
 
 
 class _Progress:

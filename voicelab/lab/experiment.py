@@ -17,14 +17,9 @@ from typing import Any
 from voicelab.harness.runners import RUNNERS
 from voicelab.spec.datasets import Dataset, _build, _read_yaml, load_agent_file, load_dataset
 from voicelab.spec.errors import DatasetError, UsageError
-from voicelab.spec.models import NOISES, AgentSpec, CallRequest, Experiment, PlatformSettings, Variant
+from voicelab.spec.models import NOISES, Experiment
 
 DEFAULT_PERSONAS, DEFAULT_AGENTS = "datasets/personas", "datasets/agents"
-
-
-def served_id(agent_id: str, variant_id: str) -> str:
-    """The id a variant's copy of an agent is served under on the local backend."""
-    return f"{agent_id}--{variant_id}"
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -73,42 +68,6 @@ def load_experiment(path: str | Path) -> Experiment:
         if value is not None:
             updates[name] = str((base / value).resolve())
     return experiment.model_copy(update=updates)
-
-
-def variant_agent(agent: AgentSpec, variant: Variant) -> AgentSpec:
-    """The version of `agent` a variant's calls reach (served under `served_id` locally): the
-    variant's agent file where it specs this agent (same id), else the agent itself."""
-    spec = agent
-    if variant.agent_file:
-        other = load_agent_file(Path(variant.agent_file))
-        spec = other if other.id == agent.id else agent
-    update: dict = {"id": served_id(agent.id, variant.id)}
-    if variant.latency_ms:
-        update["platform"] = PlatformSettings.model_validate(
-            {**spec.platform.model_dump(), "latency_ms": spec.platform.latency_ms + variant.latency_ms})
-    if variant.elevenlabs_agent_id:
-        update["elevenlabs_agent_id"] = variant.elevenlabs_agent_id
-    return spec.model_copy(update=update)
-
-
-def with_variants(dataset: Dataset, variants: list[Variant]) -> Dataset:
-    """The dataset plus every variant's copy of every agent its personas call (what the local
-    backend serves for an experiment)."""
-    used = {p.agent for p in dataset.personas.values()}
-    extra = {served_id(a, v.id): variant_agent(dataset.agents[a], v) for v in variants for a in used}
-    return Dataset(personas=dataset.personas, agents={**dataset.agents, **extra},
-                   persona_files=dataset.persona_files)
-
-
-def apply_variant(request: CallRequest, variant: Variant, dataset: Dataset) -> CallRequest:
-    """A call of the plan, sent to the variant's version of its agent."""
-    agent = dataset.agents[served_id(request.agent.id, variant.id)]
-    persona = request.persona
-    if variant.caller_audio is not None:
-        persona = persona.model_copy(update={"caller": persona.caller.model_copy(
-            update={"audio": variant.caller_audio})})
-    return request.model_copy(update={"agent": agent, "persona": persona, "variant": variant.id,
-                                      "overrides": variant.overrides, "branch_id": variant.branch_id})
 
 
 def choose_personas(experiment: Experiment, dataset: Dataset) -> list[str]:

@@ -20,7 +20,7 @@ from voicelab import __version__
 from voicelab.harness import runners, sdk
 from voicelab.harness.call import Call
 from voicelab.lab.backends import backend_url
-from voicelab.lab.batch import persona_info
+from voicelab.lab.plan import persona_info
 from voicelab.lab.store import Run, RunStore, new_run_id
 from voicelab.spec.datasets import Dataset
 from voicelab.spec.models import CallResult, RunManifest, TranscriptEntry

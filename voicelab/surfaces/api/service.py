@@ -33,7 +33,8 @@ from voicelab import __version__
 from voicelab.harness import runners, sdk, settings
 from voicelab.lab import heap
 from voicelab.lab.backends import backend_url
-from voicelab.lab.batch import new_batch, persona_info, place_run
+from voicelab.lab.batch import new_batch, place_run
+from voicelab.lab.plan import persona_info
 from voicelab.lab.store import MIN_FREE_BYTES, Run, RunStore, new_run_id, not_writable, run_id_problem
 from voicelab.spec.datasets import Dataset, load_dataset, required_variables, time_limit
 from voicelab.spec.errors import ConfigError, InvalidField, RunStoreError, StoreNotWritable

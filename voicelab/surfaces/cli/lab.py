@@ -116,7 +116,7 @@ def finish_run(outcome, args: argparse.Namespace, *, resume_hint: str) -> int:  
     from voicelab.lab.junit import gate_failures, write_junit
     from voicelab.lab.tables import load_runs
     from voicelab.report.build import build_report
-    from voicelab.surfaces.cli.main import summary_text
+    from voicelab.surfaces.cli.text import summary_text
 
     run_id = outcome.run.run_id
     print(f"\nrun {run_id}: {outcome.run.path}")

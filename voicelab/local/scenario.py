@@ -2,7 +2,7 @@
 user from its `simulation_scenario`, the verdict from its `success_conditions`.
 
 The platform reads both with an LLM. The local backend reads the small sentence grammar that
-voicelab writes (the scenario: spec/prose.py; the conditions: harness/runners/platform.py) and
+voicelab writes (the scenario: spec/prose.py; the conditions: spec/checks.py's registry) and
 nothing more, so the texts voicelab sends are really exercised: a reply rule that does not
 survive the round trip changes the conversation, a condition that says something else than the
 persona's expectations changes the verdict, and `agrees_with_platform` can be false. A sentence
@@ -11,12 +11,9 @@ outside the grammar is judged "unknown" and named in the rationale, never silent
 Scenario grammar: `You are <name>.` ... one of the style sentences ... `Speak <Language>.`
 ... `The call starts in <Language>.` (optional)
 ... `If asked about <a> / <b>, say: "<line>"` (any number).
-Condition grammar: `The agent says "<p>".`, `The agent never says "<p>".`,
-`The conversation has at least <n> turns.`, `The agent|caller ends the call.`,
-`The agent calls the tool <t>.`, `The agent calls the tool <t> with <a>="<v>", <b>="<w>".`,
-(either may end `... <n> times.`),
-`The agent never calls the tool <t>.`,
-`The agent handles the caller politely and ends the call properly.`
+Condition grammar: the sentences of the check registry (spec/checks.py: each expectation's
+`sentence`, e.g. `The agent says "<p>".`, `The agent calls the tool <t> with <a>="<v>".`), and
+`The agent handles the caller politely and ends the call properly.` (no expectation to say).
 """
 
 from __future__ import annotations
@@ -25,19 +22,12 @@ import re
 from dataclasses import dataclass
 
 from voicelab.local.flow import as_text, result_field
-from voicelab.spec.checks import says, tool_checks
-from voicelab.spec.models import CallerSpec, Expectations, ExpectedCall, Persona, ReplyRule, ToolCallRecord
+from voicelab.spec.checks import Simulation, judge_condition
+from voicelab.spec.models import CallerSpec, Persona, ReplyRule
 from voicelab.spec.prose import STYLE_TEXT
-from voicelab.spec.tool_calls import as_records, from_history
 
 LANGUAGES = {"english": "en", "german": "de"}
 RULE = re.compile(r'If asked about (.+?), say: "(.*?)"')
-ARG = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def records(transcript: list[dict]) -> list[ToolCallRecord]:
-    """The tool calls of a simulated transcript, as a call's result records them."""
-    return as_records(from_history(transcript))
 
 
 def simulated_user(scenario: str, variables: dict[str, str], max_turns: int) -> Persona:
@@ -64,39 +54,19 @@ class Verdict:
 
 
 def judge(conditions: list[str], transcript: list[dict], ended_by: str) -> list[Verdict]:
-    """Each success condition against a simulated transcript (role, message items)."""
-    agent = [str(t.get("message") or "") for t in transcript if t.get("role") == "agent"]
+    """Each success condition against a simulated transcript (role, message items), judged by
+    the check registry's grammar (spec/checks.py `judge_condition`)."""
+    sim = Simulation(transcript, ended_by)
     out = []
     for condition in conditions:
         text = condition.strip()
-        if m := re.fullmatch(r'The agent says "(.+)"\.?', text):
-            hit = next((i for i, said in enumerate(agent) if says(said, m.group(1))), None)
-            out.append(Verdict(text, "success" if hit is not None else "failure",
-                               f"said in agent turn {hit + 1}" if hit is not None
-                               else f"not said in any of {len(agent)} agent turns"))
-        elif m := re.fullmatch(r'The agent never says "(.+)"\.?', text):
-            hit = next((i for i, said in enumerate(agent) if says(said, m.group(1))), None)
-            out.append(Verdict(text, "success" if hit is None else "failure",
-                               "never said" if hit is None else f"said in agent turn {hit + 1}"))
-        elif m := re.fullmatch(r"The conversation has at least (\d+) turns\.?", text):
-            turns = sum(1 for t in transcript if t.get("message") is not None)  # not tool-only items
-            out.append(Verdict(text, "success" if turns >= int(m.group(1)) else "failure", f"{turns} turns"))
-        elif m := re.fullmatch(r'The agent (calls|never calls) the tool (\w+)(?: with (.+?))?(?: (\d+) times)?\.?',
-                               text):
-            wanted = ExpectedCall(tool=m.group(2), args=dict(ARG.findall(m.group(3) or "")),
-                                  times=int(m.group(4)) if m.group(4) else None)
-            expect = Expectations(agent_calls=[wanted]) if m.group(1) == "calls" else \
-                Expectations(agent_never_calls=[wanted.tool])
-            (check,) = tool_checks(expect, records(transcript))
-            out.append(Verdict(text, "success" if check.passed else "failure", check.detail))
-        elif m := re.fullmatch(r"The (agent|caller) ends the call\.?", text):
-            who = m.group(1)
-            out.append(Verdict(text, "success" if ended_by == who else "failure", f"ended by the {ended_by}"))
-        elif text == "The agent handles the caller politely and ends the call properly.":
-            out.append(Verdict(text, "success" if ended_by == "agent" else "failure", f"ended by the {ended_by}"))
-        else:
+        judged = judge_condition(text, sim)
+        if judged is None:
             out.append(Verdict(text, "unknown", "the local backend cannot judge this sentence (it reads only "
                                                 "the condition grammar voicelab writes)"))
+        else:
+            passed, rationale = judged
+            out.append(Verdict(text, "success" if passed else "failure", rationale))
     return out
 
 

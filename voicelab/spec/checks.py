@@ -2,11 +2,29 @@
 
 A call succeeds only when it completed and every check passed, so "no expectations" never hides
 a broken call.
+
+THE CHECK REGISTRY (`REGISTRY`): each expectation key of the persona format (`expect.<key>`) is
+one `Expectation` entry holding everything about it:
+
+(a) `evaluate`: its named checks on a finished call (transcript, duration, end reason, tool
+    calls); `checks()` is every entry's checks, in registry order;
+(b) `conditions`: the sentences that tell a platform judge or simulated user what success means
+    (agent-testing's `success_conditions`, written by `success_conditions()`); none for a key
+    only voicelab checks;
+(c) `sentence` + `judge`: the grammar of those sentences (a full match) and how a local
+    simulation judges one (the local backend's agent-testing, `judge_condition()`), so what
+    voicelab sends the platform's judge is really read back offline.
+
+A new check is one entry here, its field in `models.Expectations` and its line in
+docs/formats.md. The entries' sentences never match each other's grammar (tests/test_check_registry.py).
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from voicelab.spec.models import (
@@ -16,24 +34,62 @@ from voicelab.spec.models import (
     Check,
     EndReason,
     Expectations,
+    ExpectedCall,
     Metrics,
     ToolCallRecord,
     TranscriptEntry,
     VoiceStats,
 )
+from voicelab.spec.tool_calls import as_records, from_history
 
 #: `any` means the call ended properly (someone hung up), not by timeout or error.
 ENDED_BY = {"agent": {"agent_ended"}, "caller": {"caller_ended"}, "any": {"agent_ended", "caller_ended"}}
 
 
-def says(text: str, phrase: str) -> bool:
-    """Case-insensitive phrase match on word boundaries, so "PIN" does not match "shopping"."""
+def _phrase_pattern(phrase: str) -> str:
+    """The regex of a phrase in lowercased text: its words whole (word boundaries where it
+    starts or ends with a letter or digit)."""
     pattern = re.escape(phrase.lower())
     if phrase[:1].isalnum():
         pattern = r"\b" + pattern
     if phrase[-1:].isalnum():
         pattern += r"\b"
-    return re.search(pattern, text.lower()) is not None
+    return pattern
+
+
+def says(text: str, phrase: str) -> bool:
+    """Case-insensitive phrase match on word boundaries, so "PIN" does not match "shopping"."""
+    return re.search(_phrase_pattern(phrase), text.lower()) is not None
+
+
+def in_order(agent_text: list[str], phrases: list[str]) -> tuple[bool, str]:
+    """Whether the agent turns `agent_text` say `phrases` in this order, and why (the detail of
+    the `agent_says_in_order` check and the local judge's rationale).
+
+    Each phrase matches as `says` does (case-insensitive, whole words) and must start at or after
+    the end of the previous phrase's match: in a later agent turn, or later in the same turn (so
+    two phrases in one turn are in order when the first comes first in its text, and a phrase
+    listed twice must be said twice). Each phrase takes its earliest such match, so the order is
+    found whenever one exists. On failure the detail names the first phrase that cannot be
+    placed: `"X" never said` (in no agent turn), `"X" not said again after agent turn N` (X is
+    listed twice in a row), or `"X" came before "W"` (X is said, but only before the phrase W
+    listed just before it)."""
+    lowered = [text.lower() for text in agent_text]
+    turn, at, turns = 0, 0, []
+    for k, phrase in enumerate(phrases):
+        pattern = re.compile(_phrase_pattern(phrase))
+        hit = next(((i, m.end()) for i in range(turn, len(lowered))
+                    if (m := pattern.search(lowered[i], at if i == turn else 0))), None)
+        if hit is None:
+            if not any(pattern.search(text) for text in lowered):
+                return False, f'"{phrase}" never said'
+            before = phrases[k - 1]
+            if before.lower() == phrase.lower():
+                return False, f'"{phrase}" not said again after agent turn {turn + 1}'
+            return False, f'"{phrase}" came before "{before}"'
+        turn, at = hit
+        turns.append(turn + 1)
+    return True, f"said in order in agent turn{'s' if len(turns) > 1 else ''} {', '.join(map(str, turns))}"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -65,7 +121,207 @@ def _matches(expected: Any, got: Any) -> bool:
     return expected == got
 
 
-def tool_checks(expect: Expectations, calls: list[ToolCallRecord]) -> list[Check]:
+# --------------------------------------------------------------------------- the check registry
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    """What a check sees of a finished call."""
+
+    transcript: list[TranscriptEntry]
+    duration_s: float
+    end_reason: EndReason
+    tool_calls: list[ToolCallRecord]
+
+    @property
+    def agent_text(self) -> list[str]:
+        return [t.text for t in self.transcript if t.speaker == "agent"]
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """What a local simulation's judge sees: the simulated transcript as the platform keeps it
+    (role, message, tool call items) and who ended it (agent | caller | limit)."""
+
+    transcript: list[dict]
+    ended_by: str
+
+    @property
+    def agent_turns(self) -> list[str]:
+        """Every agent item's words; a tool-only item counts as a turn without words."""
+        return [str(t.get("message") or "") for t in self.transcript if t.get("role") == "agent"]
+
+    @property
+    def tool_calls(self) -> list[ToolCallRecord]:
+        """The simulation's tool calls, as a call's result records them."""
+        return as_records(from_history(self.transcript))
+
+
+#: A local judge's verdict on one sentence: met or not, and why. (A judge answers None for a
+#: sentence its grammar matched but whose parts make no sense, e.g. a tool name that is none.)
+Judged = tuple[bool, str]
+
+
+def _no_conditions(expect: Expectations) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One expectation key (`expect.<key>`): its checks, its sentences for a judge, and how a
+    local simulation judges those sentences. See the module docstring."""
+
+    key: str
+    #: (a) its named checks on a finished call (none when the persona does not set the key)
+    evaluate: Callable[[Expectations, CallFacts], list[Check]]
+    #: (b) the sentences telling a platform judge what success means (none: voicelab checks it alone)
+    conditions: Callable[[Expectations], list[str]] = _no_conditions
+    #: (c) the grammar of those sentences (matched in full) ...
+    sentence: re.Pattern[str] | None = None
+    #: ... and the verdict of a local simulation on one that matched
+    judge: Callable[[re.Match[str], Simulation], Judged | None] | None = None
+
+
+def _first_turn(agent_text: list[str], phrase: str) -> int | None:
+    return next((i for i, text in enumerate(agent_text) if says(text, phrase)), None)
+
+
+# ---- agent_says: each phrase in some agent turn
+
+
+def _said(hit: int | None, turns: int) -> str:
+    return f"said in agent turn {hit + 1}" if hit is not None else f"not said in any of {turns} agent turns"
+
+
+def _says_checks(expect: Expectations, call: CallFacts) -> list[Check]:
+    agent_text = call.agent_text
+    out = []
+    for phrase in expect.agent_says:
+        hit = _first_turn(agent_text, phrase)
+        out.append(Check(name=f"agent_says: {phrase}", passed=hit is not None, detail=_said(hit, len(agent_text))))
+    return out
+
+
+def _says_judge(m: re.Match[str], sim: Simulation) -> Judged:
+    agent = sim.agent_turns
+    hit = _first_turn(agent, m.group(1))
+    return hit is not None, _said(hit, len(agent))
+
+
+# ---- agent_says_in_order: the phrases in this order (see `in_order`)
+
+_QUOTED = r'"(?:[^"\\]|\\.)*"'
+
+
+def _in_order_checks(expect: Expectations, call: CallFacts) -> list[Check]:
+    if not expect.agent_says_in_order:
+        return []
+    passed, detail = in_order(call.agent_text, expect.agent_says_in_order)
+    return [Check(name="agent_says_in_order", passed=passed, detail=detail)]
+
+
+def _in_order_conditions(expect: Expectations) -> list[str]:
+    if not expect.agent_says_in_order:
+        return []
+    quoted = ", then ".join(json.dumps(p, ensure_ascii=False) for p in expect.agent_says_in_order)
+    return [f"The agent says these phrases in this order: {quoted}."]
+
+
+def _in_order_judge(m: re.Match[str], sim: Simulation) -> Judged | None:
+    try:
+        phrases = [json.loads(quoted) for quoted in re.findall(_QUOTED, m.group(1))]
+    except ValueError:  # an escape JSON does not know: not a sentence voicelab writes
+        return None
+    return in_order(sim.agent_turns, phrases)
+
+
+# ---- agent_never_says: no phrase in any agent turn
+
+
+def _never_said(hit: int | None) -> str:
+    return "never said" if hit is None else f"said in agent turn {hit + 1}"
+
+
+def _never_says_checks(expect: Expectations, call: CallFacts) -> list[Check]:
+    agent_text = call.agent_text
+    out = []
+    for phrase in expect.agent_never_says:
+        hit = _first_turn(agent_text, phrase)
+        out.append(Check(name=f"agent_never_says: {phrase}", passed=hit is None, detail=_never_said(hit)))
+    return out
+
+
+def _never_says_judge(m: re.Match[str], sim: Simulation) -> Judged:
+    hit = _first_turn(sim.agent_turns, m.group(1))
+    return hit is None, _never_said(hit)
+
+
+# ---- max_duration_s, max_latency_ms: voicelab's own measurements, no sentence
+
+
+def _duration_checks(expect: Expectations, call: CallFacts) -> list[Check]:
+    if expect.max_duration_s is None:
+        return []
+    return [Check(name="max_duration_s", passed=call.duration_s <= expect.max_duration_s,
+                  detail=f"{call.duration_s:.1f} s (limit {expect.max_duration_s:g} s)")]
+
+
+def _latency_checks(expect: Expectations, call: CallFacts) -> list[Check]:
+    if expect.max_latency_ms is None:
+        return []
+    answers = [(i, t.latency_ms) for i, t in enumerate(call.transcript, 1) if t.latency_ms is not None]
+    slowest = max(answers, key=lambda a: a[1], default=None)
+    return [Check(name="max_latency_ms", passed=slowest is None or slowest[1] <= expect.max_latency_ms,
+                  detail=f"slowest answer {slowest[1]:.0f} ms in turn {slowest[0]} (limit "
+                         f"{expect.max_latency_ms:g} ms)" if slowest else "no answer was timed")]
+
+
+# ---- min_turns
+
+
+def _turns_checks(expect: Expectations, call: CallFacts) -> list[Check]:
+    if expect.min_turns is None:
+        return []
+    return [Check(name="min_turns", passed=len(call.transcript) >= expect.min_turns,
+                  detail=f"{len(call.transcript)} turns (at least {expect.min_turns})")]
+
+
+def _turns_conditions(expect: Expectations) -> list[str]:
+    return [f"The conversation has at least {expect.min_turns} turns."] if expect.min_turns else []
+
+
+def _turns_judge(m: re.Match[str], sim: Simulation) -> Judged:
+    turns = sum(1 for t in sim.transcript if t.get("message") is not None)  # not tool-only items
+    return turns >= int(m.group(1)), f"{turns} turns"
+
+
+# ---- ended_by
+
+
+def _ended_checks(expect: Expectations, call: CallFacts) -> list[Check]:
+    if expect.ended_by is None:
+        return []
+    return [Check(name=f"ended_by: {expect.ended_by}", passed=call.end_reason in ENDED_BY[expect.ended_by],
+                  detail=f"end reason: {call.end_reason}")]
+
+
+def _ended_conditions(expect: Expectations) -> list[str]:
+    if expect.ended_by in ("agent", "caller"):
+        return [f"The {'agent' if expect.ended_by == 'agent' else 'caller'} ends the call."]
+    return []
+
+
+def _ended_judge(m: re.Match[str], sim: Simulation) -> Judged:
+    return sim.ended_by == m.group(1), f"ended by the {sim.ended_by}"
+
+
+# ---- agent_calls: the tool, with at least these arguments (exactly `times` calls if set)
+
+#: An argument in a tool sentence: name="value".
+_ARG = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def _calls_checks(expect: Expectations, calls: list[ToolCallRecord]) -> list[Check]:
     out: list[Check] = []
     for wanted in expect.agent_calls:
         args = ", ".join(f"{k}={v}" for k, v in wanted.args.items())
@@ -92,6 +348,34 @@ def tool_checks(expect: Expectations, calls: list[ToolCallRecord]) -> list[Check
             called = ", ".join(sorted({c.tool for c in calls})) or "none"
             detail = f"{wanted.tool} never called (tools called: {called})"
         out.append(Check(name=name, passed=bool(hits), detail=detail))
+    return out
+
+
+def _calls_conditions(expect: Expectations) -> list[str]:
+    out = []
+    for call in expect.agent_calls:
+        args = ", ".join(f"{k}={json.dumps(str(v), ensure_ascii=False)}" for k, v in call.args.items())
+        times = f" {call.times} times" if call.times else ""
+        out.append(f"The agent calls the tool {call.tool}" + (f" with {args}" if args else "") + f"{times}.")
+    return out
+
+
+def _calls_judge(m: re.Match[str], sim: Simulation) -> Judged | None:
+    try:  # the values are JSON strings (quotes and backslashes escaped)
+        args = {name: json.loads(f'"{value}"') for name, value in _ARG.findall(m.group(2) or "")}
+        wanted = ExpectedCall(tool=m.group(1), args=args,
+                              times=int(m.group(3)) if m.group(3) else None)
+    except ValueError:  # not a tool name, 0 times or a value JSON cannot read: not a sentence voicelab writes
+        return None
+    (check,) = _calls_checks(Expectations(agent_calls=[wanted]), sim.tool_calls)
+    return check.passed, check.detail
+
+
+# ---- agent_never_calls
+
+
+def _never_calls_checks(expect: Expectations, calls: list[ToolCallRecord]) -> list[Check]:
+    out = []
     for tool in expect.agent_never_calls:
         hits = [c for c in calls if c.tool == tool]
         out.append(Check(name=f"agent_never_calls: {tool}", passed=not hits,
@@ -99,36 +383,71 @@ def tool_checks(expect: Expectations, calls: list[ToolCallRecord]) -> list[Check
     return out
 
 
+def _never_calls_conditions(expect: Expectations) -> list[str]:
+    return [f"The agent never calls the tool {tool}." for tool in expect.agent_never_calls]
+
+
+def _never_calls_judge(m: re.Match[str], sim: Simulation) -> Judged | None:
+    try:
+        expect = Expectations(agent_never_calls=[m.group(1)])  # arguments and times are read, not judged
+    except ValueError:  # not a tool name
+        return None
+    (check,) = _never_calls_checks(expect, sim.tool_calls)
+    return check.passed, check.detail
+
+
+_TOOL_SENTENCE = r"the tool (\w+)(?: with (.+?))?(?: (\d+) times)?\.?"
+
+#: Every expectation key, in the order its checks and sentences appear.
+REGISTRY: tuple[Expectation, ...] = (
+    Expectation("agent_says", _says_checks, lambda e: [f"The agent says \"{p}\"." for p in e.agent_says],
+                re.compile(r'The agent says "(.+)"\.?'), _says_judge),
+    Expectation("agent_never_says", _never_says_checks,
+                lambda e: [f"The agent never says \"{p}\"." for p in e.agent_never_says],
+                re.compile(r'The agent never says "(.+)"\.?'), _never_says_judge),
+    Expectation("agent_says_in_order", _in_order_checks, _in_order_conditions,
+                re.compile(rf"The agent says these phrases in this order: ({_QUOTED}(?:, then {_QUOTED})*)\.?"),
+                _in_order_judge),
+    Expectation("max_duration_s", _duration_checks),
+    Expectation("max_latency_ms", _latency_checks),
+    Expectation("min_turns", _turns_checks, _turns_conditions,
+                re.compile(r"The conversation has at least (\d+) turns\.?"), _turns_judge),
+    Expectation("ended_by", _ended_checks, _ended_conditions,
+                re.compile(r"The (agent|caller) ends the call\.?"), _ended_judge),
+    Expectation("agent_calls", lambda e, call: _calls_checks(e, call.tool_calls), _calls_conditions,
+                re.compile("The agent calls " + _TOOL_SENTENCE), _calls_judge),
+    Expectation("agent_never_calls", lambda e, call: _never_calls_checks(e, call.tool_calls),
+                _never_calls_conditions,
+                re.compile("The agent never calls " + _TOOL_SENTENCE), _never_calls_judge),
+)
+EXPECTATIONS: dict[str, Expectation] = {entry.key: entry for entry in REGISTRY}
+
+#: What a judge is told when a persona expects nothing a sentence can say.
+DEFAULT_CONDITION = "The agent handles the caller politely and ends the call properly."
+
+
 def checks(expect: Expectations, transcript: list[TranscriptEntry], *, duration_s: float,
            end_reason: EndReason, tool_calls: list[ToolCallRecord] | None = None) -> list[Check]:
-    agent_text = [t.text for t in transcript if t.speaker == "agent"]
-    out: list[Check] = []
-    for phrase in expect.agent_says:
-        hit = next((i for i, text in enumerate(agent_text) if says(text, phrase)), None)
-        out.append(Check(name=f"agent_says: {phrase}", passed=hit is not None,
-                         detail=f"said in agent turn {hit + 1}" if hit is not None
-                         else f"not said in any of {len(agent_text)} agent turns"))
-    for phrase in expect.agent_never_says:
-        hit = next((i for i, text in enumerate(agent_text) if says(text, phrase)), None)
-        out.append(Check(name=f"agent_never_says: {phrase}", passed=hit is None,
-                         detail="never said" if hit is None else f"said in agent turn {hit + 1}"))
-    if expect.max_duration_s is not None:
-        out.append(Check(name="max_duration_s", passed=duration_s <= expect.max_duration_s,
-                         detail=f"{duration_s:.1f} s (limit {expect.max_duration_s:g} s)"))
-    if expect.max_latency_ms is not None:
-        answers = [(i, t.latency_ms) for i, t in enumerate(transcript, 1) if t.latency_ms is not None]
-        slowest = max(answers, key=lambda a: a[1], default=None)
-        out.append(Check(name="max_latency_ms", passed=slowest is None or slowest[1] <= expect.max_latency_ms,
-                         detail=f"slowest answer {slowest[1]:.0f} ms in turn {slowest[0]} (limit "
-                                f"{expect.max_latency_ms:g} ms)" if slowest else "no answer was timed"))
-    if expect.min_turns is not None:
-        out.append(Check(name="min_turns", passed=len(transcript) >= expect.min_turns,
-                         detail=f"{len(transcript)} turns (at least {expect.min_turns})"))
-    if expect.ended_by is not None:
-        passed = end_reason in ENDED_BY[expect.ended_by]
-        out.append(Check(name=f"ended_by: {expect.ended_by}", passed=passed,
-                         detail=f"end reason: {end_reason}"))
-    return out + tool_checks(expect, tool_calls or [])
+    """Every expectation's named checks on a finished call, in registry order."""
+    call = CallFacts(transcript, duration_s, end_reason, tool_calls or [])
+    return [check for entry in REGISTRY for check in entry.evaluate(expect, call)]
+
+
+def success_conditions(expect: Expectations) -> list[str]:
+    """What a platform judge or simulated user is told success means (agent-testing's
+    `success_conditions`): every expectation's sentences, else `DEFAULT_CONDITION`."""
+    return [sentence for entry in REGISTRY for sentence in entry.conditions(expect)] or [DEFAULT_CONDITION]
+
+
+def judge_condition(sentence: str, sim: Simulation) -> Judged | None:
+    """A local simulation's verdict on one success condition (met, and why), read by the
+    registry's grammar; None for a sentence outside it (the caller says it cannot judge it)."""
+    for entry in REGISTRY:
+        if entry.sentence is not None and entry.judge is not None and (m := entry.sentence.fullmatch(sentence)):
+            return entry.judge(m, sim)  # the grammars never overlap: no other entry matches
+    if sentence == DEFAULT_CONDITION:
+        return sim.ended_by == "agent", f"ended by the {sim.ended_by}"
+    return None
 
 
 def success(status: str, results: list[Check]) -> bool:

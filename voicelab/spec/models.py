@@ -188,6 +188,8 @@ class ExpectedCall(_Strict):
 class Expectations(_Strict):
     agent_says: list[str] = Field(default_factory=list)
     agent_never_says: list[str] = Field(default_factory=list)
+    #: These phrases, in this order, in the agent's turns (voicelab/spec/checks.py `in_order`).
+    agent_says_in_order: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     agent_calls: list[ExpectedCall] = Field(default_factory=list)
     agent_never_calls: list[ToolName] = Field(default_factory=list)
     max_duration_s: float | None = Field(default=None, gt=0)

@@ -9,8 +9,8 @@ else (an LLM, or the local backend reading it back) plays it.
 - `caller_prompt` / `parse_caller_prompt`: the caller agent's system prompt (`caller: agent`),
   and the persona the local backend's caller agent reads back from it (a round trip).
 
-What success means for a judge (agent-testing's `success_conditions`) is written by
-harness/runners/platform.py.
+What success means for a judge (agent-testing's `success_conditions`) comes from the check
+registry, spec/checks.py.
 """
 
 from __future__ import annotations

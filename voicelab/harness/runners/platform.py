@@ -2,9 +2,10 @@
 agent-testing API (the replacement of the retired simulate-conversation endpoint).
 
 Each persona becomes a simulation test (scenario from its summary, style, variables and reply
-rules, written by voicelab/spec/prose.py; success conditions from its expectations; a turn
-limit); the tests run with `run_tests` and a repeat count, are polled until done, and every test
-run becomes a CallResult with the platform's verdict and rationale in `analysis`. Cancelling cancels the invocation.
+rules, written by voicelab/spec/prose.py; success conditions from its expectations, written by
+the check registry in voicelab/spec/checks.py; a turn limit); the tests run with `run_tests` and
+a repeat count, are polled until done, and every test run becomes a CallResult with the
+platform's verdict and rationale in `analysis`. Cancelling cancels the invocation.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from elevenlabs.types import SingleTestRunRequestModel
 
 from voicelab.harness import hosted
 from voicelab.harness.connection import connect
-from voicelab.spec.checks import finished_result
+from voicelab.spec.checks import finished_result, success_conditions
 from voicelab.spec.errors import BackendError, UsageError
 from voicelab.spec.models import (
     SYSTEM_TOOLS,
@@ -47,22 +48,6 @@ MAX_TOOL_TESTS = 12
 def test_name(persona: Persona) -> str:
     """The local backend finds the persona by this name; on the platform it is just a name."""
     return f"voicelab/{persona.id}"
-
-
-def success_conditions(persona: Persona) -> list[str]:
-    e = persona.expect
-    out = [f"The agent says \"{p}\"." for p in e.agent_says]
-    out += [f"The agent never says \"{p}\"." for p in e.agent_never_says]
-    if e.min_turns:
-        out.append(f"The conversation has at least {e.min_turns} turns.")
-    if e.ended_by in ("agent", "caller"):
-        out.append(f"The {'agent' if e.ended_by == 'agent' else 'caller'} ends the call.")
-    for call in e.agent_calls:
-        args = ", ".join(f'{k}={json.dumps(str(v))}' for k, v in call.args.items())
-        times = f" {call.times} times" if call.times else ""
-        out.append(f"The agent calls the tool {call.tool}" + (f" with {args}" if args else "") + f"{times}.")
-    out += [f"The agent never calls the tool {tool}." for tool in e.agent_never_calls]
-    return out or ["The agent handles the caller politely and ends the call properly."]
 
 
 def tool_mocks(request: CallRequest) -> dict[str, list[dict[str, Any]]]:
@@ -200,7 +185,7 @@ async def _run_agent_tests(requests: list[CallRequest], base_url: str | None,
         mocks = tool_mocks(request)
         body = TestsCreateRequestBody_Simulation(
             name=test_name(persona), simulation_scenario=scenario(persona),
-            success_conditions=success_conditions(persona), dynamic_variables=dict(persona.variables),
+            success_conditions=success_conditions(persona.expect), dynamic_variables=dict(persona.variables),
             simulation_max_turns=min(40, persona.caller.hang_up_after_turns * 2 + 2),
             tool_mock_config={"mocking_strategy": "all", "fallback_strategy": "raise_error"} if mocks else None,
             tool_mock_overrides=mocks or None)

@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}"
 .venv/bin/ruff check voicelab tests scripts benchmarks
+.venv/bin/lint-imports --no-cache >/dev/null || .venv/bin/lint-imports --no-cache  # the layers (pyproject.toml)
 PARALLEL=(-n "${VOICELAB_TEST_WORKERS:-4}" --dist loadscope --durations=15)
 if [ $# -gt 0 ]; then
   exec .venv/bin/pytest "${PARALLEL[@]}" "$@"

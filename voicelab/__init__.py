@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from voicelab.spec.version import __version__
 
 _EXPORTS = {
     "Call": "harness.call", "CallRequest": "spec.models", "CallResult": "spec.models", "Persona": "spec.models",

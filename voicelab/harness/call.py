@@ -24,9 +24,9 @@ from typing import Any
 from elevenlabs.conversational_ai.conversation import AsyncConversation, DisconnectionDetails
 
 from voicelab.harness import hosted, sdk
-from voicelab.harness.callers import Caller
-from voicelab.harness.callers.agent import AgentCaller
-from voicelab.harness.connection import Connection, connect, connect_caller, describe_disconnect, initiation_data
+from voicelab.harness.callers import Caller, lifecycle
+from voicelab.harness.callers.registry import policy
+from voicelab.harness.connection import Connection, connect, describe_disconnect, initiation_data
 from voicelab.harness.transcript import TranscriptRecorder
 from voicelab.harness.voice_call import VoiceSide, audio_source
 from voicelab.spec import tool_calls
@@ -108,11 +108,10 @@ class Call:
         """`caller`: the turn policy (default: the one the request's kind of caller plays; None: a
         person). `audio`: an AsyncAudioInterface (e.g. SoundDeviceAudio) for a voice call placed by
         a person; voice calls without one speak with the persona's synthetic voice."""
-        from voicelab.harness.runners import turn_policy
-
         self.request = request
         self.base_url = base_url
-        self.caller: Caller | None = turn_policy(request) if caller is _POLICY_FROM_REQUEST else caller
+        self.caller: Caller | None = policy(request) if caller is _POLICY_FROM_REQUEST else caller
+        self._lifecycle = lifecycle(self.caller)
         self.recorder = TranscriptRecorder(on_entry=on_entry)
         self._dialogue = Dialogue(request, self.caller, self.recorder)
         self._audio = audio_source(request, audio, self.recorder)
@@ -234,9 +233,7 @@ class Call:
         if self._conversation is not None:
             await sdk.close(self._conversation)
             conversation_id = sdk.conversation_id(self._conversation)
-        live = self.caller if isinstance(self.caller, AgentCaller) else None
-        if live is not None:  # either side hanging up ends both
-            await live.close()
+        await self._lifecycle.close()  # either side hanging up ends both
         if self._voice is not None:
             self._voice.finish()
             self._voice.save(self.request)
@@ -249,16 +246,14 @@ class Call:
             interruptions=self.recorder.interruptions, analysis=analysis, retries=self._retries,
             tool_calls=calls,
             voice=self._voice.stats() if self._voice is not None else None)
-        if live is not None:
-            self._result = self._result.model_copy(update={
-                "caller_conversation_id": live.conversation_id, "caller_transcript": live.entries})
+        if extra := self._lifecycle.result_fields():
+            self._result = self._result.model_copy(update=extra)
         self._finished.set()
         return self._result
 
     def _connect(self) -> Connection:
         """The agent under test's connection; the caller agent's settings are checked too."""
-        if isinstance(self.caller, AgentCaller):
-            connect_caller(self.request, self.base_url)
+        self._lifecycle.check(self.request, self.base_url)
         return connect(self.request, self.base_url)
 
     async def _converse(self, connection: Connection) -> None:
@@ -286,12 +281,11 @@ class Call:
 
         self._started_at = utc_now_iso()
         self.recorder.restart_clock()
-        if isinstance(self.caller, AgentCaller):  # listening before the agent under test first speaks
-            failed = await self.caller.start(events, self.recorder.elapsed, self.base_url,
-                                             self._audio if voice is not None else None)
-            if failed:
-                dialogue.finish("error", failed)
-                return
+        failed = await self._lifecycle.start(events, self.recorder.elapsed, self.base_url,  # listening before
+                                             self._audio if voice is not None else None)  # the agent speaks
+        if failed:
+            dialogue.finish("error", failed)
+            return
         try:
             signed = None
             if connection.requires_auth or connection.branch_id:  # fetched here so its retries show in the result

@@ -54,35 +54,6 @@ def connect(request: CallRequest, base_url: str | None = None) -> Connection:
                       request.branch_id)
 
 
-def connect_caller(request: CallRequest, base_url: str | None = None) -> Connection:
-    """The SDK client for an agent caller's own conversation (`caller: agent`): the local
-    backend's built-in caller agent, or the hosted agent ELEVENLABS_CALLER_AGENT_ID names."""
-    from voicelab.harness.callers.agent import CALLER_AGENT_ID, CALLER_AGENT_SETTING
-
-    if request.backend == "local":
-        return Connection(connect(request, base_url).client, CALLER_AGENT_ID)
-    agent_id = settings.get(CALLER_AGENT_SETTING)
-    if not agent_id:
-        raise ConfigError("--caller agent on the hosted platform needs a caller agent: create an agent that "
-                          "allows 'prompt' and 'first_message' overrides (Security tab) and set "
-                          f"{CALLER_AGENT_SETTING} to its id")
-    hosted = connect(request, base_url)
-    return Connection(hosted.client, agent_id, hosted.requires_auth)
-
-
-def caller_initiation(request: CallRequest, first_words: str) -> ConversationInitiationData:
-    """The caller agent's start: the persona as its prompt (and first words, when it speaks
-    first), the persona's language and variables."""
-    from voicelab.harness.callers.agent import caller_prompt
-
-    persona = request.persona
-    agent_part: dict[str, Any] = {"prompt": {"prompt": caller_prompt(persona)}, "language": persona.language}
-    if first_words:
-        agent_part["first_message"] = first_words
-    return ConversationInitiationData(dynamic_variables=dict(persona.variables),
-                                      conversation_config_override={"agent": agent_part})
-
-
 def initiation_data(request: CallRequest) -> ConversationInitiationData:
     """Dynamic variables always; overrides only for the fields the agent spec lists."""
     persona, agent = request.persona, request.agent

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from voicelab import __version__
 from voicelab.harness import runners, sdk
 from voicelab.lab import heap, signals
 from voicelab.lab.backends import backend_url
@@ -31,6 +30,7 @@ from voicelab.spec.models import (
     Variant,
     utc_now_iso,
 )
+from voicelab.spec.version import __version__
 
 
 @dataclass

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from voicelab import __version__
 from voicelab.harness import runners, sdk
 from voicelab.harness.call import Call
 from voicelab.lab.backends import backend_url
@@ -24,6 +23,7 @@ from voicelab.lab.plan import persona_info
 from voicelab.lab.store import Run, RunStore, new_run_id
 from voicelab.spec.datasets import Dataset
 from voicelab.spec.models import CallResult, RunManifest, TranscriptEntry
+from voicelab.spec.version import __version__
 
 #: A person may talk for a while: the console's time limit (the persona's own limits still apply).
 CONSOLE_TIME_LIMIT_S = 600.0

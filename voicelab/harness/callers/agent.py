@@ -25,8 +25,14 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from elevenlabs.conversational_ai.conversation import ConversationInitiationData
+
+from voicelab.harness import settings
+from voicelab.harness.callers import Lifecycle
+from voicelab.harness.connection import Connection, connect, describe_disconnect
+from voicelab.spec.errors import ConfigError
 from voicelab.spec.models import CallerSaid, HangUp, TranscriptEntry
 from voicelab.spec.prose import CALLER_AGENT_ID, caller_prompt, parse_caller_prompt
 from voicelab.spec.script import Action, PersonaFlow
@@ -40,8 +46,33 @@ if TYPE_CHECKING:
 #: The hosted caller agent's id comes from this setting.
 CALLER_AGENT_SETTING = "ELEVENLABS_CALLER_AGENT_ID"
 
-__all__ = ["CALLER_AGENT_ID", "CALLER_AGENT_SETTING", "AgentCaller", "CallerLeg", "PersonaFlow", "caller_prompt",
-           "first_words", "parse_caller_prompt"]
+__all__ = ["CALLER_AGENT_ID", "CALLER_AGENT_SETTING", "AgentCaller", "CallerLeg", "PersonaFlow", "caller_initiation",
+           "caller_prompt", "connect_caller", "first_words", "parse_caller_prompt"]
+
+
+def connect_caller(request: CallRequest, base_url: str | None = None) -> Connection:
+    """The SDK client for an agent caller's own conversation (`caller: agent`): the local
+    backend's built-in caller agent, or the hosted agent ELEVENLABS_CALLER_AGENT_ID names."""
+    if request.backend == "local":
+        return Connection(connect(request, base_url).client, CALLER_AGENT_ID)
+    agent_id = settings.get(CALLER_AGENT_SETTING)
+    if not agent_id:
+        raise ConfigError("--caller agent on the hosted platform needs a caller agent: create an agent that "
+                          "allows 'prompt' and 'first_message' overrides (Security tab) and set "
+                          f"{CALLER_AGENT_SETTING} to its id")
+    hosted = connect(request, base_url)
+    return Connection(hosted.client, agent_id, hosted.requires_auth)
+
+
+def caller_initiation(request: CallRequest, first_words: str) -> ConversationInitiationData:
+    """The caller agent's start: the persona as its prompt (and first words, when it speaks
+    first), the persona's language and variables."""
+    persona = request.persona
+    agent_part: dict[str, Any] = {"prompt": {"prompt": caller_prompt(persona)}, "language": persona.language}
+    if first_words:
+        agent_part["first_message"] = first_words
+    return ConversationInitiationData(dynamic_variables=dict(persona.variables),
+                                      conversation_config_override={"agent": agent_part})
 
 
 def first_words(request: CallRequest) -> str:
@@ -89,7 +120,7 @@ class CallerLeg:
                 await self.send(from_pcm16k(frame, self.input_format))
 
 
-class AgentCaller:
+class AgentCaller(Lifecycle):
     """A live turn policy: the persona's words come from the caller conversation, as events."""
 
     def __init__(self, request: CallRequest) -> None:
@@ -105,9 +136,15 @@ class AgentCaller:
     @staticmethod
     def preflight(request: CallRequest) -> None:
         """Hosted: the caller agent's id must be set (ConfigError before anything is placed)."""
-        from voicelab.harness.connection import connect_caller
-
         connect_caller(request)
+
+    def check(self, request: CallRequest, base_url: str | None) -> None:
+        """The caller agent's settings, checked with the agent under test's before connecting."""
+        connect_caller(request, base_url)
+
+    def result_fields(self) -> dict[str, Any]:
+        """The caller agent's own conversation, beside the agent under test's."""
+        return {"caller_conversation_id": self.conversation_id, "caller_transcript": self.entries}
 
     def on_agent_turn(self, text: str) -> Action:
         """Text mode: the agent under test's turn goes to the caller agent (voice: its audio does)."""
@@ -123,8 +160,6 @@ class AgentCaller:
         """Connect the caller conversation; its turns arrive in `events` as CallerSaid, its end as
         HangUp. Returns an error message when it could not start (nothing to bridge then)."""
         from voicelab.harness import sdk
-        from voicelab.harness.connection import caller_initiation, connect_caller, describe_disconnect
-
         self._clock = clock
         connection = connect_caller(self.request, base_url)
         leg = CallerLeg(voice) if voice is not None else None

@@ -15,57 +15,29 @@ line below.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from voicelab.harness.callers.agent import AgentCaller
-from voicelab.harness.callers.scripted import ScriptedCaller
+from voicelab.harness.callers.registry import POLICIES
 from voicelab.harness.connection import connect
 from voicelab.harness.hosted import check_access
+from voicelab.harness.runners.base import Runner, Sink
 from voicelab.harness.runners.conversation import ConversationRunner
 from voicelab.harness.runners.phone import PhoneRunner
 from voicelab.harness.runners.platform import PlatformRunner
 from voicelab.spec.errors import UsageError
 
 if TYPE_CHECKING:
-    from voicelab.harness.callers import Caller
     from voicelab.spec.models import CallRequest, CallResult
-
-
-class Sink(Protocol):
-    """Where a runner reports: a call is about to start, a call finished (stored before the next
-    starts). `started` answers False when the sink takes no more calls (its store cannot be
-    written): the runner then does not place that call, and lets the calls in flight finish."""
-
-    def started(self, request: CallRequest) -> bool: ...
-
-    def finished(self, result: CallResult) -> Awaitable[None]: ...
-
-
-class Runner(Protocol):
-    name: str
-    help: str
-    #: Modes this caller can play.
-    modes: tuple[str, ...]
-    #: Can run unattended in a batch (`voicelab run`, `run_batch`).
-    batch: bool
-    #: Offered in the call console (a person watches or plays the call).
-    console: bool
-
-    def turn_policy(self, request: CallRequest) -> Caller | None: ...
-
-    def preflight(self, request: CallRequest) -> None: ...
-
-    async def run(self, plan: list[CallRequest], base_url: str | None, concurrency: int, sink: Sink) -> None: ...
 
 
 RUNNERS: dict[str, Runner] = {
     "scripted": ConversationRunner("scripted", "voicelab's rule-based caller plays the persona (default)",
-                                   policy=lambda request: ScriptedCaller(request.persona), batch=True, console=True),
+                                   policy=POLICIES["scripted"], batch=True, console=True),
     "human": ConversationRunner("human", "you play the persona: type in the console, or talk through the "
-                                "microphone (--mode voice)", policy=None, batch=False, console=True),
+                                "microphone (--mode voice)", policy=POLICIES["human"], batch=False, console=True),
     "agent": ConversationRunner("agent", "a second ElevenLabs agent plays the persona, prompted with it and "
                                 "bridged to the agent under test by text or voice (hosted: set "
-                                "ELEVENLABS_CALLER_AGENT_ID)", policy=AgentCaller, batch=True, console=True),
+                                "ELEVENLABS_CALLER_AGENT_ID)", policy=POLICIES["agent"], batch=True, console=True),
     "platform": PlatformRunner(),
     "phone": PhoneRunner(),
 }
@@ -103,10 +75,6 @@ async def place_one(request: CallRequest, base_url: str | None,
     return got[0]
 
 
-def turn_policy(request: CallRequest) -> Caller | None:
-    return runner(request.caller).turn_policy(request)
-
-
 def preflight(requests: list[CallRequest]) -> None:
     """Every setting the calls would trip over, checked before anything exists or is placed."""
     for request in requests:
@@ -123,4 +91,4 @@ def preflight(requests: list[CallRequest]) -> None:
                 checked.add((id(connection.client), connection.agent_id))
 
 
-__all__ = ["RUNNERS", "Runner", "Sink", "names", "place_one", "preflight", "runner", "turn_policy"]
+__all__ = ["RUNNERS", "Runner", "Sink", "names", "place_one", "preflight", "runner"]

@@ -12,7 +12,7 @@ from voicelab.spec.errors import UsageError
 
 if TYPE_CHECKING:
     from voicelab.harness.callers import Caller
-    from voicelab.harness.runners import Sink
+    from voicelab.harness.runners.base import Sink
     from voicelab.spec.models import CallRequest
 
 
@@ -26,8 +26,6 @@ class ConversationRunner:
     console: bool
     modes: tuple[str, ...] = ("text", "voice")
 
-    def turn_policy(self, request: CallRequest) -> Caller | None:
-        return self.policy(request) if self.policy is not None else None
 
     def preflight(self, request: CallRequest) -> None:
         check_secrets(request)  # the webhooks' secret__ variables, on any backend

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 from voicelab.harness import hosted, settings
 from voicelab.harness.connection import connect, initiation_data
 from voicelab.spec.checks import finished_result
-from voicelab.spec.errors import BackendError, ConfigError, UsageError
+from voicelab.spec.errors import BackendError, ConfigError
 from voicelab.spec.models import E164_PATTERN, CallRequest, CallResult, EndReason, TranscriptEntry, utc_now_iso
 from voicelab.spec.tool_calls import as_records
 
 if TYPE_CHECKING:
-    from voicelab.harness.runners import Sink
+    from voicelab.harness.runners.base import Sink
 
 LOCAL_PHONE_NUMBER_ID = "phnum_local"
 
@@ -99,9 +99,6 @@ class PhoneRunner:
     batch = True
     console = False
 
-    def turn_policy(self, request: CallRequest) -> None:
-        raise UsageError("a phone call is not a websocket conversation: place it with run_batch(caller='phone') "
-                         "or `voicelab call --caller phone`")
 
     def preflight(self, request: CallRequest) -> None:
         phone_settings(request)

@@ -22,7 +22,7 @@ from elevenlabs.types import SingleTestRunRequestModel
 from voicelab.harness import hosted
 from voicelab.harness.connection import connect
 from voicelab.spec.checks import finished_result, success_conditions
-from voicelab.spec.errors import BackendError, UsageError
+from voicelab.spec.errors import BackendError
 from voicelab.spec.models import (
     SYSTEM_TOOLS,
     CallRequest,
@@ -38,7 +38,7 @@ from voicelab.spec.prose import scenario
 from voicelab.spec.tool_calls import as_records, from_history
 
 if TYPE_CHECKING:
-    from voicelab.harness.runners import Sink
+    from voicelab.harness.runners.base import Sink
 
 POLL_S = 0.5
 #: Tool-call tests per simulated conversation, at most (each is an LLM call on the platform).
@@ -149,9 +149,6 @@ class PlatformRunner:
     batch = True
     console = False
 
-    def turn_policy(self, request: CallRequest) -> None:
-        raise UsageError("the platform's simulated user is not a websocket conversation: run it with "
-                         "run_batch(caller='platform') or `voicelab call --caller platform`")
 
     def preflight(self, request: CallRequest) -> None:
         if request.backend != "local":

@@ -26,7 +26,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from voicelab import __version__
 from voicelab.spec.errors import (
     BackendError,
     ConfigError,
@@ -40,6 +39,7 @@ from voicelab.spec.errors import (
     UsageError,
     VoiceLabError,
 )
+from voicelab.spec.version import __version__
 from voicelab.surfaces.api.schemas import RUN_ID_PATTERN as ID_PATTERN
 from voicelab.surfaces.api.schemas import (
     ConversationAccepted,

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from voicelab import __version__
 from voicelab.harness import runners, sdk, settings
 from voicelab.lab import heap
 from voicelab.lab.backends import backend_url
@@ -49,6 +48,7 @@ from voicelab.spec.models import (
     RunSession,
     utc_now_iso,
 )
+from voicelab.spec.version import __version__
 from voicelab.surfaces.api.journal import Accepted, Journal, ResultIndex
 from voicelab.surfaces.api.limits import Slots
 from voicelab.surfaces.api.schemas import (

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -167,3 +168,53 @@ def test_in_order_is_one_check_named_for_its_key():
     transcript = [TranscriptEntry(speaker="agent", text="goodbye then hello", timestamp=0)]
     (check,) = checks(expect, transcript, duration_s=1, end_reason="agent_ended")
     assert (check.name, check.passed, check.detail) == ("agent_says_in_order", False, '"goodbye" came before "hello"')
+
+
+# ---- agent_says_in_order on real calls: text, voice, the platform's simulated user, an agent caller
+
+IN_ORDER = ["Anna Kowalska", "Premium Gym Membership", "provisional credit"]  # verify, name, promise
+OUT_OF_ORDER = ["provisional credit", "Premium Gym Membership"]
+
+
+def in_order_request(dataset, phrases: list[str], **how):
+    request = dataset.request("anna-double-charge", **how)
+    persona = request.persona.model_copy(update={"expect": Expectations(agent_says_in_order=phrases)})
+    return request.model_copy(update={"persona": persona, "call_id": f"{request.call_id}-{len(phrases)}"})
+
+
+def place(dataset, base_url: str, **how):
+    """The same persona twice: expecting the agent's real order, and the reverse of two phrases."""
+    import asyncio
+
+    from voicelab.harness.runners import place_one
+
+    async def both():
+        return await asyncio.gather(*(place_one(in_order_request(dataset, phrases, **how), base_url)
+                                      for phrases in (IN_ORDER, OUT_OF_ORDER)))
+
+    return asyncio.run(both())
+
+
+def only_check(result):
+    (check,) = result.checks
+    assert check.name == "agent_says_in_order"
+    return check.passed, check.detail
+
+
+@pytest.mark.parametrize("caller", ["scripted", "platform", "agent"])
+def test_agent_says_in_order_on_text_calls_of_every_caller(backend, dataset, caller):
+    good, bad = place(dataset, backend.base_url, caller=caller)
+    assert only_check(good) == (True, "said in order in agent turns 1, 2, 3") and good.success
+    assert only_check(bad) == (False, '"Premium Gym Membership" came before "provisional credit"')
+    assert not bad.success
+    if caller == "platform":  # the platform's judge got the sentence and the local one read it the same way
+        assert good.analysis.call_successful == "success" and bad.analysis.call_successful == "failure"
+        assert 'in this order: "provisional credit", then "Premium Gym Membership"' in bad.analysis.rationale
+
+
+@pytest.mark.slow
+@pytest.mark.realtime
+def test_agent_says_in_order_on_voice_calls(backend, dataset):
+    good, bad = place(dataset, backend.base_url, mode="voice")
+    assert good.mode == "voice" and only_check(good)[0] and good.success, good.transcript
+    assert only_check(bad) == (False, '"Premium Gym Membership" came before "provisional credit"')

@@ -7,6 +7,7 @@ import html
 import time
 from pathlib import Path
 
+from voicelab.lab.store import RunStore
 from voicelab.surfaces.widgets import CallConsole
 
 from .conftest import AGENTS, PERSONAS
@@ -97,4 +98,9 @@ def test_the_scripted_caller_can_be_watched_in_the_console(tmp_path: Path):
     assert console.result.success and console.result.caller == "scripted"
     assert "vl-user" in console.transcript.value and "PASS" in console.verdict.value
     assert [r.call_id for r in console.run.results()] == ["anna-double-charge#1"]
+    assert RunStore(tmp_path / "runs").open(console.run.run_id).manifest.state == "running"
+    assert console.run.lock_held(), "while the console is open its run is being placed"
     console.close()
+    closed = RunStore(tmp_path / "runs").open(console.run.run_id).manifest
+    assert closed.state == "finished", "a closed console's run is not shown as running forever"
+    assert [(s.state, s.calls_stored) for s in closed.sessions] == [("finished", 1)]

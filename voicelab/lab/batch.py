@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from voicelab.harness import runners, sdk
+from voicelab.harness import runners
 from voicelab.lab import heap, signals
 from voicelab.lab.backends import backend_url
+from voicelab.lab.lifecycle import Sitting, new_manifest
 from voicelab.lab.plan import apply_variant, persona_info, plan_calls, with_variants
 from voicelab.lab.store import Run, RunStore, new_run_id
 from voicelab.spec.datasets import Dataset, load_dataset
@@ -25,12 +26,8 @@ from voicelab.spec.errors import StoreNotWritable, UsageError
 from voicelab.spec.models import (
     CallRequest,
     CallResult,
-    RunManifest,
-    RunSession,
     Variant,
-    utc_now_iso,
 )
-from voicelab.spec.version import __version__
 
 
 @dataclass
@@ -237,11 +234,11 @@ def new_run(dataset: Dataset, chosen: list[str], *, personas_path: str, agents_p
     runners.preflight([apply_variant(r, v, served) for r in probes for v in variants] or probes)
     info = {pid: persona_info(dataset.personas[pid], dataset.agents.get(agent or dataset.personas[pid].agent))
             for pid in chosen}
-    manifest = RunManifest(
+    manifest = new_manifest(
         run_id=run_id, personas=chosen, persona_info=info, agent=agent, backend=backend,
         caller=caller, mode=mode, repeats=repeats, concurrency=concurrency, max_duration_s=max_duration_s,
         latency_ms=latency_ms, personas_path=personas_path, agents_path=agents_path,
-        voicelab_version=__version__, sdk_version=sdk.sdk_version(), variants=variants, experiment=experiment,
+        variants=variants, experiment=experiment,
         kind=kind, pass_thresholds={pid: dataset.personas[pid].pass_threshold for pid in chosen})
     store = RunStore(runs_root)
     return store.create_new(manifest) if unique_id else store.create(manifest)
@@ -273,15 +270,14 @@ def place_run(run: Run, dataset: Dataset, *, progress: bool = True, cancel_event
     """Place the run's calls that have no result yet (blocking; `cancel_event` or Ctrl+C stops it,
     keeping what finished). `observer(done, failed, running)` hears every change of the counts."""
     run.check_writable()  # a read-only or full store refuses the run before anything is placed
-    with run.placing():  # one writer per run: a second process is refused here, before anything
+    sitting = Sitting(run)
+    sitting.hold()  # one writer per run: a second process is refused here, before anything
+    try:
         run.take_unsaved()  # results a full store could not take last time: stored now, not placed again
         m = run.manifest
         dataset = with_variants(dataset, m.variants)  # the variants' agents, served beside the originals
         plan = plan_calls(run, dataset)
-        session = RunSession(resumed=resumed, calls_planned=len(plan))
-        m.sessions.append(session)
-        m.state, m.ended_at = "running", None
-        run.save_manifest()
+        sitting.begin(calls_planned=len(plan), resumed=resumed)
         sink = _Progress(run, len(plan), progress, observer)
         place = runners.runner(m.caller).run
         stopped_by: str | None = "error"  # until the batch returns (an exception also leaves it resumable)
@@ -299,12 +295,8 @@ def place_run(run: Run, dataset: Dataset, *, progress: bool = True, cancel_event
             sink.close()
             if sink.store_error is not None and stopped_by is None:
                 stopped_by = f"error: {sink.store_error}"
-            m.state = session.state = "interrupted" if stopped_by else "finished"
-            session.stopped_by = stopped_by
-            session.calls_stored = run.appended
-            m.ended_at = session.ended_at = utc_now_iso()
             try:
-                run.save_manifest()
+                sitting.end(stopped_by)
             except StoreNotWritable:
                 if stopped_by is None:
                     raise
@@ -315,4 +307,6 @@ def place_run(run: Run, dataset: Dataset, *, progress: bool = True, cancel_event
                     f"{'are' if n != 1 else 'is'} kept in {error.kept} (a resume stores "
                     f"{'them' if n != 1 else 'it'} first)") if error.kept else "; the run stopped"
             raise StoreNotWritable(f"{error}{kept}", path=error.path, kept=error.kept)
+    finally:
+        sitting.release()  # the lock, whatever happened
     return BatchOutcome(run=run, interrupted=stopped_by is not None, stopped_by=stopped_by)

@@ -11,19 +11,22 @@ numbering, placing a call and storing its result. `widgets.CallConsole` binds ip
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from voicelab.harness import runners, sdk
+from voicelab.harness import runners
 from voicelab.harness.call import Call
 from voicelab.lab.backends import backend_url
-from voicelab.lab.plan import persona_info
+from voicelab.lab.lifecycle import Sitting, new_manifest
 from voicelab.lab.store import Run, RunStore, new_run_id
 from voicelab.spec.datasets import Dataset
-from voicelab.spec.models import CallResult, RunManifest, TranscriptEntry
-from voicelab.spec.version import __version__
+from voicelab.spec.errors import StoreNotWritable
+from voicelab.spec.models import CallResult, TranscriptEntry
+
+log = logging.getLogger(__name__)
 
 #: A person may talk for a while: the console's time limit (the persona's own limits still apply).
 CONSOLE_TIME_LIMIT_S = 600.0
@@ -37,6 +40,7 @@ class ConsoleSession:
         self.latency_ms = latency_ms
         self.local_url = local_url
         self.run: Run | None = None
+        self._sitting: Sitting | None = None
         self._backends: dict[str, str | None] = {}
         self._stack = contextlib.ExitStack()
         self._lock = threading.Lock()
@@ -55,10 +59,14 @@ class ConsoleSession:
 
     def _store(self, backend: str) -> Run:
         if self.run is None:
-            manifest = RunManifest(run_id="console-" + new_run_id().removeprefix("run-"), personas=[],
-                                   caller="human", backend=backend, concurrency=1,
-                                   voicelab_version=__version__, sdk_version=sdk.sdk_version())
-            self.run = RunStore(self.runs_root).create(manifest)
+            manifest = new_manifest(run_id="console-" + new_run_id().removeprefix("run-"), personas=[],
+                                    caller="human", backend=backend, concurrency=1)
+            run = RunStore(self.runs_root).create(manifest)
+            self.run = run
+        if self._sitting is None:  # held until the console closes; then the run is finished
+            sitting = Sitting(self.run)
+            sitting.begin(resumed=bool(self.run.manifest.sessions))  # used again after close(): a new session
+            self._sitting = sitting
         return self.run
 
     def place(self, persona_id: str, *, agent_id: str | None = None, backend: str = "local", mode: str = "text",
@@ -77,9 +85,8 @@ class ConsoleSession:
                 "max_duration_s": max(probe.max_duration_s, CONSOLE_TIME_LIMIT_S)})
             call = Call(request, base_url=base_url, audio=audio, on_entry=on_entry)
             call.start()
-            run.manifest.personas.append(persona.id)
-            run.manifest.persona_info[persona.id] = persona_info(persona, request.agent)
-            run.save_manifest()
+            assert self._sitting is not None
+            self._sitting.list_persona(persona, request.agent, every_call=True)
         return call
 
     def finish(self, call: Call, timeout: float | None = None) -> CallResult:
@@ -90,8 +97,17 @@ class ConsoleSession:
         return result
 
     def close(self) -> None:
-        """Stop what the session started (its local backend)."""
-        self._stack.close()
+        """End the session's run (finished: every call it placed is stored) and stop what the
+        session started (its local backend)."""
+        with self._lock:
+            sitting, self._sitting = self._sitting, None
+        try:
+            if sitting is not None:
+                sitting.end()
+        except StoreNotWritable as exc:  # the results are stored; only the run's record is behind
+            log.warning("%s", exc)
+        finally:
+            self._stack.close()
         self._backends.clear()
 
     def __enter__(self) -> ConsoleSession:

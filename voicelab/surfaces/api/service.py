@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from voicelab.harness import runners, sdk, settings
+from voicelab.harness import runners, settings
 from voicelab.lab import heap
 from voicelab.lab.backends import backend_url
 from voicelab.lab.batch import new_batch, place_run
-from voicelab.lab.plan import persona_info
+from voicelab.lab.lifecycle import Sitting, new_manifest
 from voicelab.lab.store import MIN_FREE_BYTES, Run, RunStore, new_run_id, not_writable, run_id_problem
 from voicelab.spec.datasets import Dataset, load_dataset, required_variables, time_limit
 from voicelab.spec.errors import ConfigError, InvalidField, RunStoreError, StoreNotWritable
@@ -44,11 +44,8 @@ from voicelab.spec.models import (
     Expectations,
     Persona,
     ReplyRule,
-    RunManifest,
-    RunSession,
     utc_now_iso,
 )
-from voicelab.spec.version import __version__
 from voicelab.surfaces.api.journal import Accepted, Journal, ResultIndex
 from voicelab.surfaces.api.limits import Slots
 from voicelab.surfaces.api.schemas import (
@@ -255,6 +252,7 @@ class Service:
         self.dataset: Dataset | None = None
         self.base_url: str | None = None
         self.run: Run | None = None
+        self._sitting: Sitting | None = None
         self.jobs: OrderedDict[str, ConversationJob] = OrderedDict()
         self.runs: dict[str, RunJob] = {}
         #: Background calls in the journal (earlier starts' and this one's), newest last.
@@ -329,13 +327,9 @@ class Service:
         for left in self.unstored:
             where = f"kept in {left.run.unsaved_path}" if left.kept else "written to stderr"
             log.error("call %s could not be stored in %s (%s)", left.call_id, left.run.calls_path, where)
-        if self.run is not None:
-            m = self.run.manifest
-            m.state = m.sessions[-1].state = "finished"
-            m.ended_at = m.sessions[-1].ended_at = utc_now_iso()
-            m.sessions[-1].calls_stored = self.run.appended
+        if self._sitting is not None:
             try:
-                self.run.save_manifest()
+                self._sitting.end()
             except StoreNotWritable as exc:
                 log.error("%s", exc)
         self._stack.close()
@@ -347,23 +341,19 @@ class Service:
         runs), with the request's persona listed. StoreNotWritable before anything is placed."""
         with self._lock:
             if self.run is None:
-                manifest = RunManifest(
+                manifest = new_manifest(
                     run_id="api-" + new_run_id().removeprefix("run-"), personas=[], backend=self.config.backend,
                     caller=request.caller, mode=request.mode, concurrency=self.config.max_concurrent_calls,
                     max_duration_s=self.config.max_call_s, latency_ms=self.config.latency_ms, kind="service",
-                    personas_path=self.config.personas, agents_path=self.config.agents,
-                    voicelab_version=__version__, sdk_version=sdk.sdk_version(), sessions=[RunSession()])
+                    personas_path=self.config.personas, agents_path=self.config.agents)
                 run = RunStore(self.config.runs_root).create_new(manifest)
-                self._stack.enter_context(run.placing())  # so no reader "repairs" it while it is live
-                self.run = run
-            m = self.run.manifest
-            if request.persona.id not in m.personas:
-                m.personas.append(request.persona.id)
-                info = persona_info(request.persona, request.agent)
-                if request.persona.id == CALLEE_ID:
-                    info["name"] = "callee built from each request"
-                m.persona_info[request.persona.id] = info
-                self.run.save_manifest()
+                sitting = Sitting(run)
+                sitting.begin()  # held while the service runs, so no reader "repairs" it while it is live
+                self.run, self._sitting = run, sitting
+            assert self._sitting is not None
+            if request.persona.id not in self.run.manifest.personas:
+                self._sitting.list_persona(request.persona, request.agent, name="callee built from each request"
+                                           if request.persona.id == CALLEE_ID else None)
             return self.run
 
     def _check_store(self, run: Run) -> None:
@@ -775,11 +765,8 @@ class Service:
         try:
             taken = self.slots.acquire_blocking(run.manifest.concurrency, job.cancel)
             if not taken:  # cancelled while it waited: nothing was placed
-                m = run.manifest
-                m.sessions.append(RunSession(state="interrupted", stopped_by="cancel", ended_at=utc_now_iso()))
-                m.state, m.ended_at = "interrupted", utc_now_iso()
                 with contextlib.suppress(StoreNotWritable):
-                    run.save_manifest()
+                    Sitting(run).never_placed("cancel")
                 return
             job.state = "placing"
             try:

@@ -5,7 +5,8 @@ every later client frame before it is acted on (a bad one is refused with 1008);
 or voice in voice.py) carries the agent's turns and the caller's audio; this module is the turn
 logic both share: answer caller turns through the flow, re-prompt on silence, stop for a
 barge-in, ping, fire injected faults, and close 1000 after an `end_call` step. It reads a frozen
-`SessionConfig`, not the backend that made it.
+`SessionConfig`, not the backend that made it. Every frame it (or a channel) sends is built in
+`frames.py`; it never asks which kind of channel it has.
 
 Silence is what the platform calls silence: no `user_message`, no `user_activity` and no
 *speech* in the caller's audio (a stream of silent audio frames is not activity).
@@ -26,6 +27,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from voicelab.audio.speech import TranscriberPool
+from voicelab.local import frames
 from voicelab.local.caller_agent import engine_for
 from voicelab.local.channels import Channel, TextChannel
 from voicelab.local.faults import Fault, Faults
@@ -111,7 +113,7 @@ class Session:
 
     # ------------------------------------------------------------------ sending
 
-    async def send(self, payload: dict[str, Any]) -> None:
+    async def send(self, payload: frames.Frame) -> None:
         """One frame to the client, if the agent's client_events let it out; a client that stops
         reading is dropped, not buffered for."""
         if self.ws.closed or payload["type"] not in self.events:
@@ -206,8 +208,8 @@ class Session:
         kind = tool.type if tool is not None else "client"
         call_id = "toolu_" + secrets.token_hex(12)
         started = time.monotonic()
-        await self.send({"type": "agent_tool_request", "agent_tool_request": {
-            "tool_name": name, "tool_call_id": call_id, "tool_type": kind, "event_id": self.event_id}})
+        await self.send(frames.agent_tool_request(tool_name=name, tool_call_id=call_id, tool_type=kind,
+                                                  event_id=self.event_id))
         self.record.tool_call(call_id, name, kind, args)
         if kind == "client":
             ok, result = await self.client_tool(name, call_id, args)
@@ -217,9 +219,8 @@ class Session:
         else:
             ok, result = self.system_tool(name, args)
         self.record.tool_result(call_id, name, kind, result, not ok, time.monotonic() - started)
-        await self.send({"type": "agent_tool_response", "agent_tool_response": {
-            "tool_name": name, "tool_call_id": call_id, "tool_type": kind, "is_error": not ok, "is_called": True,
-            "event_id": self.event_id}})
+        await self.send(frames.agent_tool_response(tool_name=name, tool_call_id=call_id, tool_type=kind,
+                                                   is_error=not ok, event_id=self.event_id))
         if name == "transfer_to_number" and ok:
             await self.channel.wait_until_heard()
             await self.close(1000, TRANSFER_REASON)
@@ -233,8 +234,8 @@ class Session:
         waiter: asyncio.Future = asyncio.get_running_loop().create_future()
         if tool is None or tool.expects_response:
             self.tool_waiters[call_id] = waiter
-        await self.send({"type": "client_tool_call", "client_tool_call": {
-            "tool_name": name, "tool_call_id": call_id, "parameters": args, "event_id": self.event_id}})
+        await self.send(frames.client_tool_call(tool_name=name, tool_call_id=call_id, parameters=args,
+                                                event_id=self.event_id))
         if tool is not None and not tool.expects_response:
             return True, None
         timeout = tool.response_timeout_s if tool else 10.0
@@ -263,8 +264,7 @@ class Session:
         if name == "language_detection":
             language = args.get("language") or self.engine.language
             self.engine.language = language
-            if isinstance(self.channel, VoiceChannel):
-                self.channel.set_language(language)
+            self.channel.set_language(language)
             if self.record is not None:
                 self.record.client_data["language"] = language
             return True, {"status": "success", "language": language, "reason": "The caller speaks another language."}
@@ -282,17 +282,16 @@ class Session:
             return
         call_id = "toolu_" + secrets.token_hex(12)
         event_id = self.next_id()
-        await self.send({"type": "agent_tool_request", "agent_tool_request": {
-            "tool_name": "end_call", "tool_call_id": call_id, "tool_type": "system", "event_id": event_id}})
+        await self.send(frames.agent_tool_request(tool_name="end_call", tool_call_id=call_id, tool_type="system",
+                                                  event_id=event_id))
         if self.record is not None:
             if self.engine:
                 self.record.outcome = self.engine.outcome
             self.record.tool_call(call_id, "end_call", "system", {})
             self.record.tool_result(call_id, "end_call", "system", {"status": "success"}, False, 0.0)
             self.record.finish(END_CALL_REASON)
-        await self.send({"type": "agent_tool_response", "agent_tool_response": {
-            "tool_name": "end_call", "tool_call_id": call_id, "tool_type": "system",
-            "is_error": False, "is_called": True, "event_id": event_id}})
+        await self.send(frames.agent_tool_response(tool_name="end_call", tool_call_id=call_id, tool_type="system",
+                                                   is_error=False, event_id=event_id))
         await self.close(1000, END_CALL_REASON)
 
     async def close(self, code: int, reason: str, *, failed: bool = False) -> None:
@@ -329,15 +328,9 @@ class Session:
             return
         self.begin(decision)
         assert self.record is not None and self.engine is not None
-        await self.send({"type": "conversation_initiation_metadata",
-                         "conversation_initiation_metadata_event": {
-                             "conversation_id": self.record.conversation_id,
-                             "agent_output_audio_format": "pcm_16000",
-                             "user_input_audio_format": "pcm_16000"}})
+        await self.send(frames.conversation_initiation_metadata(conversation_id=self.record.conversation_id))
         if decision.refusal:  # as production: metadata, an error event, then close 1008
-            await self.send({"type": "error", "error_event": {"code": 1008, "error_type": "override_error",
-                                                               "message": decision.refusal,
-                                                               "reason": decision.refusal}})
+            await self.send(frames.error(code=1008, error_type="override_error", message=decision.refusal))
             await self.close(1008, decision.refusal, failed=True)
             return
         pinger = asyncio.create_task(self.ping_loop())
@@ -410,9 +403,7 @@ class Session:
             if self.channel.in_speech:
                 timeout = 0.05  # to notice the end of the caller's spoken turn
             elif self.agent_busy():
-                # voice: to notice the caller starting to speak after the agent; text: silence is
-                # counted from the end of the agent's turn, so waking a full silence later is never late
-                timeout = 0.2 if isinstance(self.channel, VoiceChannel) else silence_after
+                timeout = self.channel.busy_wait_s(silence_after)  # voice looks for the caller sooner
             else:
                 timeout = max(0.05, silence_after - (time.monotonic() - self.last_activity))
             timeout = min(timeout, max(0.0, self.deadline - time.monotonic()))
@@ -435,9 +426,8 @@ class Session:
             self.check_turn_end()
             now = time.monotonic()
             if now >= self.deadline and not self.closed:
-                await self.send({"type": "error", "error_event": {
-                    "code": 1000, "error_type": "max_duration_exceeded", "message": "Maximum duration exceeded",
-                    "reason": "Maximum duration exceeded"}})
+                await self.send(frames.error(code=1000, error_type="max_duration_exceeded",
+                                             message="Maximum duration exceeded"))
                 await self.close(1000, "Maximum duration exceeded")
                 return
             if (not self.closed and not self.agent_busy() and not self.channel.in_speech
@@ -446,8 +436,7 @@ class Session:
 
     async def refuse(self, reason: str) -> None:
         """A client message the platform would refuse: an `error` event, then close 1008."""
-        await self.send({"type": "error", "error_event": {"code": 1008, "error_type": reason.split(":")[0],
-                                                           "message": reason, "reason": reason}})
+        await self.send(frames.error(code=1008, error_type=reason.split(":")[0], message=reason))
         await self.close(1008, reason, failed=True)
 
     def keep(self, text: str) -> bool:
@@ -503,13 +492,12 @@ class Session:
             self.reply_task = asyncio.create_task(self.voice_answer(*ended, previous))
 
     async def voice_answer(self, speech: bytes, speech_end: float, previous: asyncio.Task | None) -> None:
-        assert self.engine is not None and self.record is not None and isinstance(self.channel, VoiceChannel)
+        assert self.engine is not None and self.record is not None
         text = await self.channel.transcribe(speech)
         if previous is not None and not previous.done():
             with contextlib.suppress(asyncio.CancelledError):
                 await previous
-        await self.send({"type": "user_transcript",
-                         "user_transcription_event": {"user_transcript": text, "event_id": self.next_id()}})
+        await self.send(frames.user_transcript(text=text, event_id=self.next_id()))
         self.record.add("user", text, medium="audio")
         await self.respond(self.engine.on_user(text), not_before=speech_end + self.think_s)
 
@@ -524,7 +512,6 @@ class Session:
         self.barge_task = asyncio.create_task(self.decide_barge_in(onset, delay))
 
     async def decide_barge_in(self, onset: float, delay: float) -> None:
-        assert isinstance(self.channel, VoiceChannel)
         await asyncio.sleep(max(0.0, onset + delay - time.monotonic()))
         now = time.monotonic()
         if self.closed or not self.channel.agent_talking(now):
@@ -536,13 +523,12 @@ class Session:
 
     async def barge_in(self, now: float) -> None:
         """The caller talks over the agent: stop, say so, and correct the cut-off turn."""
-        assert isinstance(self.channel, VoiceChannel) and self.record is not None
+        assert self.record is not None
         original = self.channel.spoken_text
         cut_id = self.channel.event_id
         truncated = self.channel.cut(now)
-        await self.send({"type": "interruption", "interruption_event": {"event_id": self.next_id()}})
-        await self.send({"type": "agent_response_correction", "agent_response_correction_event": {
-            "original_agent_response": original, "corrected_agent_response": truncated, "event_id": cut_id}})
+        await self.send(frames.interruption(event_id=self.next_id()))
+        await self.send(frames.agent_response_correction(original=original, corrected=truncated, event_id=cut_id))
         for item in reversed(self.record.transcript):
             if item["role"] == "agent" and item["message"] is not None:
                 item.update(interrupted=True, message=truncated, original_message=original)
@@ -572,5 +558,5 @@ class Session:
                 self.ping_count += 1
                 ping_id = self.ping_count
                 self.ping_sent[ping_id] = time.monotonic()
-                await self.send({"type": "ping", "ping_event": {"event_id": ping_id, "ping_ms": self.ping_ms}})
+                await self.send(frames.ping(event_id=ping_id, ping_ms=self.ping_ms))
 

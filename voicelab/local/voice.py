@@ -20,17 +20,17 @@ Injected latency is the agent's response time: the first audio of an answer leav
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from voicelab.audio.speech import BYTES_PER_S, SPEECH_RMS, TranscriberPool, rms, speak, voice_for
+from voicelab.local import frames
+from voicelab.local.channels import Send
 
 CHUNK_BYTES = 3200  # 100 ms
 #: Speech is this many times louder than the noise floor (about 9.5 dB).
@@ -46,6 +46,8 @@ SEGMENT_MIN_S = 1.5
 BACKCHANNEL_MAX_S = 0.8
 BACKCHANNEL_GAP_S = 0.1
 LEAD_S = 0.3  # how far ahead of real time agent audio is sent
+#: While the agent has a reply in flight, the session still wakes this often for caller frames.
+BUSY_POLL_S = 0.2
 
 
 @dataclass
@@ -57,7 +59,7 @@ class Utterance:
 
 
 class VoiceChannel:
-    def __init__(self, send: Callable[[dict[str, Any]], Awaitable[None]], language: str, *,
+    def __init__(self, send: Send, language: str, *,
                  silence_s: float, transcribers: Callable[[], TranscriberPool],
                  on_audio_sent: Callable[[float], None] | None = None,
                  recorder: Callable[[bytes, float], None] | None = None, voice: str | None = None) -> None:
@@ -88,6 +90,9 @@ class VoiceChannel:
     def set_language(self, language: str) -> None:
         """language_detection switched the conversation: the agent speaks with that language's voice."""
         self.voice = voice_for("agent", language, agent=True)
+
+    def busy_wait_s(self, silence_after: float) -> float:
+        return BUSY_POLL_S  # to notice the caller starting to speak after (or over) the agent
 
     # ------------------------------------------------------------------ hearing
 
@@ -163,8 +168,7 @@ class VoiceChannel:
         self.audio_end = self.audio_start + self.audio_s
         self.speaking = asyncio.current_task()
         self.event_id = event_id
-        await self.send({"type": "agent_response", "agent_response_event": {"agent_response": text,
-                                                                            "event_id": event_id}})
+        await self.send(frames.agent_response(text=text, event_id=event_id))
         for offset in range(0, len(pcm), CHUNK_BYTES):
             ahead = self.audio_start + offset / BYTES_PER_S - time.monotonic()
             if ahead > LEAD_S:
@@ -174,8 +178,7 @@ class VoiceChannel:
                 self.recorder(chunk, self.audio_start + offset / BYTES_PER_S)
             if self.on_audio_sent is not None:
                 self.on_audio_sent(time.perf_counter())
-            await self.send({"type": "audio", "audio_event": {
-                "audio_base_64": base64.b64encode(chunk).decode(), "event_id": event_id}})
+            await self.send(frames.audio(pcm=chunk, event_id=event_id))
         return self.audio_end
 
     async def wait_until_heard(self) -> None:

@@ -69,3 +69,16 @@ def test_the_circle_finder_finds_a_circle():
 def test_one_version():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert voicelab.__version__ == project["version"]
+
+
+def test_the_command_lines_help_loads_neither_the_sdk_nor_the_data_libraries():
+    """`voicelab --help` and a mistyped option answer at once: the parser is built from light
+    tables; the SDK, pandas and the report's libraries load only when a command needs them."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from voicelab.surfaces.cli.main import build_parser; build_parser(); "
+             "print(sorted(m for m in ('elevenlabs', 'pandas', 'matplotlib', 'papermill', 'pydantic', 'scipy') "
+             "if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

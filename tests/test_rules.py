@@ -9,6 +9,7 @@ import pytest
 from voicelab.harness import runners
 from voicelab.harness.call import Dialogue
 from voicelab.harness.connection import describe_disconnect, initiation_data
+from voicelab.harness.kinds import KINDS
 from voicelab.harness.transcript import TranscriptRecorder
 from voicelab.local.handshake import Accepted, Refused, handshake, parse_first_message
 from voicelab.spec import errors
@@ -136,6 +137,13 @@ def test_each_kind_of_caller_is_one_registry_entry(caller, batch, console, place
     assert (caller in runners.names(batch=True)) is batch
     assert (caller in runners.names(console=True)) is console
     assert ("voice" in runner.modes) is places_voice
+    kind = KINDS[caller]  # the light table the command line reads is the runner's own description
+    assert (kind.name, kind.help, kind.modes, kind.batch, kind.console) == \
+        (runner.name, runner.help, runner.modes, runner.batch, runner.console)
+
+
+def test_every_kind_of_caller_has_its_runner():
+    assert list(runners.RUNNERS) == list(KINDS)
 
 
 def test_the_cli_and_the_batch_offer_the_registry(dataset):

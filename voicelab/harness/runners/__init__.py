@@ -8,8 +8,8 @@
 
 Every runner has `preflight(request)` (settings checked before a run exists) and
 `run(plan, base_url, concurrency, sink)`. The CLI's choices, the batch's dispatch and the
-console's picker are read from `RUNNERS`: a new kind of caller is one new module here and one
-line below.
+console's picker are read from the kinds (voicelab/harness/kinds.py, which loads nothing): a new
+kind of caller is one line there, one new module here and one line below.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from voicelab.harness.callers.registry import POLICIES
 from voicelab.harness.connection import connect
 from voicelab.harness.hosted import check_access
+from voicelab.harness.kinds import KINDS, names
 from voicelab.harness.runners.base import Runner, Sink
 from voicelab.harness.runners.conversation import ConversationRunner
 from voicelab.harness.runners.phone import PhoneRunner
@@ -30,14 +31,18 @@ if TYPE_CHECKING:
     from voicelab.spec.models import CallRequest, CallResult
 
 
+
+def _conversation(name: str) -> ConversationRunner:
+    kind = KINDS[name]
+    return ConversationRunner(kind.name, kind.help, policy=POLICIES[name], batch=kind.batch, console=kind.console,
+                              modes=kind.modes)
+
+
+#: One runner per kind of caller (voicelab/harness/kinds.py names them).
 RUNNERS: dict[str, Runner] = {
-    "scripted": ConversationRunner("scripted", "voicelab's rule-based caller plays the persona (default)",
-                                   policy=POLICIES["scripted"], batch=True, console=True),
-    "human": ConversationRunner("human", "you play the persona: type in the console, or talk through the "
-                                "microphone (--mode voice)", policy=POLICIES["human"], batch=False, console=True),
-    "agent": ConversationRunner("agent", "a second ElevenLabs agent plays the persona, prompted with it and "
-                                "bridged to the agent under test by text or voice (hosted: set "
-                                "ELEVENLABS_CALLER_AGENT_ID)", policy=POLICIES["agent"], batch=True, console=True),
+    "scripted": _conversation("scripted"),
+    "human": _conversation("human"),
+    "agent": _conversation("agent"),
     "platform": PlatformRunner(),
     "phone": PhoneRunner(),
 }
@@ -47,12 +52,6 @@ def runner(name: str) -> Runner:
     if name not in RUNNERS:
         raise UsageError(f"unknown caller {name!r}: use one of {', '.join(RUNNERS)}")
     return RUNNERS[name]
-
-
-def names(*, batch: bool | None = None, console: bool | None = None) -> list[str]:
-    """Caller names, optionally only those that run in a batch / appear in the console."""
-    return [n for n, r in RUNNERS.items()
-            if (batch is None or r.batch == batch) and (console is None or r.console == console)]
 
 
 async def place_one(request: CallRequest, base_url: str | None,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from voicelab.harness import hosted, settings
 from voicelab.harness.connection import connect, initiation_data
+from voicelab.harness.kinds import KINDS
 from voicelab.spec.checks import finished_result
 from voicelab.spec.errors import BackendError, ConfigError
 from voicelab.spec.models import E164_PATTERN, CallRequest, CallResult, EndReason, TranscriptEntry, utc_now_iso
@@ -93,11 +94,11 @@ def place_phone_call(request: CallRequest, base_url: str | None = None) -> CallR
 
 
 class PhoneRunner:
-    name = "phone"
-    help = "the platform dials the persona's phone_number (outbound call via Twilio or a SIP trunk)"
-    modes = ("voice", "text")  # a phone call is voice on the platform's side; the mode only labels the result
-    batch = True
-    console = False
+    name = KINDS["phone"].name
+    help = KINDS["phone"].help
+    modes = KINDS["phone"].modes
+    batch = KINDS["phone"].batch
+    console = KINDS["phone"].console
 
 
     def preflight(self, request: CallRequest) -> None:

@@ -21,6 +21,7 @@ from elevenlabs.types import SingleTestRunRequestModel
 
 from voicelab.harness import hosted
 from voicelab.harness.connection import connect
+from voicelab.harness.kinds import KINDS
 from voicelab.spec.checks import finished_result, success_conditions
 from voicelab.spec.errors import BackendError
 from voicelab.spec.models import (
@@ -143,11 +144,11 @@ def result_of(request: CallRequest, run: Any, started: str, retries: list[dict],
 
 
 class PlatformRunner:
-    name = "platform"
-    help = "the platform's simulated user plays the persona, through the agent-testing API (text)"
-    modes = ("text",)
-    batch = True
-    console = False
+    name = KINDS["platform"].name
+    help = KINDS["platform"].help
+    modes = KINDS["platform"].modes
+    batch = KINDS["platform"].batch
+    console = KINDS["platform"].console
 
 
     def preflight(self, request: CallRequest) -> None:

@@ -15,7 +15,7 @@ import sys
 import textwrap
 from typing import NoReturn
 
-from voicelab.harness import runners
+from voicelab.harness import kinds
 from voicelab.lab import heap, signals
 from voicelab.spec.errors import UsageError, VoiceLabError
 from voicelab.surfaces import crashlog
@@ -149,8 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["text", "voice"], default="text",
                    help="text messages, or voice: the persona speaks in real time (espeak-ng) and the call is "
                         "recorded as a stereo WAV in --recordings (default: text)")
-    p.add_argument("--caller", choices=list(runners.RUNNERS), default="scripted",
-                   help="who plays the persona: " + "; ".join(f"{n}: {r.help}" for n, r in runners.RUNNERS.items())
+    p.add_argument("--caller", choices=list(kinds.KINDS), default="scripted",
+                   help="who plays the persona: " + "; ".join(f"{n}: {k.help}" for n, k in kinds.KINDS.items())
                    + ". A human call is stored in runs/console-*/ like a console call")
     p.add_argument("--input-device", metavar="NAME_OR_INDEX", help="microphone for --caller human (default: system)")
     p.add_argument("--output-device", metavar="NAME_OR_INDEX", help="speaker for --caller human (default: system)")
@@ -176,9 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["text", "voice"], default="text",
                    help="text messages, or voice: the persona speaks (espeak-ng) and the agent's audio is "
                         "recorded to runs/<id>/audio/ (default: text)")
-    p.add_argument("--caller", choices=runners.names(batch=True), default="scripted",
+    p.add_argument("--caller", choices=kinds.names(batch=True), default="scripted",
                    help="who plays the personas: " + "; ".join(
-                       f"{n}: {runners.RUNNERS[n].help}" for n in runners.names(batch=True)))
+                       f"{n}: {kinds.KINDS[n].help}" for n in kinds.names(batch=True)))
     _add_backend_args(p)
     p.add_argument("--local-url", metavar="URL", default=None,
                    help="use an already running local backend (`voicelab serve`) instead of starting one; "
@@ -296,6 +296,7 @@ def format_result(result, persona_name: str = "") -> str:  # noqa: ANN001 - Call
 
 
 def cmd_call(args: argparse.Namespace) -> int:
+    from voicelab.harness import runners
     from voicelab.lab.backends import backend_url
     from voicelab.spec.datasets import load_dataset
 

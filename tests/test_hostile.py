@@ -16,45 +16,13 @@ import time
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
 from voicelab.local.messages import MAX_FRAME_BYTES
 
-from .conftest import tool_result_for
+from .wire import ANNA, init, is_agent, open_conversation, read_until
 
-ANNA = {"first_name": "Anna", "last_name": "Kowalska", "phone_number": "+48601234567",
-        "product_name": "Premium Gym Membership", "chargeback_reason": "duplicate charge"}
 IGNORED = "ignored"
 pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:DeprecationWarning")
-
-
-def init(text_only: bool = True, **extra) -> str:
-    return json.dumps({"type": "conversation_initiation_client_data", "dynamic_variables": ANNA,
-                       "conversation_config_override": {"text_only": True} if text_only else {}, **extra})
-
-
-def open_conversation(base_url: str, first: str | bytes | None = None, text_only: bool = True):
-    ws = connect(base_url.replace("http", "ws") + "/v1/convai/conversation?agent_id=chargeback", open_timeout=5,
-                 max_size=16 * 1024 * 1024)
-    ws.send(first if first is not None else init(text_only))
-    return ws
-
-
-def read_until(ws, predicate, timeout: float = 5.0) -> list[dict]:
-    """Frames until one matches; raises ConnectionClosed if the server closes first."""
-    seen, deadline = [], time.time() + timeout
-    while time.time() < deadline:
-        frame = json.loads(ws.recv(timeout=max(0.01, deadline - time.time())))
-        seen.append(frame)
-        if (answer := tool_result_for(frame)) is not None:  # a client that implements its tools
-            ws.send(answer)
-        if predicate(frame):
-            return seen
-    raise TimeoutError(seen)
-
-
-def is_agent(frame: dict) -> bool:
-    return frame["type"] == "agent_response"
 
 
 def outcome_of(ws, frames: list[str | bytes]) -> tuple[str, int | None, str]:

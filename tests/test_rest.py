@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from voicelab.harness.call import Call
 from voicelab.local import LocalBackend
 
-from .test_hostile import ANNA, init, is_agent, open_conversation, read_until
+from .wire import ANNA, init, is_agent, open_conversation, read_until
 
 pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:DeprecationWarning")
 

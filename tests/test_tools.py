@@ -5,7 +5,6 @@ checks say what was called with what."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import time
@@ -13,14 +12,13 @@ from pathlib import Path
 
 import pytest
 from elevenlabs import ElevenLabs
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
 from voicelab.harness.call import Call
 from voicelab.spec.datasets import load_dataset
 from voicelab.spec.errors import ConfigError, DatasetError
 
 from .conftest import AGENTS
+from .wire import is_agent, open_conversation, read_until, until_closed
 
 pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:DeprecationWarning")
 
@@ -153,25 +151,18 @@ def test_a_check_fails_when_the_agent_calls_the_tool_with_another_argument(world
 def test_a_result_for_an_unknown_call_id_is_ignored_and_the_real_one_counts(world, local_backend):
     dataset = world(ann="")
     server = local_backend(agents=dataset.agents)
-    ws_url = server.base_url.replace("http", "ws") + "/v1/convai/conversation?agent_id=disputes"
-    with connect(ws_url) as ws:
-        ws.send(json.dumps({"type": "conversation_initiation_client_data",
-                            "dynamic_variables": {"first_name": "Ann", "phone_number": "+48512345678"}}))
-        call = None
-        while call is None:
-            event = json.loads(ws.recv(timeout=5))
-            call = event.get("client_tool_call") if event["type"] == "client_tool_call" else None
+    first = json.dumps({"type": "conversation_initiation_client_data",
+                        "dynamic_variables": {"first_name": "Ann", "phone_number": "+48512345678"}})
+    with open_conversation(server.base_url, first, agent_id="disputes") as ws:
+        *_, asked = read_until(ws, lambda f: f["type"] == "client_tool_call", answer_tools=False)
+        call = asked["client_tool_call"]
         assert call["tool_name"] == "lookup_dispute" and call["parameters"] == {"phone_number": "+48512345678"}
         ws.send(json.dumps({"type": "client_tool_result", "tool_call_id": "toolu_nobody", "result": "x",
                             "is_error": True}))
         ws.send(json.dumps({"type": "client_tool_result", "tool_call_id": call["tool_call_id"],
                             "result": {"amount": "49.99"}, "is_error": False}))
-        said = []
-        while not said:
-            event = json.loads(ws.recv(timeout=5))
-            if event["type"] == "agent_response":
-                said.append(event["agent_response_event"]["agent_response"])
-    assert said == ["I found your dispute. Goodbye."]
+        *_, answer = read_until(ws, is_agent, answer_tools=False)
+    assert answer["agent_response_event"]["agent_response"] == "I found your dispute. Goodbye."
 
 
 @pytest.mark.parametrize(("extra", "words"), [
@@ -379,14 +370,11 @@ def test_a_persona_mocks_a_webhook_and_the_backend_branches_on_the_result(cases,
     assert "voicelab__tool_mocks" not in stored.conversation_initiation_client_data.dynamic_variables
     assert "tok-123" not in json.dumps(stored.model_dump(mode="json"))  # nor the secret
 
-    ws_url = server.base_url.replace("http", "ws") + "/v1/convai/conversation?agent_id=cases"
-    with connect(ws_url) as ws:  # a client's broken mock variable is refused, not crashed on
-        ws.send(json.dumps({"type": "conversation_initiation_client_data", "dynamic_variables": {
-            "first_name": "Cas", "phone_number": "+48512345678", "crm_url": "x", "secret__crm_token": "t",
-            "voicelab__tool_mocks": "{\"open_case\": {\"result\": 1, \"error\": \"both\"}}"}}))
-        with pytest.raises(ConnectionClosed):
-            while True:
-                ws.recv(timeout=5)
+    first = json.dumps({"type": "conversation_initiation_client_data", "dynamic_variables": {
+        "first_name": "Cas", "phone_number": "+48512345678", "crm_url": "x", "secret__crm_token": "t",
+        "voicelab__tool_mocks": "{\"open_case\": {\"result\": 1, \"error\": \"both\"}}"}})
+    with open_conversation(server.base_url, first, agent_id="cases") as ws:  # a broken mock variable
+        until_closed(ws)  # is refused, not crashed on
     assert ws.close_code == 1008 and "voicelab__tool_mocks" in ws.close_reason
 
 
@@ -416,16 +404,12 @@ def test_tool_events_go_out_only_when_the_agents_client_events_allow(cases, loca
     quiet.platform.client_events = ["audio", "agent_response", "user_transcript"]
     for agent, expected in ((dataset.agents["cases"], ["agent_tool_request", "agent_tool_response"]), (quiet, [])):
         server = local_backend(agents={"cases": agent})
-        ws_url = server.base_url.replace("http", "ws") + "/v1/convai/conversation?agent_id=cases"
-        with connect(ws_url) as ws:
-            ws.send(json.dumps({"type": "conversation_initiation_client_data", "dynamic_variables": {
-                "first_name": "Cas", "phone_number": "+48512345678", "crm_url": "http://127.0.0.1:9",
-                "secret__crm_token": "t"}}))
+        first = json.dumps({"type": "conversation_initiation_client_data", "dynamic_variables": {
+            "first_name": "Cas", "phone_number": "+48512345678", "crm_url": "http://127.0.0.1:9",
+            "secret__crm_token": "t"}})
+        with open_conversation(server.base_url, first, agent_id="cases") as ws:
             ws.send(json.dumps({"type": "user_message", "text": "A person, please."}))
-            kinds = []
-            with contextlib.suppress(ConnectionClosed):
-                while True:
-                    kinds.append(json.loads(ws.recv(timeout=5))["type"])
+            kinds = [frame["type"] for frame in until_closed(ws)]
         assert [k for k in kinds if k.startswith("agent_tool")] == expected, kinds
 
 

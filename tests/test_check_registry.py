@@ -32,6 +32,8 @@ from voicelab.spec.checks import (
 )
 from voicelab.spec.models import Expectations, ExpectedCall, ToolCallRecord, TranscriptEntry
 
+from .asserts import assert_check
+
 WORDS = ["yes", "no", "Dienstag", "zoë", "歯", "card", "check-up", "o'brien", "\"quoted\"", "a\\b", "🦷", "the"]
 phrases = st.lists(st.sampled_from(WORDS), min_size=1, max_size=3).map(" ".join)
 turn_texts = st.lists(st.sampled_from(WORDS + [""]), max_size=6).map(" ".join)
@@ -195,18 +197,13 @@ def place(dataset, base_url: str, **how):
     return asyncio.run(both())
 
 
-def only_check(result):
-    (check,) = result.checks
-    assert check.name == "agent_says_in_order"
-    return check.passed, check.detail
-
-
 @pytest.mark.parametrize("caller", ["scripted", "platform", "agent"])
 def test_agent_says_in_order_on_text_calls_of_every_caller(backend, dataset, caller):
     good, bad = place(dataset, backend.base_url, caller=caller)
-    assert only_check(good) == (True, "said in order in agent turns 1, 2, 3") and good.success
-    assert only_check(bad) == (False, '"Premium Gym Membership" came before "provisional credit"')
-    assert not bad.success
+    assert_check(good, "agent_says_in_order", passed=True, detail="said in order in agent turns 1, 2, 3")
+    assert_check(bad, "agent_says_in_order", passed=False,
+                 detail='"Premium Gym Membership" came before "provisional credit"')
+    assert good.success and not bad.success and len(good.checks) == len(bad.checks) == 1
     if caller == "platform":  # the platform's judge got the sentence and the local one read it the same way
         assert good.analysis.call_successful == "success" and bad.analysis.call_successful == "failure"
         assert 'in this order: "provisional credit", then "Premium Gym Membership"' in bad.analysis.rationale
@@ -216,5 +213,7 @@ def test_agent_says_in_order_on_text_calls_of_every_caller(backend, dataset, cal
 @pytest.mark.realtime
 def test_agent_says_in_order_on_voice_calls(backend, dataset):
     good, bad = place(dataset, backend.base_url, mode="voice")
-    assert good.mode == "voice" and only_check(good)[0] and good.success, good.transcript
-    assert only_check(bad) == (False, '"Premium Gym Membership" came before "provisional credit"')
+    assert good.mode == "voice" and good.success, good.transcript
+    assert_check(good, "agent_says_in_order", passed=True)
+    assert_check(bad, "agent_says_in_order", passed=False,
+                 detail='"Premium Gym Membership" came before "provisional credit"')

@@ -21,6 +21,7 @@ from voicelab.lab.tables import load_runs
 from voicelab.spec.errors import DatasetError
 from voicelab.surfaces.cli.main import main
 
+from .asserts import failing
 from .conftest import AGENTS, PERSONAS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,7 +148,7 @@ def test_an_experiment_interleaves_variants_in_one_resumable_run(tmp_path: Path)
         assert r.variant == r.call_id.split("/")[0] and r.agent_id == f"chargeback--{r.variant}"
     anna = {r.variant: r for r in results if r.persona_id == "anna-double-charge"}
     assert anna["as-written"].success and not anna["forgets-reason"].success
-    assert [c.name for c in anna["forgets-reason"].checks if not c.passed] == ["agent_says: duplicate charge"]
+    assert failing(anna["forgets-reason"]) == ["agent_says: duplicate charge"]
     manifest = run.manifest
     assert manifest.kind == "experiment" and [v.id for v in manifest.variants] == ["as-written", "forgets-reason"]
     assert len(manifest.sessions) == 2 and manifest.sessions[1].resumed

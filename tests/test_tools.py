@@ -17,6 +17,7 @@ from voicelab.harness.call import Call
 from voicelab.spec.datasets import load_dataset
 from voicelab.spec.errors import ConfigError, DatasetError
 
+from .asserts import assert_check
 from .conftest import AGENTS
 from .wire import is_agent, open_conversation, read_until, until_closed
 
@@ -113,8 +114,8 @@ def test_a_mocked_tool_answers_and_the_agent_goes_on_with_its_result(world, loca
     (call,) = client_calls(result)
     assert call.tool == "lookup_dispute" and call.args == {"phone_number": "+48512345678"}
     assert call.result == {"amount": "49.99", "merchant": "StreamMax"} and not call.is_error
-    detail = next(c.detail for c in result.checks if c.name.startswith("agent_calls"))
-    assert detail.startswith("lookup_dispute called once with phone_number=+48512345678 at ")
+    assert_check(result, "agent_calls", passed=True,
+                 detail_starts="lookup_dispute called once with phone_number=+48512345678 at ")
 
 
 def test_a_failing_tool_an_unmocked_one_and_a_silent_one_take_the_error_branch(world, local_backend):
@@ -143,9 +144,9 @@ def test_a_check_fails_when_the_agent_calls_the_tool_with_another_argument(world
         - {tool: lookup_dispute, args: {phone_number: "+48000000000"}}
 """)
     result = place(dataset, "ann", local_backend(agents=dataset.agents))
-    (check,) = [c for c in result.checks if c.name.startswith("agent_calls")]
-    assert not check.passed and not result.success
-    assert check.detail == "lookup_dispute called, but with phone_number=+48512345678"
+    assert_check(result, "agent_calls", passed=False,
+                 detail="lookup_dispute called, but with phone_number=+48512345678")
+    assert not result.success
 
 
 def test_a_result_for_an_unknown_call_id_is_ignored_and_the_real_one_counts(world, local_backend):

@@ -12,6 +12,8 @@ from voicelab.spec.checks import checks, metrics, percentile, says, success
 from voicelab.spec.models import Expectations, TranscriptEntry
 from voicelab.spec.script import Action, ScriptedCaller, first_sentence, says_goodbye
 
+from .asserts import assert_check
+
 
 def test_recorder_is_thread_safe():
     rec = TranscriptRecorder()
@@ -50,14 +52,14 @@ TRANSCRIPT = [entry("agent", "Hello, is this Anna?", 0), entry("user", "Yes.", 1
 def test_checks_are_named_and_explained():
     expect = Expectations(agent_says=["premium gym membership", "refund"], agent_never_says=["PIN"],
                           max_duration_s=2, min_turns=4, ended_by="agent")
-    result = {c.name: c for c in checks(expect, TRANSCRIPT, duration_s=2.5, end_reason="agent_ended")}
-    assert result["agent_says: premium gym membership"].passed
-    assert result["agent_says: premium gym membership"].detail == "said in agent turn 2"
-    assert not result["agent_says: refund"].passed and "not said in any of 3" in result["agent_says: refund"].detail
-    assert result["agent_never_says: PIN"].passed
-    assert not result["max_duration_s"].passed and "2.5 s" in result["max_duration_s"].detail
-    assert result["min_turns"].passed and result["ended_by: agent"].passed
-    assert not success("completed", list(result.values()))
+    result = checks(expect, TRANSCRIPT, duration_s=2.5, end_reason="agent_ended")
+    assert_check(result, "agent_says: premium gym membership", passed=True, detail="said in agent turn 2")
+    assert_check(result, "agent_says: refund", passed=False, detail_has="not said in any of 3")
+    assert_check(result, "agent_never_says: PIN", passed=True)
+    assert_check(result, "max_duration_s", passed=False, detail_has="2.5 s")
+    assert_check(result, "min_turns", passed=True)
+    assert_check(result, "ended_by: agent", passed=True)
+    assert not success("completed", result)
 
 
 def test_success_needs_a_completed_call():

@@ -18,7 +18,7 @@ from typing import Any
 from voicelab.harness import runners
 from voicelab.lab import heap, signals
 from voicelab.lab.backends import backend_url
-from voicelab.lab.lifecycle import Sitting, new_manifest
+from voicelab.lab.lifecycle import Sitting, new_manifest, place_in_thread
 from voicelab.lab.plan import apply_variant, persona_info, plan_calls, with_variants
 from voicelab.lab.store import Run, RunStore, new_run_id
 from voicelab.spec.datasets import Dataset, load_dataset
@@ -90,68 +90,6 @@ class _Progress:
 
     def close(self) -> None:
         self.bar.close()
-
-
-def _run_in_thread(coro_factory, cancel_event: threading.Event) -> str | None:  # noqa: ANN001
-    """Run the batch loop in a worker thread. Returns None when it completed, else what stopped
-    it: "Ctrl+C", "SIGTERM", "SIGHUP" (see signals.py) or "cancel" (`cancel_event`). The calls in
-    flight are cancelled and recorded before this returns; a second signal while they are being
-    recorded returns at once (they are placed again on resume)."""
-    state: dict = {}
-
-    def worker() -> None:
-        loop = asyncio.new_event_loop()
-        state["loop"] = loop
-        main = loop.create_task(coro_factory())
-        state["task"] = main
-        ready.set()
-        try:
-            loop.run_until_complete(main)
-        except asyncio.CancelledError:
-            state["interrupted"] = True
-        except BaseException as exc:  # surfaced in the calling thread
-            state["error"] = exc
-        finally:
-            _finish_tasks(loop)
-            loop.close()
-            finished.set()
-
-    # An Event, not Thread.join: a join interrupted by a signal can leave the thread's lock taken,
-    # and the next join then returns at once while the calls are still being recorded.
-    ready, finished = threading.Event(), threading.Event()
-    thread = threading.Thread(target=worker, name="voicelab-batch", daemon=True)
-    thread.start()
-    ready.wait()
-    stopped_by = None
-    try:
-        while not finished.wait(0.05):  # a timed wait stays interruptible by Ctrl+C and signals
-            if cancel_event.is_set():
-                raise KeyboardInterrupt("cancel")
-    except KeyboardInterrupt as exc:
-        stopped_by = "cancel" if exc.args == ("cancel",) else signals.name(signals.exit_code(exc))
-        state["loop"].call_soon_threadsafe(state["task"].cancel)
-        try:
-            while not finished.wait(0.05):
-                pass
-        except KeyboardInterrupt:  # a second signal: stop now; unrecorded calls run again on resume
-            return stopped_by
-    if "error" in state:
-        raise state["error"]
-    return stopped_by or ("cancel" if state.get("interrupted") else None)
-
-
-def _finish_tasks(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel what is still pending (SDK receive tasks, turns) and let it finish, so closing the
-    loop destroys no pending task (no "Task was destroyed but it is pending!")."""
-    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-    for task in pending:
-        task.cancel()
-    if pending:
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    loop.run_until_complete(loop.shutdown_asyncgens())
-    # results of cancelled calls may still be being written by the executor: wait for them, so
-    # the session's record that follows counts them
-    loop.run_until_complete(loop.shutdown_default_executor())
 
 
 def run_batch(
@@ -284,7 +222,7 @@ def place_run(run: Run, dataset: Dataset, *, progress: bool = True, cancel_event
         try:
             with backend_url(m.backend, dataset, latency_ms=m.latency_ms, local_url=local_url) as base_url:
                 with heap.frozen():  # loaded and started: collections now scan only the calls
-                    stopped_by = _run_in_thread(lambda: place(plan, base_url, m.concurrency, sink),
+                    stopped_by = place_in_thread(lambda: place(plan, base_url, m.concurrency, sink),
                                                 cancel_event or threading.Event())
         except KeyboardInterrupt as exc:  # while the backend started or stopped: stopped like any
             stopped_by = signals.name(signals.exit_code(exc))  # interrupt, so the summary and resume hint follow

@@ -74,6 +74,29 @@ def not_writable(path: Path | str, exc: OSError, *, kept: str | None = None) -> 
     return StoreNotWritable(message, path=str(path), kept=kept)
 
 
+def append_durably(path: Path, data: bytes) -> None:
+    """Append `data` to `path` durably (fsync), or nothing: a failed write (a full disk mid-line)
+    is cut back to where the file ended, so no torn line is left, and raised as StoreNotWritable.
+    Every append-only record voicelab keeps goes through here (calls.jsonl, the service's journal)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise not_writable(path, exc) from None
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise not_writable(path, exc) from None
+    finally:
+        os.close(fd)
+
+
 def new_run_id() -> str:
     """run-<UTC date>-<time>; `RunStore.create_new` adds -2, -3, ... when that is taken."""
     return datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S")
@@ -300,26 +323,7 @@ class Run:
             self.appended += 1
 
     def _write(self, line: str) -> None:
-        """Append one line durably, or nothing: a failed write (a full disk mid-line) is cut back to
-        where the file ended, so no torn line is left, and raised as StoreNotWritable."""
-        data = line.encode("utf-8")
-        try:
-            fd = os.open(self.calls_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise not_writable(self.calls_path, exc) from None
-        try:
-            size = os.fstat(fd).st_size
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            except OSError as exc:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, size)
-                raise not_writable(self.calls_path, exc) from None
-        finally:
-            os.close(fd)
+        append_durably(self.calls_path, line.encode("utf-8"))
 
     def results(self) -> list[CallResult]:
         """Every call's latest result, in the order first recorded; unreadable lines are skipped

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from voicelab.lab.store import Run, not_writable
+from voicelab.lab.store import Run, append_durably, not_writable
 from voicelab.spec.models import CallResult, RunManifest
 
 log = logging.getLogger("voicelab.surfaces.api")
@@ -71,22 +71,9 @@ class Journal:
         with self._lock:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             except OSError as exc:
                 raise not_writable(self.path, exc) from None
-            try:
-                size = os.fstat(fd).st_size
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    os.fsync(fd)
-                except OSError as exc:
-                    with contextlib.suppress(OSError):
-                        os.ftruncate(fd, size)  # no torn event left behind
-                    raise not_writable(self.path, exc) from None
-            finally:
-                os.close(fd)
+            append_durably(self.path, data)  # no torn event left behind
 
     def load(self) -> dict[str, Accepted]:
         """Every accepted call in the journal, oldest first (unreadable lines are skipped)."""

@@ -115,7 +115,6 @@ def finish_run(outcome, args: argparse.Namespace, *, resume_hint: str) -> int:  
     """What `run` and `experiment` do after placing calls: summary, report, JUnit, gates."""
     from voicelab.lab.junit import gate_failures, write_junit
     from voicelab.lab.tables import load_runs
-    from voicelab.report.build import build_report
     from voicelab.surfaces.cli.text import summary_text
 
     run_id = outcome.run.run_id
@@ -136,6 +135,8 @@ def finish_run(outcome, args: argparse.Namespace, *, resume_hint: str) -> int:  
     if getattr(args, "junit", None):
         _tolerant("JUnit XML", lambda: write_junit(tables, args.junit))
     if not args.no_report:
+        from voicelab.report.build import build_report  # its libraries load only for a report
+
         print("\nwriting the report ...", flush=True)
         _tolerant("report", lambda: build_report(run_id, runs_root=args.runs, reports_dir=args.reports))
     return 1 if reasons else 0

@@ -95,8 +95,9 @@ def part_memory(calls: int = 10_000) -> dict:
 
 
 def part_deaf(messages: int = 300) -> dict:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_hostile import DeafClient, init  # the same client the test uses
+    sys.path.insert(0, str(ROOT))
+    from tests.local.test_hostile import DeafClient  # the same client the test uses
+    from tests.wire import init
 
     server, url = serve(agents=ROOT / "datasets" / "agents")
     try:

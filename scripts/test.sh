@@ -6,7 +6,7 @@
 # module stays on one worker, so its shared fixtures start once), then the `realtime` group alone,
 # since what those tests assert is timing that a loaded machine would spoil. Each part prints its 15
 # slowest tests. With arguments they go to one pytest run, e.g. the quick loop
-# `bash scripts/test.sh -m "not slow"`, or `bash scripts/test.sh tests/test_store_faults.py -p no:xdist`.
+# `bash scripts/test.sh -m "not slow"`, or `bash scripts/test.sh tests/lab/test_store_faults.py -p no:xdist`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -14,6 +14,8 @@ import pytest
 from voicelab.local import LocalBackend
 from voicelab.spec.datasets import load_dataset
 
+from .tool_world import cases, crm, world  # noqa: F401 - the tool tests' fixtures (tests/tool_world.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 PERSONAS = ROOT / "datasets" / "personas"
 AGENTS = ROOT / "datasets" / "agents"

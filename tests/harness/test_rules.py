@@ -70,7 +70,8 @@ def init(**fields) -> dict:
     (init(), {"agent_id": "chargeback"}, False, Refused(1008, "Could not authorize the conversation")),
     (init(), {"agent_id": "chargeback"}, True, "accepted"),
     (init(dynamic_variables={"first_name": "Anna"}), {"agent_id": "chargeback"}, None,
-     Refused(1008, "Missing required dynamic variables: chargeback_reason, last_name, phone_number, product_name")),
+     ("refused after the metadata", "missing_dynamic_variable",
+      "Missing required dynamic variables: chargeback_reason, last_name, phone_number, product_name")),
     (init(dynamic_variables=["a", "b"]), {"agent_id": "chargeback"}, None,
      Refused(1008, "invalid_message: dynamic_variables must be an object")),
     (init(conversation_config_override="everything"), {"agent_id": "chargeback"}, None,
@@ -81,6 +82,8 @@ def test_the_backend_accepts_or_refuses_a_conversation(dataset, message, query, 
     if expected == "accepted":
         assert isinstance(got, Accepted) and got.agent.id == "chargeback" and got.refusal is None
         assert got.variables == ANNA and got.language == "en"
+    elif isinstance(expected, tuple):  # accepted, then refused with an error event of this type
+        assert isinstance(got, Accepted) and (got.refusal_type, got.refusal) == expected[1:]
     else:
         assert got == expected
 

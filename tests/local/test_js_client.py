@@ -152,9 +152,10 @@ def test_wrong_agent_id_is_refused_in_the_handshake(base_url):
 
 def test_missing_variables_are_refused_with_their_names(backend):
     events = run_js({"mode": "text", "origin": ws_origin(backend.base_url), "agentId": "chargeback",
-                     "dynamicVariables": {"first_name": "Ann"}, "steps": []})
-    failed = first(events, "start_failed")
-    assert failed["closeCode"] == 1008 and "last_name" in failed["closeReason"]
+                     "dynamicVariables": {"first_name": "Ann"}, "steps": [{"wait": "disconnect"}]})
+    closed = first(events, "disconnect")  # connected, told why (an error event), then closed 1008
+    assert closed["closeCode"] == 1008 and "last_name" in closed["closeReason"]
+    assert first(events, "onError")["context"]["errorType"] == "missing_dynamic_variable"
 
 
 def test_private_agent_through_a_signed_url(local_backend):

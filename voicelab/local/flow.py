@@ -73,6 +73,10 @@ class FlowEngine:
         return render(pick_language(text, self.language), self.variables).strip()
 
     def first_message(self) -> Reply:
+        """The agent's opening turn: its first message and the start step's words and call; none
+        at all for a client's empty first message (the platform's agent then waits for the user)."""
+        if self._first_message_override == "":
+            return Reply(text="")
         text = self._first_message_override or self._say(self.agent.first_message)
         text = render(text, self.variables)
         step = self.flow.steps[self.step_name]

@@ -2,9 +2,9 @@
 message and the URL's query in, `Accepted` or `Refused` (close code and reason) out; no socket.
 
 Order, as production: the signature of a private agent, the agent id, the first message's shape,
-the dynamic variables the agent needs. A refused override is decided here too, but the platform
-sends it *after* the conversation metadata (an `error` event, then close 1008), so it rides on
-`Accepted.refusal`.
+the dynamic variables the agent needs. Missing variables and a refused override are decided here
+too, but the platform sends them *after* the conversation metadata (an `error` event of
+`Accepted.refusal_type`, then close 1008), so they ride on `Accepted.refusal`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,15 @@ from voicelab.spec.models import LANGUAGES, TOOL_MOCKS_VARIABLE, AgentSpec, Tool
 
 #: The one message a conversation must start with.
 INIT_TYPE = "conversation_initiation_client_data"
+#: The contract's ClientEvent enum (agent.asyncapi.yaml): what `conversation.client_events` may name.
+CLIENT_EVENTS = frozenset((
+    "audio", "agent_response", "agent_response_correction", "agent_chat_response_part",
+    "agent_reasoning_response_part", "interruption", "user_transcript", "tentative_user_transcript",
+    "conversation_initiation_metadata", "client_tool_call", "rich_content", "agent_tool_request",
+    "agent_tool_response", "agent_tool_response_full_payload", "mcp_tool_call", "mcp_connection_status",
+    "vad_score", "ping", "context_usage", "asr_initiation_metadata", "guardrail_triggered",
+    "internal_turn_probability", "internal_tentative_agent_response", "agent_typing",
+    "external_agent_connected", "external_agent_disconnected"))
 
 
 @dataclass(frozen=True)
@@ -38,8 +47,13 @@ class Accepted:
     prompt: str | None = None
     #: The whole initiation message, kept with the conversation (GET conversation shows it).
     client_data: dict[str, Any] = field(default_factory=dict)
-    #: Set when the client overrode a field the agent does not allow: sent after the metadata.
+    #: Set when the conversation is refused after it began (a variable is missing, the client
+    #: overrode a field the agent does not allow): sent after the metadata.
     refusal: str | None = None
+    #: The `error` event's error_type for `refusal` (the contract's ErrorType).
+    refusal_type: str = "override_error"
+    #: The server events the client asked for (conversation.client_events override); None: the agent's.
+    client_events: tuple[str, ...] | None = None
     #: Webhook-tool mocks the client sent (the local backend's extension, see TOOL_MOCKS_VARIABLE).
     tool_mocks: dict[str, ToolMock] = field(default_factory=dict)
 
@@ -139,7 +153,25 @@ def _check_override(override: Mapping[str, Any]) -> str | None:
                                  ("tts", tts, "voice_id")):
         if section.get(name) is not None and not isinstance(section[name], str):
             return f"invalid_message: conversation_config_override.{where}.{name} must be a string"
-    return None
+    return _check_client_events(_section(override, "conversation").get("client_events"))
+
+
+def _check_client_events(events: Any) -> str | None:
+    """The contract's `conversation.client_events`: null, or at least one ClientEvent."""
+    where = "invalid_message: conversation_config_override.conversation.client_events"
+    if events is None:
+        return None
+    if not isinstance(events, list) or not events or not all(isinstance(e, str) for e in events):
+        return f"{where} must be a non-empty list of event types"
+    unknown = sorted(set(events) - CLIENT_EVENTS)
+    return f"{where} names unknown event types: {', '.join(unknown)}" if unknown else None
+
+
+def requested_events(override: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The server events the client asked for (already checked), or None to keep the agent's.
+    No override switch gates it: the platform's overrides config has none for client_events."""
+    events = _section(override, "conversation").get("client_events")
+    return tuple(events) if events else None
 
 
 #: The platform's agent languages; another code ends the session there, and here.
@@ -169,22 +201,47 @@ def handshake(init: Mapping[str, Any], query: Mapping[str, str], agents: Mapping
     if isinstance(sent, Mapping) and TOOL_MOCKS_VARIABLE in sent:  # kept nowhere, not even in the echo
         init = {**init, "dynamic_variables": {k: v for k, v in sent.items() if k != TOOL_MOCKS_VARIABLE}}
     variables = {**agent.platform.placeholders, **variables}
-    missing = sorted(required_variables(agent) - set(variables))
-    if missing:
-        return Refused(1008, "Missing required dynamic variables: " + ", ".join(missing))
-    missing = sorted(secret_variables(agent) - set(variables))
-    if missing:  # production's words for variables a tool needs
-        return Refused(1008, "Missing required dynamic variables in tools: {" + ", ".join(missing) + "}")
-    agent_override = _section(override, "agent")
-    refused = [f for f in overridden_fields(override) if f not in agent.platform.allowed_overrides]
-    language = str(agent_override.get("language") or agent.language)
-    if not refused and language.split("-")[0].lower() not in LANGUAGES:
-        refused_reason: str | None = f"Unsupported language '{language}'"
-    else:
-        refused_reason = f"Override for field '{refused[0]}' is not allowed by config." if refused else None
-    first = agent_override.get("first_message")
+    language = str(_section(override, "agent").get("language") or agent.language)
+    missing = missing_variables(agent, variables)
+    refusal, refusal_type = (missing, "missing_dynamic_variable") if missing else (
+        override_refusal(agent, override, language), "override_error")
     return Accepted(agent=agent, variables=variables, language=language,
-                    first_message=str(first) if first else None,
+                    first_message=first_message(agent, override),
                     prompt=str(_section(override, "agent", "prompt").get("prompt") or "") or None,
                     text_only=agent.platform.text_only or text_only(override),
-                    client_data={**init, "language": language}, refusal=refused_reason, tool_mocks=mocks)
+                    client_data={**init, "language": language}, refusal=refusal, refusal_type=refusal_type,
+                    tool_mocks=mocks, client_events=requested_events(override))
+
+
+def missing_variables(agent: AgentSpec, variables: Mapping[str, str]) -> str | None:
+    """The refusal of a conversation lacking variables the agent's texts or tools need, in
+    production's words; None when nothing is missing."""
+    missing = sorted(required_variables(agent) - set(variables))
+    if missing:
+        return "Missing required dynamic variables: " + ", ".join(missing)
+    missing = sorted(secret_variables(agent) - set(variables))
+    if missing:  # production's words for variables a tool needs
+        return "Missing required dynamic variables in tools: {" + ", ".join(missing) + "}"
+    return None
+
+
+def override_refusal(agent: AgentSpec, override: Mapping[str, Any], language: str) -> str | None:
+    """Why the client's override is refused (a field the agent does not allow, then a language
+    the platform does not speak), or None."""
+    refused = [f for f in overridden_fields(override) if f not in agent.platform.allowed_overrides]
+    if refused:
+        return f"Override for field '{refused[0]}' is not allowed by config."
+    if language.split("-")[0].lower() not in LANGUAGES:
+        return f"Unsupported language '{language}'"
+    return None
+
+
+def first_message(agent: AgentSpec, override: Mapping[str, Any]) -> str | None:
+    """The first message the client set: "" when it set an empty one and the agent allows the
+    override (the platform's agent then says nothing first and waits: AgentConfigOverride in
+    agent.asyncapi.yaml), None for the agent's own. An empty one the agent does not allow counts
+    as not provided, as every empty override does (overridden_fields)."""
+    first = _section(override, "agent").get("first_message")
+    if isinstance(first, str) and not first.strip():
+        return "" if "first_message" in agent.platform.allowed_overrides else None
+    return str(first) if first else None

@@ -128,8 +128,14 @@ def parse(raw: str) -> Message | Invalid | None:
     return check(data) if check is not None else IGNORED
 
 
+def _optional_text(data: dict[str, Any], kind: str) -> str | Invalid:
+    """A message's `text` where the contract makes it optional and nullable (UserMessagePayload:
+    "null for text-only mode signal"): absent or null is "" (no caller words)."""
+    return "" if data.get("text") is None else _text(data, kind)
+
+
 def _user_message(data: dict[str, Any]) -> Message | Invalid:
-    text = _text(data, "user_message")
+    text = _optional_text(data, "user_message")
     bad = _optional_str(data, "user_message", "rich_content_id")
     return text if isinstance(text, Invalid) else bad or Message("user_message", text=text)
 
@@ -172,14 +178,32 @@ def _mcp_approval(data: dict[str, Any]) -> Message | Invalid:
                                                        "is_approved": data["is_approved"]})
 
 
+def _file_ids(data: dict[str, Any]) -> list[str] | Invalid:
+    """The file ids of a multimodal message: its `file` (the contract's), and the `files` list
+    the Python SDK sends beside it (the first file is in both: counted once)."""
+    files = [data.get("file")] + (data["files"] if isinstance(data.get("files"), list) else [data.get("files")])
+    ids: list[str] = []
+    for part in files:
+        if part is None:
+            continue
+        if not isinstance(part, dict) or not isinstance(part.get("file_id"), str):
+            return Invalid("invalid_message: multimodal_message.file must be an object with a string file_id")
+        if part["file_id"] not in ids:
+            ids.append(part["file_id"])
+    return ids
+
+
 def _multimodal(data: dict[str, Any]) -> Message | Invalid:
+    """Text (a user_message, its own text optional) and file references; the session says the
+    files are not supported."""
     inner = data.get("text")
-    if inner is None:
-        return Message("multimodal_message")
-    if not isinstance(inner, dict):
+    if inner is not None and not isinstance(inner, dict):
         return Invalid("invalid_message: multimodal_message.text must be an object")
-    text = _text(inner, "multimodal_message.text")
-    return text if isinstance(text, Invalid) else Message("user_message", text=text)
+    text = _optional_text(inner, "multimodal_message.text") if inner is not None else ""
+    if isinstance(text, Invalid):
+        return text
+    ids = _file_ids(data)
+    return ids if isinstance(ids, Invalid) else Message("multimodal_message", text=text, fields={"file_ids": ids})
 
 
 def _user_activity(data: dict[str, Any]) -> Message:

@@ -31,7 +31,7 @@ from voicelab.local.messages import MAX_FRAME_BYTES
 from voicelab.local.platform import PersonaCallers, Platform
 from voicelab.local.recording import render_transcript
 from voicelab.local.rest import Unprocessable, error_response, json_errors, query_int, read_json
-from voicelab.local.session import ALWAYS_SENT, Session, SessionConfig
+from voicelab.local.session import Session, SessionConfig, reported_events
 from voicelab.spec.datasets import DEFAULT_AGENTS, load_agents
 from voicelab.spec.errors import BackendError
 from voicelab.spec.models import AgentSpec, Persona, Tool, pick_language
@@ -310,7 +310,7 @@ class LocalBackend:
                          "silence_end_call_timeout": (silence.after_s * (silence.end_after + 1)
                                                       if silence.end_after is not None else -1)},
                 "conversation": {"text_only": platform.text_only, "max_duration_seconds": platform.max_duration_s,
-                                 "client_events": [*ALWAYS_SENT, *platform.client_events]},
+                                 "client_events": reported_events(agent)},
             },
             "metadata": {"created_at_unix_secs": now, "updated_at_unix_secs": now},
             "platform_settings": {

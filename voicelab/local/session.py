@@ -32,7 +32,7 @@ from voicelab.local.caller_agent import engine_for
 from voicelab.local.channels import Channel, TextChannel
 from voicelab.local.faults import Fault, Faults
 from voicelab.local.flow import FlowEngine, Reply
-from voicelab.local.handshake import Accepted, Refused, handshake, parse_first_message
+from voicelab.local.handshake import CLIENT_EVENTS, Accepted, Refused, handshake, parse_first_message
 from voicelab.local.history import ConversationRecord, History, new_conversation_id, system_variables
 from voicelab.local.messages import Invalid, Message, parse
 from voicelab.local.recording import Recording
@@ -53,8 +53,30 @@ TRANSFER_REASON = "transfer_to_number tool was called."
 SEND_STALL_S = 10.0
 #: Most text a conversation keeps from its client (messages, updates) before it is closed.
 MAX_CONVERSATION_TEXT = 4 * 1024 * 1024
-#: Server events every conversation carries, whatever the agent's client_events say.
-ALWAYS_SENT = ("conversation_initiation_metadata", "ping", "error", "client_tool_call")  # a client tool needs its call
+#: Server events every conversation carries, whatever its client_events say: the SDKs need the
+#: metadata (Python's conversation id, the JS client's connection) and the pings (keepalive and
+#: latency), and `error` is no ClientEvent in the contract (agent.asyncapi.yaml), so none can list it.
+ALWAYS_SENT = ("conversation_initiation_metadata", "ping", "error")
+#: Sent too when the agent's own list applies: a client tool needs its call, and an agent spec
+#: (spec ClientEvent) cannot name it. A client's list (conversation.client_events) must.
+AGENT_ALWAYS_SENT = (*ALWAYS_SENT, "client_tool_call")
+#: Unknown ids quoted back in an `error` event are cut to this many characters.
+QUOTED_ID_CHARS = 64
+
+
+def events_for(agent: AgentSpec, requested: tuple[str, ...] | None) -> set[str]:
+    """The server events a conversation sends: exactly the ones the client asked for (its
+    `conversation.client_events` override), else the agent's `client_events` (its default is the
+    spec's), both beside those always sent."""
+    if requested is not None:
+        return {*ALWAYS_SENT, *requested}
+    return {*AGENT_ALWAYS_SENT, *agent.platform.client_events}
+
+
+def reported_events(agent: AgentSpec) -> list[str]:
+    """The agent's client_events as GET agent reports them: the ones its conversations send
+    unless the client asks for others, named as the contract's ClientEvent (`error` is none)."""
+    return [e for e in (*AGENT_ALWAYS_SENT, *agent.platform.client_events) if e in CLIENT_EVENTS]
 
 
 def close_reason(text: str) -> bytes:
@@ -103,11 +125,12 @@ class Session:
         self.ping_count = 0
         self.closed = False
         self.deadline = math.inf
-        self.events = set(ALWAYS_SENT)  # until the agent is known: its client_events join in begin()
+        self.events = set(ALWAYS_SENT)  # until the agent is known: begin() sets the conversation's
         self.thinking = False  # the agent is preparing an answer: new input restarts it
         self.text_kept = 0
         self.barge_task: asyncio.Task | None = None  # a barge-in being decided (reaction time)
         self.tool_waiters: dict[str, asyncio.Future] = {}  # client tool calls awaiting their result
+        self.tool_calls_sent: set[str] = set()  # every client_tool_call's id: a result for another is unknown
         self.tool_mocks: dict[str, ToolMock] = {}  # webhook mocks the client sent (TOOL_MOCKS_VARIABLE)
         self.secrets: dict[str, str] = {}  # secret__ variables: for webhook headers only
 
@@ -234,6 +257,7 @@ class Session:
         waiter: asyncio.Future = asyncio.get_running_loop().create_future()
         if tool is None or tool.expects_response:
             self.tool_waiters[call_id] = waiter
+        self.tool_calls_sent.add(call_id)
         await self.send(frames.client_tool_call(tool_name=name, tool_call_id=call_id, parameters=args,
                                                 event_id=self.event_id))
         if tool is not None and not tool.expects_response:
@@ -329,9 +353,8 @@ class Session:
         self.begin(decision)
         assert self.record is not None and self.engine is not None
         await self.send(frames.conversation_initiation_metadata(conversation_id=self.record.conversation_id))
-        if decision.refusal:  # as production: metadata, an error event, then close 1008
-            await self.send(frames.error(code=1008, error_type="override_error", message=decision.refusal))
-            await self.close(1008, decision.refusal, failed=True)
+        if decision.refusal:
+            await self.refuse_begun(decision.refusal, decision.refusal_type)
             return
         pinger = asyncio.create_task(self.ping_loop())
         try:
@@ -350,6 +373,15 @@ class Session:
                 code = self.ws.close_code
                 self.record.finish(f"Client disconnected: {code}" if code else "Client disconnected",
                                    failed=code not in (1000, 1001, None))
+
+    async def refuse_begun(self, reason: str, error_type: str) -> None:
+        """As production refuses a conversation that began (a missing variable, a forbidden
+        override): after the metadata, an `error` event, then close 1008 with the same reason.
+        The event waits as the first message does (FIRST_MESSAGE_AFTER_S), or the JS client,
+        still resolving the metadata, may drop it."""
+        await asyncio.sleep(FIRST_MESSAGE_AFTER_S)
+        await self.send(frames.error(code=1008, error_type=error_type, message=reason))
+        await self.close(1008, reason, failed=True)
 
     async def start(self) -> Accepted | Refused | None:
         """Read the first message and decide; None if the client left first."""
@@ -377,7 +409,7 @@ class Session:
         variables |= system_variables(conversation_id, agent.id)
         self.engine = engine_for(agent, variables, accepted.language, accepted.first_message, accepted.prompt)
         self.deadline = time.monotonic() + agent.platform.max_duration_s
-        self.events |= set(agent.platform.client_events)
+        self.events = events_for(agent, accepted.client_events)
         self.record = ConversationRecord(
             conversation_id=conversation_id, agent_id=agent.id, agent_name=agent.name,
             text_only=accepted.text_only, dynamic_variables=variables,
@@ -385,7 +417,7 @@ class Session:
                          "authorization_method": "signed_url" if config.check_signature else "public"},
             source=self.query.get("source", "python_sdk"))
         config.history.add(self.record)
-        self.fault = config.faults.take(agent.id)
+        self.fault = None if accepted.refusal else config.faults.take(agent.id)  # kept for a call that runs
         if not accepted.text_only:
             self.record.recording = Recording(config.history.audio_path(conversation_id))
             self.channel = VoiceChannel(self.send, accepted.language, silence_s=config.voice_silence_s,
@@ -445,31 +477,27 @@ class Session:
         return self.text_kept <= MAX_CONVERSATION_TEXT
 
     async def handle(self, message: Message) -> None:
+        """One client message, checked by messages.py (its fields are the ones promised there)."""
         assert self.record is not None
         kind = message.type
-        if kind in ("user_message", "contextual_update") and not self.keep(message.text):
+        if kind in ("user_message", "contextual_update", "multimodal_message") and not self.keep(message.text):
             await self.refuse(f"invalid_message: more than {MAX_CONVERSATION_TEXT} characters of messages "
                               "in one conversation")
         elif kind == "user_activity":
             self.last_activity = time.monotonic()
         elif kind == "user_message":
-            self.last_activity = time.monotonic()
-            self.record.add("user", message.text, medium="text")
-            self.pending.append(message.text)
-            if not self.agent_busy():
-                self.reply_task = asyncio.create_task(self.respond())
-            elif self.thinking and self.reply_task is not None:
-                self.reply_task.cancel()  # still thinking: answer everything the caller said at once
-                self.reply_task = asyncio.create_task(self.respond())
-            # else: the agent has a turn to say first; respond() answers what is pending after it
+            self.hear_text(message.text)
+        elif kind == "multimodal_message":
+            await self.hear_multimodal(message)
         elif kind == "contextual_update":
             self.record.contextual_updates.append(message.text)
         elif kind == "feedback":
             self.record.feedback(message.score, message.event_id)
         elif kind == "client_tool_result":
-            waiter = self.tool_waiters.get(message.fields["tool_call_id"])
-            if waiter is not None and not waiter.done():  # an unknown or late id is ignored
-                waiter.set_result(message.fields)
+            await self.take_tool_result(message.fields)
+        elif kind == "mcp_tool_approval_result":
+            await self.not_understood("mcp_tool_approval_result: no MCP tool call awaits approval (the local backend "
+                                      "has no MCP tools); ignored")
         elif kind == "pong":
             sent = self.ping_sent.pop(message.event_id, None) if message.event_id is not None else None
             if sent is not None:
@@ -483,6 +511,52 @@ class Session:
                 await self.start_barge_in(now)
             if self.channel.in_speech:
                 self.last_activity = now  # speech is activity; silent frames are not
+
+    def hear_text(self, text: str) -> None:
+        """A typed caller turn, answered (with whatever else the caller says while the agent still
+        thinks). Empty text, the contract's text-only mode signal (`text` null or absent), is
+        activity but no caller words: nothing is recorded and the agent does not answer it."""
+        assert self.record is not None
+        self.last_activity = time.monotonic()
+        if not text.strip():
+            return
+        self.record.add("user", text, medium="text")
+        self.pending.append(text)
+        if not self.agent_busy():
+            self.reply_task = asyncio.create_task(self.respond())
+        elif self.thinking and self.reply_task is not None:
+            self.reply_task.cancel()  # still thinking: answer everything the caller said at once
+            self.reply_task = asyncio.create_task(self.respond())
+        # else: the agent has a turn to say first; respond() answers what is pending after it
+
+    async def hear_multimodal(self, message: Message) -> None:
+        """A multimodal message: its text is a user message; its files cannot be read here (no
+        file store), which the client is told rather than left to think the agent saw them."""
+        files = message.fields["file_ids"]
+        if files:
+            quoted = ", ".join(repr(f[:QUOTED_ID_CHARS]) for f in files[:5])
+            heard = "; its text is answered" if message.text.strip() else ""
+            await self.not_understood(f"multimodal_message: files are not supported by the local backend "
+                                      f"(file_id {quoted} ignored){heard}")
+        self.hear_text(message.text)
+
+    async def take_tool_result(self, fields: dict[str, Any]) -> None:
+        """A client tool's result, matched to its call by id in any order. A late one (after the
+        call's timeout) or one for a call that expects none is ignored: the agent went on, and
+        the SDKs answer every call. An id no call had is answered with an `error` event."""
+        call_id = fields["tool_call_id"]
+        waiter = self.tool_waiters.get(call_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(fields)
+        elif call_id not in self.tool_calls_sent:
+            await self.not_understood(f"client_tool_result: unknown tool_call_id {call_id[:QUOTED_ID_CHARS]!r} "
+                                      "(no client_tool_call had it); ignored")
+
+    async def not_understood(self, message: str) -> None:
+        """A well-formed client message the backend cannot act on: an `error` event saying so,
+        and the conversation goes on. A close would end calls over a detail; silence would leave
+        the client waiting for an effect that never comes."""
+        await self.send(frames.error(code=1008, error_type="value_error", message=message))
 
     def check_turn_end(self) -> None:
         """Voice: when the caller's spoken turn has ended, transcribe and answer it (in order)."""

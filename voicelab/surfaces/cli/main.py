@@ -1,4 +1,4 @@
-"""`voicelab` on the command line: personas, call, run, report, serve, api (and cli_lab's).
+"""`voicelab` on the command line: personas, call, run, report, serve, api (and cli_lab's, preflight).
 
 Every VoiceLabError is printed as one readable line and exits with status 2; no tracebacks for
 mistakes a user can fix. Anything else is a bug: one line naming a traceback log, exit 3.
@@ -21,6 +21,7 @@ from voicelab.spec.errors import UsageError, VoiceLabError
 from voicelab.surfaces import crashlog
 from voicelab.surfaces.cli import api as cli_api
 from voicelab.surfaces.cli import lab as cli_lab
+from voicelab.surfaces.cli import preflight as cli_preflight
 
 EPILOG_PERSONAS = """example:
   voicelab personas
@@ -33,7 +34,8 @@ EPILOG_RUN = """examples:
   voicelab run                                   # every persona once, then reports/<run_id>.html
   voicelab run --repeats 3 --concurrency 16 --latency-ms 300
   voicelab run --agent chargeback --run-id nightly-1
-  voicelab run --resume nightly-1                # place only the calls without a result yet"""
+  voicelab run --resume nightly-1                # place only the calls without a result yet
+  voicelab run --backend elevenlabs --agent chargeback   # preflight of the hosted agent first, then the calls"""
 EPILOG_REPORT = """example:
   voicelab report run-20261121-101500            # writes reports/run-20261121-101500.html"""
 EPILOG_SERVE = """example:
@@ -44,7 +46,8 @@ EXIT_CODES_RUN = """exit status (for CI):
   0    every persona reached its pass_threshold (default: every call succeeded), or with --fail-under
        the run's pass rate reached it (personas with their own pass_threshold still count)
   1    a gate failed: calls failed their checks or could not be placed (the reasons are printed)
-  2    bad input or settings: nothing was placed (checked first, a hosted API key included); or the
+  2    bad input or settings: nothing was placed (checked first, a hosted API key included; with
+       --backend elevenlabs also a blocking `voicelab preflight` finding); or the
        run store cannot be written (read-only, full disk): the line names the path and the fix, and
        every finished result is kept
   3    an internal failure: one line naming a traceback log
@@ -245,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "conversations need a signed URL")
     cli_lab.add_parsers(sub, fmt, number, rate, run_id)
     cli_api.add_parser(sub, fmt, number)
+    cli_preflight.add_parser(sub, fmt)
     return parser
 
 
@@ -390,6 +394,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                              f"drop {', '.join(given)}, or start a new run")
         outcome = resume_batch(args.resume, runs_root=args.runs, local_url=args.local_url)
     else:
+        if args.backend == "elevenlabs":  # the agent's platform settings first: a blocker is exit 2 here
+            cli_preflight.before_run(args)
         outcome = run_batch(args.personas, args.agents, persona_ids=args.persona, agent=args.agent,
                             repeats=args.repeats, concurrency=args.concurrency, backend=args.backend,
                             caller=args.caller, mode=args.mode,
@@ -440,7 +446,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 COMMANDS = {"personas": cmd_personas, "devices": cmd_devices, "call": cmd_call, "run": cmd_run,
             "report": cmd_report, "serve": cmd_serve, "api": cli_api.cmd_api,
-            **cli_lab.COMMANDS}
+            **cli_lab.COMMANDS, **cli_preflight.COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -82,3 +82,14 @@ def test_the_command_lines_help_loads_neither_the_sdk_nor_the_data_libraries():
              "if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_the_packages_face_gives_every_public_name():
+    """`import voicelab; voicelab.run_batch(...)` and `from voicelab import Call, Dataset` keep
+    working whatever package a name lives in."""
+    import importlib
+
+    face = importlib.import_module("voicelab")
+    for name in face.__all__:
+        assert getattr(face, name) is not None, name
+    from voicelab import Call, Dataset, run_batch  # noqa: F401 - the names users import

@@ -24,6 +24,7 @@ from elevenlabs.types import (
     ConversationSummaryResponseModel,
     GetConversationResponseModel,
     GetConversationsPageResponseModel,
+    GetConversationSummaryResponseModel,
 )
 
 
@@ -193,7 +194,29 @@ class ConversationRecord:
             "user_message_count": sum(1 for t in self.transcript if t["role"] == "user"),
             "agent_message_count": sum(1 for t in self.transcript if t["role"] == "agent" and t["message"] is not None),
         }
-        return dump(GetConversationResponseModel.model_validate(body))
+        out = dump(GetConversationResponseModel.model_validate(body))
+        # required by the platform's contract, and null: "None when neither [price] is set" (nothing
+        # is charged offline); the dump leaves out every None, so it goes back in by hand
+        out["metadata"]["cost_fiat"] = None
+        return out
+
+    def to_summary_response(self, max_messages: int = 40) -> dict:
+        """GET conversation summary: the gist, with the plain chat messages when there are at
+        most `max_messages` (tool calls, results and contextual updates left out)."""
+        analysis = self.analysis()
+        messages = [{"role": t["role"], "message": t["message"]} for t in self.transcript
+                    if t.get("message") and t["role"] in ("user", "agent")]
+        omitted = len(messages) > max_messages
+        body = {
+            "conversation_id": self.conversation_id, "agent_id": self.agent_id, "status": self.status,
+            "call_summary_title": f"{self.agent_name} call", "transcript_summary": analysis["transcript_summary"],
+            "call_successful": analysis["call_successful"], "message_count": len(messages),
+            "messages": None if omitted else messages, "messages_omitted": omitted,
+            "note": f"For the full transcript with tool calls, GET /v1/convai/conversations/{self.conversation_id}.",
+        }
+        out = dump(GetConversationSummaryResponseModel.model_validate(body))
+        out.setdefault("messages", None)
+        return out
 
     def to_summary(self) -> dict:
         analysis = self.analysis()

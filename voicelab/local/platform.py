@@ -25,6 +25,7 @@ from elevenlabs.types import (
     TwilioOutboundCallResponse,
 )
 
+from voicelab.local.agent_config import applied, checked_body
 from voicelab.local.handshake import variable_text
 from voicelab.local.history import ConversationRecord, History, dump, new_conversation_id, system_variables
 from voicelab.local.messages import TooDeep, load_json
@@ -112,6 +113,30 @@ def _tool_call_parameters(raw: dict) -> None:
                 raise Unprocessable("body", "tool_call_parameters", f"{param['path']}: bad regex ({exc})") from None
 
 
+def validate_test(body: dict[str, Any], default_type: str = "llm") -> str:
+    """A test's create or update body, as the platform checks it; returns its type. The local
+    backend runs simulation and tool tests; an llm test is refused (422)."""
+    field(body, "name", str, required=True)
+    kind = field(body, "type", str, default=default_type)
+    _variables(body.get("dynamic_variables"), "dynamic_variables")
+    if kind == "tool":
+        _chat_history(body.get("chat_history"))
+        _tool_call_parameters(field(body, "tool_call_parameters", dict, required=True))
+        field(body, "check_any_tool_matches", bool)
+    elif kind == "simulation":
+        field(body, "simulation_scenario", str, required=True)
+        conditions = field(body, "success_conditions", list, default=[])
+        if not all(isinstance(c, str) for c in conditions):
+            raise Unprocessable("body", "success_conditions", "must be a list of strings")
+        field(body, "simulation_max_turns", int)
+        field(body, "tool_mock_config", dict)
+        _tool_mocks(body.get("tool_mock_overrides"))
+    else:
+        raise Unprocessable("body", "type", "the local backend runs simulation and tool tests (an llm test "
+                                            "needs a model to judge the response)")
+    return kind
+
+
 class Callers(Protocol):
     """Who picks up an outbound call: the persona whose number is dialled."""
 
@@ -138,7 +163,14 @@ class Platform:
         self.callers = callers
         self.latency_s = latency_s
         self.tests: dict[str, dict[str, Any]] = {}
+        #: Each test's (created, last updated) unix seconds.
+        self.test_times: dict[str, tuple[int, int]] = {}
         self.invocations: dict[str, dict[str, Any]] = {}
+        #: The agent a run plays against when its request overrode the agent's config
+        #: (`agent_config_override`), by test_run_id.
+        self.run_agents: dict[str, AgentSpec] = {}
+        #: How often each run was (re)started: a resubmitted run's earlier task gives up.
+        self.run_starts: dict[str, int] = {}
         self._tasks: set[asyncio.Task] = set()
 
     def routes(self, app: web.Application) -> None:
@@ -160,26 +192,11 @@ class Platform:
 
     async def create_test(self, request: web.Request) -> web.Response:
         body = await read_json(request)
-        field(body, "name", str, required=True)
-        kind = field(body, "type", str, default="llm")
-        _variables(body.get("dynamic_variables"), "dynamic_variables")
-        if kind == "tool":
-            _chat_history(body.get("chat_history"))
-            _tool_call_parameters(field(body, "tool_call_parameters", dict, required=True))
-            field(body, "check_any_tool_matches", bool)
-        elif kind == "simulation":
-            field(body, "simulation_scenario", str, required=True)
-            conditions = field(body, "success_conditions", list, default=[])
-            if not all(isinstance(c, str) for c in conditions):
-                raise Unprocessable("body", "success_conditions", "must be a list of strings")
-            field(body, "simulation_max_turns", int)
-            field(body, "tool_mock_config", dict)
-            _tool_mocks(body.get("tool_mock_overrides"))
-        else:
-            raise Unprocessable("body", "type", "the local backend runs simulation and tool tests (an llm test "
-                                                "needs a model to judge the response)")
+        validate_test(body)
         test_id = "test_" + secrets.token_hex(10)
         self.tests[test_id] = {**body, "id": test_id}
+        now = int(time.time())
+        self.test_times[test_id] = (now, now)
         return web.json_response({"id": test_id})
 
     async def get_test(self, request: web.Request) -> web.Response:
@@ -203,6 +220,7 @@ class Platform:
         unknown = [t for t in test_ids if t not in self.tests]
         if unknown:
             return error_response(404, "test_not_found", f"Test not found: {', '.join(unknown)}")
+        override = self.agent_with_override(agent_id, body.get("agent_config_override"))
         invocation_id = "inv_" + secrets.token_hex(10)
         runs = []
         for test_id in test_ids:
@@ -215,16 +233,54 @@ class Platform:
                       "created_at": int(time.time()), "repeat_count": repeat, "cancelled": False, "test_runs": runs}
         self.invocations[invocation_id] = invocation
         for run in runs:
-            self._spawn(self._run_test(run))
+            self.start_run(run, agent_id, override)
         return web.json_response(self._dump_invocation(invocation))
 
-    async def _run_test(self, run: dict[str, Any]) -> None:
+    def agent_with_override(self, agent_id: str, override: Any) -> AgentSpec | None:
+        """The agent a test run plays against when the request has an `agent_config_override`:
+        the agent with its conversation_config and platform_settings applied, as agents PATCH
+        takes them; None without one (the run plays against the agent as it is then)."""
+        if override is None:
+            return None
+        if not isinstance(override, dict):
+            raise Unprocessable("body", "agent_config_override", "must be an object", "model_attributes_type")
+        for key in ("conversation_config", "platform_settings"):
+            if not isinstance(override.get(key), dict):
+                raise Unprocessable("body", f"agent_config_override.{key}", "field required", "missing")
+        try:
+            pushed = checked_body(override, create=True)
+        except Unprocessable as exc:  # the same fields, under agent_config_override
+            for item in exc.detail:
+                item["loc"] = [item["loc"][0], "agent_config_override", *item["loc"][1:]]
+            raise
+        return applied(self.agents[agent_id], pushed)
+
+    def start_run(self, run: dict[str, Any], agent_id: str, override: AgentSpec | None = None) -> None:
+        """(Re)start one test run against the agent (`override`: that agent with a request's
+        config applied): pending, then played (see _run_test)."""
+        run_id = run["test_run_id"]
+        if override is None:
+            self.run_agents.pop(run_id, None)
+        else:
+            self.run_agents[run_id] = override
+        self.run_starts[run_id] = start = self.run_starts.get(run_id, 0) + 1
+        run.update(status="pending", agent_id=agent_id, agent_responses=[], last_updated_at_unix=int(time.time()))
+        run.pop("condition_result", None)
+        self._spawn(self._run_test(run, start))
+
+    async def _run_test(self, run: dict[str, Any], start: int = 1) -> None:
         """The test's scenario played against the agent, judged by the test's own conditions."""
         await asyncio.sleep(PENDING_S)
-        if run["status"] != "pending":
-            return  # cancelled meanwhile
-        test = self.tests[run["test_id"]]
-        agent = self.agents[run["agent_id"]]
+        if run["status"] != "pending" or self.run_starts.get(run["test_run_id"]) != start:
+            return  # cancelled or resubmitted meanwhile
+        test = self.tests.get(run["test_id"])
+        agent = self.run_agents.get(run["test_run_id"]) or self.agents.get(run["agent_id"])
+        if test is None or agent is None:
+            missing = "test" if test is None else "agent"
+            run.update(status="failed", last_updated_at_unix=int(time.time()),
+                       condition_result={"result": "failure", "rationale": {
+                           "summary": f"The {missing} was deleted before the run started", "messages": []}})
+            return
         if test.get("type") == "tool":
             self._run_tool_test(run, test, agent)
             return

@@ -17,13 +17,27 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: `access_info` of everything the local backend lists: one workspace, whose only user made it all.
+ACCESS_INFO = {"is_creator": True, "creator_name": "voicelab", "creator_email": "local@voicelab.invalid",
+               "role": "admin"}
+
 
 class Unprocessable(Exception):
     """A request the platform's validation refuses (422); raised by the readers below."""
 
     def __init__(self, where: str, field: str, message: str, kind: str = "value_error") -> None:
         super().__init__(message)
-        self.detail = [{"loc": [where, field], "msg": message, "type": kind}]
+        self.detail = [{"loc": [where, *field.split(".")] if field else [where], "msg": message, "type": kind}]
+
+    @classmethod
+    def from_errors(cls, errors: list[Any], where: str, *prefix: str) -> Unprocessable:
+        """A pydantic validation's errors (the SDK's request models) as FastAPI's detail list,
+        each `loc` under `where` and `prefix` (`["body", "conversation_config", "agent", ...]`)."""
+        exc = cls(where, ".".join(prefix), "invalid")
+        if errors:
+            exc.detail = [{"loc": [where, *prefix, *e.get("loc", ())], "msg": str(e.get("msg")),
+                           "type": str(e.get("type"))} for e in errors]
+        return exc
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -31,10 +45,14 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"detail": {"status": code, "message": message}}, status=status)
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object body, or Unprocessable naming what is wrong with it."""
+async def read_json(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+    """The request's JSON object body, or Unprocessable naming what is wrong with it. `optional`:
+    a request without a body (all its fields optional) is `{}`."""
+    text = await request.text()
+    if optional and not text.strip():
+        return {}
     try:
-        body = load_json(await request.text())
+        body = load_json(text)
     except TooDeep as exc:
         raise Unprocessable("body", "", f"the body is {exc}", "json_invalid") from None
     except ValueError:
@@ -57,6 +75,15 @@ def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, req
         names = " or ".join(k.__name__.replace("dict", "object").replace("str", "string") for k in kinds)
         raise Unprocessable("body", name, f"must be {names}", "type_error")
     return value
+
+
+def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if raw.lower() not in ("true", "false", "1", "0"):
+        raise Unprocessable("query", name, f"{name} must be a boolean", "bool_parsing")
+    return raw.lower() in ("true", "1")
 
 
 def query_int(request: web.Request, name: str, *, low: int | None = None, high: int | None = None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import threading
 import time
@@ -21,17 +22,20 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from elevenlabs.types import GetAgentResponseModel, GetAgentsPageResponseModel
+from elevenlabs.types import GetAgentResponseModel, TokenResponseModel
 
 from voicelab.audio.speech import TranscriberPool
+from voicelab.local.agents_store import AgentsStore, branch_not_found, main_branch_id
 from voicelab.local.caller_agent import CALLER_AGENT_ID, caller_agent_spec
 from voicelab.local.faults import Faults
-from voicelab.local.history import History, dump
+from voicelab.local.history import History, dump, new_conversation_id
 from voicelab.local.messages import MAX_FRAME_BYTES
 from voicelab.local.platform import PersonaCallers, Platform
 from voicelab.local.recording import render_transcript
 from voicelab.local.rest import Unprocessable, error_response, json_errors, query_int, read_json
 from voicelab.local.session import Session, SessionConfig, reported_events
+from voicelab.local.testing_api import TestingApi
+from voicelab.local.tools_store import ToolsStore
 from voicelab.spec.datasets import DEFAULT_AGENTS, load_agents
 from voicelab.spec.errors import BackendError
 from voicelab.spec.models import AgentSpec, Persona, Tool, pick_language
@@ -39,14 +43,23 @@ from voicelab.spec.models import AgentSpec, Persona, Tool, pick_language
 log = logging.getLogger(__name__)
 
 
+def _timeout_secs(seconds: float, low: int, high: int) -> int:
+    """A tool's timeout as the platform's schema allows it (whole seconds, client 1-120, webhook
+    5-300): a spec may say less (a test of a hanging tool), which the conversation keeps; GET agent
+    shows the nearest value the platform accepts."""
+    return min(high, max(low, math.ceil(seconds)))
+
+
 def tool_body(tool: Tool) -> dict[str, Any]:
-    """A tool of the spec in the platform's shape (`prompt.tools[]`, validated by GET agent's model)."""
+    """A tool of the spec in the platform's shape (`prompt.tools[]`, validated by GET agent's model
+    and by the platform's OpenAPI document)."""
     body: dict[str, Any] = {"type": tool.type, "name": tool.name, "description": tool.description or tool.name}
     schema = {"type": "object", "required": list(tool.required), "properties": {
         name: {"type": p.type, "description": p.description, **({"enum": p.enum} if p.enum else {})}
         for name, p in tool.parameters.items()}}
     if tool.type == "client":
-        body |= {"expects_response": tool.expects_response, "response_timeout_secs": int(tool.response_timeout_s)}
+        body |= {"expects_response": tool.expects_response,
+                 "response_timeout_secs": _timeout_secs(tool.response_timeout_s, 1, 120)}
         if tool.parameters:
             body["parameters"] = schema
     elif tool.type == "webhook":
@@ -58,7 +71,7 @@ def tool_body(tool: Tool) -> dict[str, Any]:
                 api["request_body_schema"] = schema
             else:
                 api["query_params_schema"] = {"properties": schema["properties"], "required": schema["required"]}
-        body |= {"response_timeout_secs": int(tool.response_timeout_s), "api_schema": api}
+        body |= {"response_timeout_secs": _timeout_secs(tool.response_timeout_s, 5, 300), "api_schema": api}
     else:
         params: dict[str, Any] = {"system_tool_type": tool.name}
         if tool.name == "transfer_to_number":
@@ -98,7 +111,10 @@ class LocalBackend:
         self.require_key = require_key
         #: Voice mode: this much quiet after speech ends the caller's turn.
         self.voice_silence_s = voice_silence_s
+        #: Signed URLs' and conversation tokens' signatures -> when they expire.
         self._signatures: dict[str, float] = {}
+        #: A conversation token's conversation id (its response names it before the call starts).
+        self._reserved: dict[str, str] = {}
         self._transcribers: TranscriberPool | None = None
         self.host, self.port = host, port
         self.latency_s = latency_s
@@ -114,6 +130,9 @@ class LocalBackend:
         #: and judged with the conditions the client sent.
         self.platform = Platform(self.agents, self.history, PersonaCallers(personas or {}),
                                  latency_s=lambda: self.latency_s)
+        #: Agents created, changed and listed over REST (the same dict: a change reaches the next call).
+        self.agents_store = AgentsStore(self.agents, self.agent_body)
+        self.tools = ToolsStore()
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -132,14 +151,17 @@ class LocalBackend:
         app.router.add_get("/v1/convai/conversation", self._conversation)
         app.router.add_get("/v1/convai/conversation/get-signed-url", self._signed_url)
         app.router.add_get("/v1/convai/conversation/get_signed_url", self._signed_url)
-        app.router.add_get("/v1/convai/agents", self._list_agents)
-        app.router.add_get("/v1/convai/agents/{agent_id}", self._get_agent)
+        app.router.add_get("/v1/convai/conversation/token", self._token)
+        self.agents_store.routes(app)
+        self.tools.routes(app)
         app.router.add_get("/v1/convai/conversations", self._list_conversations)
         app.router.add_get("/v1/convai/conversations/{conversation_id}", self._get_conversation)
+        app.router.add_get("/v1/convai/conversations/{conversation_id}/summary", self._conversation_summary)
         app.router.add_delete("/v1/convai/conversations/{conversation_id}", self._delete_conversation)
         app.router.add_get("/v1/convai/conversations/{conversation_id}/audio", self._conversation_audio)
         app.router.add_post("/v1/convai/conversations/{conversation_id}/feedback", self._feedback)
         self.platform.routes(app)
+        TestingApi(self.platform).routes(app)
         app.on_shutdown.append(self._close_sessions)
         return app
 
@@ -170,9 +192,26 @@ class LocalBackend:
         return self._transcribers
 
     def signature_ok(self, token: str | None) -> bool:
-        """A signed URL's token is valid for 15 minutes and for one conversation."""
+        """A signed URL's token (or a conversation token) is valid for 15 minutes and for one
+        conversation."""
         expires = self._signatures.pop(token or "", None)
         return expires is not None and expires > time.time()
+
+    def reserved_conversation(self, token: str | None) -> str | None:
+        """The conversation id a conversation token promised (once), or None."""
+        return self._reserved.pop(token or "", None)
+
+    def _sign(self, conversation_id: str | None = None) -> str:
+        """A new signature, valid for 15 minutes; expired ones are dropped."""
+        now = time.time()
+        for old in [t for t, expires in self._signatures.items() if expires <= now]:
+            self._signatures.pop(old, None)
+            self._reserved.pop(old, None)
+        token = secrets.token_urlsafe(24)
+        self._signatures[token] = now + 15 * 60
+        if conversation_id is not None:
+            self._reserved[token] = conversation_id
+        return token
 
     async def astart(self) -> str:
         """Start on the running event loop; returns the base URL."""
@@ -246,7 +285,8 @@ class LocalBackend:
             agents=self.agents, history=self.history, faults=self.faults, transcribers=self.transcribers,
             latency_s=self.latency_s, barge_in_s=self.barge_in_s, ping_interval_s=self.ping_interval_s,
             voice_silence_s=self.voice_silence_s,
-            check_signature=self.signature_ok if self.require_key else None, on_agent_audio=self.on_agent_audio)
+            check_signature=self.signature_ok if self.require_key else None, on_agent_audio=self.on_agent_audio,
+            reserved_conversation=self.reserved_conversation)
 
     async def _conversation(self, request: web.Request) -> web.StreamResponse:
         # `convai`: the subprotocol ElevenLabs' JavaScript client offers (and needs selected)
@@ -276,19 +316,37 @@ class LocalBackend:
 
     # ------------------------------------------------------------------ REST
 
-    async def _signed_url(self, request: web.Request) -> web.Response:
+    def _conversation_agent(self, request: web.Request) -> str | web.Response:
+        """The agent a signed URL or a token is asked for, or the platform's refusal."""
         agent_id = request.query.get("agent_id")
         if not agent_id:
             raise Unprocessable("query", "agent_id", "field required", "missing")
         if agent_id not in self.agents:
             return error_response(404, "agent_not_found", "Agent not found")
-        if request.query.get("branch_id"):  # never silently the main branch instead
-            return error_response(404, "branch_not_found", "Branch not found (the local backend has no branches)")
+        branch = request.query.get("branch_id")
+        if branch and branch != main_branch_id(agent_id):  # never silently the main branch instead
+            return branch_not_found(branch)
+        return agent_id
+
+    async def _signed_url(self, request: web.Request) -> web.Response:
+        agent_id = self._conversation_agent(request)
+        if isinstance(agent_id, web.Response):
+            return agent_id
         ws_base = self.base_url.replace("http://", "ws://", 1)
-        token = secrets.token_urlsafe(24)
-        self._signatures[token] = time.time() + 15 * 60
         return web.json_response({"signed_url": f"{ws_base}/v1/convai/conversation?agent_id={agent_id}"
-                                                f"&conversation_signature={token}"})
+                                                f"&conversation_signature={self._sign()}"})
+
+    async def _token(self, request: web.Request) -> web.Response:
+        """A conversation token. On the platform it opens a WebRTC (LiveKit) room, which does not
+        exist offline; here it opens the websocket instead, as a signed URL's signature does
+        (`?agent_id=...&conversation_signature=<token>`, or `&token=<token>`): 15 minutes, one
+        conversation, which gets the conversation id the response names."""
+        agent_id = self._conversation_agent(request)
+        if isinstance(agent_id, web.Response):
+            return agent_id
+        conversation_id = new_conversation_id()
+        body = {"token": self._sign(conversation_id), "conversation_id": conversation_id}
+        return web.json_response(dump(TokenResponseModel.model_validate(body)))
 
     def agent_body(self, agent: AgentSpec) -> dict[str, Any]:
         """GET agent: the spec the websocket enforces, nothing it would contradict."""
@@ -326,34 +384,6 @@ class LocalBackend:
         }
         return dump(GetAgentResponseModel.model_validate(body))
 
-    async def _get_agent(self, request: web.Request) -> web.Response:
-        agent = self.agents.get(request.match_info["agent_id"])
-        if agent is None:
-            return error_response(404, "agent_not_found", "Agent not found")
-        return web.json_response(self.agent_body(agent))
-
-    async def _list_agents(self, request: web.Request) -> web.Response:
-        page_size = query_int(request, "page_size", low=1, high=100, default=30) or 30
-        search = (request.query.get("search") or "").lower()
-        agents = sorted((a for a in self.agents.values() if search in a.name.lower() or search in a.id),
-                        key=lambda a: a.id)
-        start = 0
-        if cursor := request.query.get("cursor"):
-            ids = [a.id for a in agents]
-            if cursor not in ids:
-                raise Unprocessable("query", "cursor", f"invalid cursor {cursor!r}")
-            start = ids.index(cursor) + 1
-        chunk = agents[start:start + page_size]
-        has_more = start + page_size < len(agents)
-        now = int(time.time())
-        access = {"is_creator": True, "creator_name": "voicelab", "creator_email": "local@voicelab.invalid",
-                  "role": "admin"}
-        body = {"agents": [{"agent_id": a.id, "name": a.name, "voice_id": "local-espeak", "tags": ["voicelab-local"],
-                            "created_at_unix_secs": now, "updated_at_unix_secs": now, "access_info": access}
-                           for a in chunk],
-                "has_more": has_more, "next_cursor": chunk[-1].id if has_more else None}
-        return web.json_response(dump(GetAgentsPageResponseModel.model_validate(body)))
-
     async def _list_conversations(self, request: web.Request) -> web.Response:
         call_successful = request.query.get("call_successful")
         if call_successful not in (None, "success", "failure", "unknown"):
@@ -375,6 +405,13 @@ class LocalBackend:
         if record is None:
             return error_response(404, "conversation_not_found", "Conversation not found")
         return web.json_response(record.to_response())
+
+    async def _conversation_summary(self, request: web.Request) -> web.Response:
+        record = self.history.get(request.match_info["conversation_id"])
+        if record is None:
+            return error_response(404, "conversation_not_found", "Conversation not found")
+        limit = query_int(request, "max_messages", low=1, high=200, default=40) or 40
+        return web.json_response(record.to_summary_response(limit))
 
     async def _delete_conversation(self, request: web.Request) -> web.Response:
         if not self.history.delete(request.match_info["conversation_id"]):

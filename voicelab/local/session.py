@@ -102,6 +102,8 @@ class SessionConfig:
     check_signature: Callable[[str | None], bool] | None = None
     #: Called with the perf_counter of every agent audio chunk sent (benchmarks).
     on_agent_audio: Callable[[float], None] | None = None
+    #: The conversation id a conversation token promised for its signature (once), or None.
+    reserved_conversation: Callable[[str | None], str | None] | None = None
 
 
 class Session:
@@ -396,13 +398,19 @@ class Session:
         if isinstance(init, Refused):
             return init
         check = self.config.check_signature
-        signature_ok = check(self.query.get("conversation_signature")) if check is not None else None
+        signature_ok = check(self.signature) if check is not None else None
         return handshake(init, self.query, self.config.agents, signature_ok=signature_ok)
+
+    @property
+    def signature(self) -> str | None:
+        """The URL's signature: a signed URL's conversation_signature, or a conversation token."""
+        return self.query.get("conversation_signature") or self.query.get("token")
 
     def begin(self, accepted: Accepted) -> None:
         """The conversation exists: its record, its flow, its channel, its fault."""
         agent, config = accepted.agent, self.config
-        conversation_id = new_conversation_id()
+        reserved = config.reserved_conversation(self.signature) if config.reserved_conversation else None
+        conversation_id = reserved or new_conversation_id()
         self.tool_mocks = accepted.tool_mocks
         self.secrets = {k: v for k, v in accepted.variables.items() if k.startswith("secret__")}
         variables = {k: v for k, v in accepted.variables.items() if not k.startswith("secret__")}

@@ -2,6 +2,11 @@
 
 The notebook is the report's layout; the HTML pieces it displays are built here, so the
 notebook stays thin and every piece is testable without a kernel.
+
+A report stays small whatever the run's size (`Limits`): its figures and charts cover every call,
+while the calls table lists the calls that did not succeed plus a sample of those that did, and
+transcripts are a per-persona sample; each section says what it shows of how many, and the full
+calls table is written beside the report (reports/<run_id>.calls.parquet and .csv).
 """
 
 from __future__ import annotations
@@ -10,28 +15,23 @@ import base64
 import html
 import json
 import logging
+import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
-from voicelab.audio.wav import compressed
-from voicelab.lab import stats
-from voicelab.lab.compare import (
-    Side,
-    decide,
-    distinct,
-    flaky,
-    latency_comparison,
-    persona_comparison,
-    success_table,
-    variant_sides,
-)
 from voicelab.lab.store import DEFAULT_ROOT, RunStore
 from voicelab.lab.tables import Tables, platform_view, turn_of
 from voicelab.spec.errors import MissingDependency, ReportError
 from voicelab.spec.models import CallResult, ToolCallRecord, TranscriptEntry
+
+if TYPE_CHECKING:  # the comparison's statistics (scipy, statsmodels) load only for experiments
+    from voicelab.lab.compare import Side
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 REPORT_NOTEBOOK = NOTEBOOKS / "report.ipynb"
@@ -112,18 +112,155 @@ def header_html(tables: Tables) -> str:
     return "".join(parts) + f'<div class="vl-kpis" id="vl-kpis">{kpis}</div>'
 
 
-def failures_html(tables: Tables) -> str:
-    """Every call that did not succeed, with why."""
+@dataclass(frozen=True)
+class Limits:
+    """How much of a big run a report lists call by call (its figures and charts cover every call)."""
+
+    #: runs of up to this many calls: every call in the calls table, and every transcript
+    all_calls: int = 500
+    #: calls that did not succeed listed one by one (Failures and the calls table), in run order;
+    #: beyond it they are counted by reason
+    failed: int = 2000
+    #: calls that succeeded in the calls table of a bigger run: a sample spread over personas and the run
+    passed: int = 200
+    #: transcripts of a bigger run: an even share per persona of this many (at least `per_persona`), failures first
+    transcripts: int = 200
+    per_persona: int = 4
+
+
+#: What `voicelab report` shows (the notebook passes it); functions given no limits show everything.
+REPORT_LIMITS = Limits()
+#: The turns-table columns a report reads (kpis, the latency charts, an experiment's sides).
+TURN_COLUMNS = ["run_id", "variant", "latency_ms"]
+
+
+def _failed(calls: pd.DataFrame) -> np.ndarray:
+    return (~calls["success"].fillna(False).astype(bool)).to_numpy() if len(calls) else np.zeros(0, dtype=bool)
+
+
+def _spread(rows: np.ndarray, n: int) -> np.ndarray:
+    """`n` of `rows`, evenly spaced from the first to the last (all when n >= len(rows))."""
+    if n >= len(rows):
+        return rows
+    if n <= 0:
+        return rows[:0]
+    return rows[np.unique(np.linspace(0, len(rows) - 1, n).round().astype(int))]
+
+
+def _shares(total: int, sizes: np.ndarray) -> np.ndarray:
+    """`total` split in proportion to `sizes` (largest remainders), never more than a size."""
+    exact = total * sizes / sizes.sum()
+    shares = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - shares), kind="stable")[: total - shares.sum()]:
+        shares[i] += 1
+    return np.minimum(shares, sizes)
+
+
+@dataclass(frozen=True)
+class Shown:
+    """Which calls a report lists one by one (positions in tables.calls), and of how many."""
+
+    rows: np.ndarray
+    failed_rows: np.ndarray
+    failed_total: int
+    passed_rows: np.ndarray
+    passed_total: int
+
+    @property
+    def total(self) -> int:
+        return self.failed_total + self.passed_total
+
+    @property
+    def everything(self) -> bool:
+        return len(self.rows) == self.total
+
+
+def shown_calls(tables: Tables, limits: Limits | None = None) -> Shown:
+    """The calls table's rows: every call (no limits, or a run of up to `limits.all_calls`), else
+    the calls that did not succeed (the first `limits.failed`) and a sample of `limits.passed`
+    that did, each persona's share of them spread over the run."""
     calls = tables.calls
-    bad = calls[~calls["success"].fillna(False).astype(bool)] if len(calls) else calls
+    failed = _failed(calls)
+    bad, good = np.flatnonzero(failed), np.flatnonzero(~failed)
+    if limits is None or len(calls) <= limits.all_calls:
+        return Shown(np.arange(len(calls)), bad, len(bad), good, len(good))
+    picked = []
+    if len(good):
+        personas = calls["persona_id"].to_numpy()[good]
+        names, counts = np.unique(personas, return_counts=True)
+        for persona, n in zip(names, _shares(min(limits.passed, len(good)), counts), strict=True):
+            picked.append(_spread(good[personas == persona], int(n)))
+    sample = np.sort(np.concatenate(picked)) if picked else good
+    listed = bad[:limits.failed]
+    return Shown(np.sort(np.concatenate([listed, sample])), listed, len(bad), sample, len(good))
+
+
+def _n(count: int, word: str, plural: str | None = None) -> str:
+    return f"{count:,} {word if count == 1 else plural or word + 's'}"
+
+
+def _links(files: list[Path] | None) -> str:
+    """Links to the files beside the report (relative: the report and they sit in one folder)."""
+    return " and ".join(f'<a href="{html.escape(p.name)}">{html.escape(p.name)}</a>' for p in files or [])
+
+
+def scope_html(tables: Tables, limits: Limits | None = REPORT_LIMITS, files: list[Path] | None = None) -> str:
+    """What the report shows of a run too big to list call by call (nothing for a small run)."""
+    shown = shown_calls(tables, limits)
+    if shown.everything:
+        return ""
+    beside = f" The full calls table is beside this report: {_links(files)}." if files else ""
+    transcripts = len(transcript_rows(tables, limits))
+    return (f'<p id="vl-scope"><b>Every figure and chart below covers all {_n(shown.total, "call")}.</b> Listed '
+            f"call by call: {_n(len(shown.rows), 'call')} of {shown.total:,} in the calls table "
+            f"({_failed_part(shown)} and a sample of {len(shown.passed_rows):,} of the "
+            f"{shown.passed_total:,} that succeeded), and {_n(transcripts, 'transcript')}.{beside} Every call's "
+            "transcript is in the run's calls.jsonl (<code>voicelab.load_runs(run_id).turns</code>).</p>")
+
+
+def _failed_part(shown: Shown) -> str:
+    if len(shown.failed_rows) == shown.failed_total:
+        return f"every one of the {_n(shown.failed_total, 'call')} that did not succeed"
+    return f"the first {len(shown.failed_rows):,} of the {shown.failed_total:,} calls that did not succeed"
+
+
+def failures_html(tables: Tables, limits: Limits | None = None) -> str:
+    """Every call that did not succeed, with why; beyond `limits.failed` of them, the first ones
+    and every one counted by reason (persona, status, end reason, failed checks, error)."""
+    calls = tables.calls
+    failed = _failed(calls)
+    bad = calls[failed] if len(calls) else calls
     if bad.empty:
         return '<p class="vl-pass" id="vl-failures">Every call succeeded.</p>'
+    cut = limits is not None and len(bad) > limits.failed
+    listed = bad.iloc[:limits.failed] if cut else bad
     rows = "".join(
         f"<tr><td>{_text(r.call_id)}</td><td>{_text(r.status)}</td><td>{_text(r.end_reason)}</td>"
         f"<td>{_text(r.failed_checks)}</td><td>{_text(r.error)}</td></tr>"
-        for r in bad.itertuples())
-    return (f'<table class="vl-table" id="vl-failures"><tr><th>call</th><th>status</th><th>end reason</th>'
-            f"<th>failed checks</th><th>error</th></tr>{rows}</table>")
+        for r in listed.itertuples())
+    table = (f'<table class="vl-table" id="vl-failures"><tr><th>call</th><th>status</th><th>end reason</th>'
+             f"<th>failed checks</th><th>error</th></tr>{rows}</table>")
+    if not cut:
+        return table
+    return (f'<p id="vl-failures-shown">{len(bad):,} calls did not succeed: every one is counted by reason '
+            f"here, and the first {len(listed):,} (in run order) are listed below; all of them are in the full "
+            f"calls table beside this report (success = False).</p>{failure_reasons_html(bad)}{table}")
+
+
+def failure_reasons_html(bad: pd.DataFrame, top: int = 100) -> str:
+    """Calls that did not succeed counted by persona, status, end reason, failed checks and error."""
+    keys = ["persona_id", "status", "end_reason", "failed_checks", "error"]
+    grouped = (bad[keys].astype(object).fillna("").assign(call_id=bad["call_id"].astype(object))
+               .groupby(keys, sort=False).agg(calls=("call_id", "size"), first=("call_id", "first"))
+               .reset_index().sort_values("calls", ascending=False, kind="stable"))
+    rows = "".join(
+        f"<tr><td>{_text(r.persona_id)}</td><td>{_text(r.status)}</td><td>{_text(r.end_reason)}</td>"
+        f"<td>{_text(r.failed_checks)}</td><td>{_text(r.error)}</td><td>{r.calls:,}</td><td>{_text(r.first)}</td>"
+        "</tr>" for r in grouped.head(top).itertuples())
+    more = (f'<p>... and {len(grouped) - top:,} more reasons ({int(grouped["calls"].iloc[top:].sum()):,} calls), '
+            "in the full calls table.</p>" if len(grouped) > top else "")
+    return ('<table class="vl-table" id="vl-failure-reasons"><tr><th>persona</th><th>status</th><th>end reason</th>'
+            f"<th>failed checks</th><th>error</th><th>calls</th><th>first</th></tr>{rows}</table>{more}")
 
 
 #: The calls table's columns; the voice ones only when the run has voice calls.
@@ -132,8 +269,10 @@ CALL_COLUMNS = ["call_id", "style", "language", "status", "end_reason", "success
 VOICE_COLUMNS = ["interruptions", "talk_ratio", "wer"]
 
 
-def calls_html(tables: Tables) -> str:
-    """One row per call, in a box that scrolls sideways instead of running off the page."""
+def calls_html(tables: Tables, limits: Limits | None = None, files: list[Path] | None = None) -> str:
+    """One row per call, in a box that scrolls sideways instead of running off the page; with
+    `limits`, of a big run only the calls `shown_calls` picks, saying so and linking `files`
+    (the full table beside the report)."""
     calls = tables.calls
     cols = list(CALL_COLUMNS)
     if len(calls) and calls["platform_call_successful"].notna().any():
@@ -142,10 +281,29 @@ def calls_html(tables: Tables) -> str:
         cols += VOICE_COLUMNS
     if len(calls) and calls["retries"].gt(0).any():
         cols.append("retries")
-    df = calls[cols].copy() if len(calls) else pd.DataFrame(columns=cols)
+    shown = shown_calls(tables, limits)
+    df = calls[cols].iloc[shown.rows] if len(calls) else pd.DataFrame(columns=cols)
     table = df.to_html(index=False, classes="vl-table", table_id="vl-calls", float_format=lambda v: f"{v:.1f}",
                        na_rep="")
-    return f'<div class="vl-scroll">{table}</div>'
+    beside = f"; the full table (every column) is beside this report: {_links(files)}" if files else ""
+    if shown.everything:
+        note = f"All {_n(shown.total, 'call')}{beside}." if files else ""
+    else:
+        note = (f"Showing {len(shown.rows):,} of {shown.total:,} calls: {_failed_part(shown)} and a sample of "
+                f"{len(shown.passed_rows):,} of the {shown.passed_total:,} that succeeded (each persona's share, "
+                f"spread over the run){beside or '; the full table is in voicelab.load_runs(run_id).calls'}.")
+    note = f'<p id="vl-calls-shown">{note}</p>' if note else ""
+    return f'{note}<div class="vl-scroll">{table}</div>'
+
+
+def export_calls(tables: Tables, stem: str | Path) -> list[Path]:
+    """The full calls table beside the report: <stem>.calls.parquet and <stem>.calls.csv."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    parquet, csv = (stem.with_name(f"{stem.name}.calls.{ext}") for ext in ("parquet", "csv"))
+    tables.calls.to_parquet(parquet, index=False)
+    tables.calls.to_csv(csv, index=False)
+    return [parquet, csv]
 
 
 def recording(r: CallResult, tables: Tables) -> Path | None:
@@ -168,6 +326,8 @@ def audio_html(r: CallResult, tables: Tables, audio: str, report_dir: Path | Non
     if audio == "link":
         src = html.escape(Path(os.path.relpath(path, report_dir or Path.cwd())).as_posix())
         return f'<audio controls preload="metadata" src="{src}"></audio>', 0
+    from voicelab.audio.wav import compressed
+
     data = compressed(path)
     size = f"{len(data) / 1024:.0f} KB Ogg Opus, from {path.stat().st_size / 1024:.0f} KB WAV"
     src = "data:audio/ogg;codecs=opus;base64," + base64.b64encode(data).decode()
@@ -259,46 +419,84 @@ def _call_html(r: CallResult, tables: Tables, audio: str, report_dir: Path | Non
             f'<div class="vl-checks"><b>checks</b><ul>{checks or "<li>none</li>"}</ul></div></div></div>', size)
 
 
-def transcripts_html(tables: Tables, audio: str = "embed", report_dir: str | Path | None = None) -> str:
+def transcript_rows(tables: Tables, limits: Limits | None = None) -> np.ndarray:
+    """Which calls' transcripts a report shows (positions in tables.calls, in run order): all of
+    them without limits or in a run of up to `limits.all_calls`; else per persona an even share
+    of `limits.transcripts` (at least `limits.per_persona`), those that did not succeed first (at
+    most three quarters of the share while there are calls that succeeded to show), each kind
+    spread over the run."""
+    calls = tables.calls
+    if limits is None or len(calls) <= limits.all_calls:
+        return np.arange(len(calls))
+    failed = _failed(calls)
+    personas = calls["persona_id"].to_numpy()
+    names = pd.unique(personas)
+    share = max(limits.per_persona, math.ceil(limits.transcripts / max(1, len(names))))
+    picked = []
+    for persona in names:
+        mine = personas == persona
+        bad, good = np.flatnonzero(mine & failed), np.flatnonzero(mine & ~failed)
+        n_bad = min(len(bad), share - min(len(good), share // 4))
+        picked += [_spread(bad, n_bad), _spread(good, share - n_bad)]
+    return np.sort(np.concatenate(picked))
+
+
+def transcripts_html(tables: Tables, audio: str = "embed", report_dir: str | Path | None = None,
+                     limits: Limits | None = None) -> str:
     """Every call, grouped per persona (HTML <details>, no script needed): transcript with each
     agent turn's latency, the call's checks beside it, and for voice calls the recording
-    (`audio`: embed | link | none; links are relative to `report_dir`, where the report goes)."""
+    (`audio`: embed | link | none; links are relative to `report_dir`, where the report goes).
+    With `limits`, a big run's transcripts are the sample `transcript_rows` picks, saying so."""
     if audio not in AUDIO_MODES:
         raise ReportError(f"audio {audio!r}: use one of {', '.join(AUDIO_MODES)}")
     folder = Path(report_dir).resolve() if report_dir else None
+    calls = tables.calls
+    rows = transcript_rows(tables, limits)
+    everything = len(rows) == len(calls)
     by_persona: dict[str, list[CallResult]] = {}
-    for r in tables.results:
+    for r in tables.results if everything else tables.results_at(rows.tolist()):
         by_persona.setdefault(r.persona_id, []).append(r)
+    totals = calls.groupby("persona_id", sort=False)["success"].agg(["size", "sum"]) if len(calls) else None
     parts, embedded, players = [], 0, 0
     for persona_id in sorted(by_persona):
-        calls = by_persona[persona_id]
-        passed = sum(r.success for r in calls)
+        mine = by_persona[persona_id]
+        passed, total = (sum(r.success for r in mine), len(mine)) if everything else \
+            (int(totals.loc[persona_id, "sum"]), int(totals.loc[persona_id, "size"]))
         bodies = []
-        for r in calls:
+        for r in mine:
             body, size = _call_html(r, tables, audio, folder)
             bodies.append(body)
             embedded += size
             players += "<audio" in body
+        sample = "" if everything else (
+            f" (transcripts of {len(mine):,}: {sum(not r.success for r in mine):,} that did not succeed, "
+            f"{sum(r.success for r in mine):,} that did)")
         parts.append(f'<details class="vl-persona"><summary>{html.escape(persona_id)}: '
-                     f"{passed}/{len(calls)} passed</summary>{''.join(bodies)}</details>")
+                     f"{passed}/{total} passed{sample}</summary>{''.join(bodies)}</details>")
     note = ""
+    if not everything:
+        note = (f'<p id="vl-transcripts-shown">Showing the transcripts of {len(rows):,} of {len(calls):,} calls: '
+                "per persona an even share, those that did not succeed first, spread over the run. Every "
+                "call's transcript is in the run's calls.jsonl (<code>voicelab.load_runs(run_id).turns</code>).</p>")
     if players:
         how = {"embed": f"embedded as Ogg Opus, {embedded / 1e6:.1f} MB of this page",
                "link": "linked to the WAV files in the run folder (keep the report beside runs/)"}[audio]
-        note = f'<p id="vl-recordings">Recordings of {players} voice calls, {how}.</p>'
+        note += f'<p id="vl-recordings">Recordings of {players} voice calls, {how}.</p>'
     return f'{note}<div id="vl-transcripts">{"".join(parts)}</div>'
 
 
 def build_report(run_id: str, *, runs_root: str | Path = DEFAULT_ROOT,
                  reports_dir: str | Path = DEFAULT_REPORTS, log_output: bool = False, audio: str = "embed") -> Path:
-    """Execute the report notebook for a stored run and write reports/<run_id>.html; voice
-    recordings are embedded, linked or left out (`audio`, see AUDIO_MODES)."""
+    """Execute the report notebook for a stored run and write reports/<run_id>.html, with the full
+    calls table beside it (reports/<run_id>.calls.parquet and .csv); voice recordings are embedded,
+    linked or left out (`audio`, see AUDIO_MODES)."""
     if audio not in AUDIO_MODES:
         raise ReportError(f"audio {audio!r}: use one of {', '.join(AUDIO_MODES)}")
     run = RunStore(runs_root).open(run_id)
     folder = run.path.resolve()
     return _render(REPORT_NOTEBOOK, folder / "report.ipynb", Path(reports_dir) / f"{run.run_id}.html",
-                   {"run_dir": str(folder), "audio": audio, "report_dir": str(Path(reports_dir).resolve())},
+                   {"run_dir": str(folder), "audio": audio, "report_dir": str(Path(reports_dir).resolve()),
+                    "report_name": run.run_id},
                    kernel_cwd=folder, log_output=log_output)
 
 
@@ -361,6 +559,9 @@ def comparison_html(base: Side, cand: Side, latency_margin_ms: float = 100.0) ->
     """Candidate against baseline: the decision and its evidence, per persona pass rates with
     intervals and exact p-values (regressions and newly failing checks highlighted), latency and
     duration with bootstrap intervals, and what more calls would tell."""
+    from voicelab.lab import stats
+    from voicelab.lab.compare import decide, latency_comparison, persona_comparison
+
     decision = decide(base, cand, latency_margin_ms)
     verdict = (f'<p class="vl-fail">{html.escape(cand.label)} is worse than {html.escape(base.label)}: '
                f"{html.escape('; '.join(decision.reasons))}</p>" if decision.worse else
@@ -399,6 +600,8 @@ def comparison_html(base: Side, cand: Side, latency_margin_ms: float = 100.0) ->
 
 
 def flaky_html(sides: list[Side]) -> str:
+    from voicelab.lab.compare import flaky
+
     table = flaky(sides)
     if table.empty:
         return '<p id="vl-flaky">No flaky personas: each passed always or never within a variant.</p>'
@@ -409,6 +612,8 @@ def flaky_html(sides: list[Side]) -> str:
 
 
 def success_html(sides: list[Side]) -> str:
+    from voicelab.lab.compare import success_table
+
     table = success_table(sides)
     rows = "".join(
         f"<tr><td>{_text(r.side)}</td><td>{_text(r.persona_id)}</td><td>{r.passed}/{r.calls}</td>"
@@ -420,6 +625,8 @@ def success_html(sides: list[Side]) -> str:
 
 def experiment_html(tables: Tables) -> str:
     """An experiment run's comparison: every variant against the first (the baseline)."""
+    from voicelab.lab.compare import variant_sides
+
     sides = variant_sides(tables)
     parts = [success_html(sides)]
     parts += [comparison_html(sides[0], other) for other in sides[1:]]
@@ -473,10 +680,13 @@ def variant_figures(tables: Tables) -> list:
     manifests = list(tables.manifests.values())
     if len(manifests) != 1 or not manifests[0].variants or manifests[0].kind == "mutation":
         return []
+    from voicelab.lab.compare import variant_sides
+
     return comparison_figures(variant_sides(tables))
 
 
 def comparison_figures(sides: list[Side]) -> list:
+    from voicelab.lab.compare import distinct, success_table
     from voicelab.report import charts
 
     sides = distinct(sides)  # a run compared with itself: two labels, two bars

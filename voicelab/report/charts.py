@@ -10,6 +10,7 @@ import base64
 import html
 import io
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -50,22 +51,38 @@ def success_by_persona(calls: pd.DataFrame) -> Figure:
     return fig
 
 
+#: Dots per persona in the charts that draw calls as dots; a bigger run draws a sample, spread
+#: over the run (the boxes, bars and histograms always count every call).
+DOTS = 300
+
+
+def _dots(n: int, limit: int = DOTS) -> np.ndarray:
+    """Which of n calls to draw as dots: all of up to `limit`, else `limit` evenly spaced."""
+    return np.arange(n) if n <= limit else np.unique(np.linspace(0, n - 1, limit).round().astype(int))
+
+
 def duration_by_persona(calls: pd.DataFrame) -> Figure:
-    """Distribution of call durations per persona (box plus every call as a dot)."""
+    """Distribution of call durations per persona (box over every call, calls as dots: every one
+    of up to DOTS a persona, else a sample of DOTS spread over the run)."""
     title = "Call duration by persona"
     if calls.empty:
         return _empty(Figure(figsize=(8, 2.5)), title, "no calls")
     order = calls.groupby("persona_id")["duration_s"].median().sort_values().index.tolist()
-    data = [calls.loc[calls["persona_id"] == p, "duration_s"].to_numpy() for p in order]
+    rows = calls.groupby("persona_id").indices  # persona -> its rows, in run order
+    durations, success = calls["duration_s"].to_numpy(dtype=float), calls["success"].to_numpy()
+    data = [durations[rows[p]] for p in order]
     fig = Figure(figsize=(8, _height(len(order))), layout="constrained")
     ax = fig.add_subplot()
     ax.boxplot(data, orientation="horizontal", tick_labels=order, widths=0.6, showfliers=False,
                medianprops={"color": NEUTRAL})
-    for i, values in enumerate(data, 1):
-        ok = calls.loc[calls["persona_id"] == order[i - 1], "success"].to_numpy()
-        ax.scatter(values, [i] * len(values), s=12, alpha=0.7, zorder=3,
-                   c=[PASS if s else FAIL for s in ok])
-    ax.set_xlabel("duration (s); dots: calls, green passed, red failed")
+    sampled = False
+    for i, p in enumerate(order, 1):
+        picked = rows[p][_dots(len(rows[p]))]
+        sampled |= len(picked) < len(rows[p])
+        ax.scatter(durations[picked], [i] * len(picked), s=12, alpha=0.7, zorder=3,
+                   c=[PASS if s else FAIL for s in success[picked]])
+    dots = f"dots: {DOTS} calls per persona, spread over the run" if sampled else "dots: calls"
+    ax.set_xlabel(f"duration (s); {dots}, green passed, red failed")
     ax.set_title(title, loc="left", fontweight="bold")
     ax.spines[["top", "right"]].set_visible(False)
     return fig
@@ -116,21 +133,24 @@ def failed_checks(calls: pd.DataFrame, top: int = 12) -> Figure:
 
 def voice_quality(calls: pd.DataFrame) -> Figure:
     """Voice calls: how well the agent heard the caller (word error rate) and who talked how much
-    (talk ratio: the caller's speaking time over the agent's), per persona, every call a dot."""
+    (talk ratio: the caller's speaking time over the agent's), per persona, calls as dots (a
+    sample of DOTS per persona in a bigger run)."""
     title = "Voice: word error rate and talk ratio by persona"
     voice = calls[calls["mode"] == "voice"] if not calls.empty else calls
     if voice.empty or (voice["wer"].isna().all() and voice["talk_ratio"].isna().all()):
         return _empty(Figure(figsize=(8, 2.2)), title, "no voice calls")
     order = sorted(voice["persona_id"].unique())
+    rows = voice.groupby("persona_id").indices
     fig = Figure(figsize=(8, _height(len(order))), layout="constrained")
     wer_ax, talk_ax = fig.subplots(1, 2, sharey=True)
     for ax, column, label in ((wer_ax, "wer", "word error rate (what the agent heard)"),
                               (talk_ax, "talk_ratio", "talk ratio: caller's speech / agent's")):
         for i, persona in enumerate(order):
-            rows = voice[voice["persona_id"] == persona]
-            values = rows[column].dropna()
+            mine = voice.iloc[rows[persona]]
+            picked = mine.iloc[_dots(len(mine))]
+            values = picked[column].dropna()
             ax.scatter(values, [i] * len(values), s=24, alpha=0.8, zorder=3,
-                       c=[PASS if ok else FAIL for ok in rows.loc[values.index, "success"]])
+                       c=[PASS if ok else FAIL for ok in picked.loc[values.index, "success"]])
         ax.set_xlim(-0.03, max(1.03, float(voice[column].max()) * 1.08 if voice[column].notna().any() else 1.03))
         ax.set_xlabel(label)
         ax.grid(axis="x", color="#eee")

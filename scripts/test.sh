@@ -4,8 +4,10 @@
 # Without arguments, in two parts: every test but the real-time voice calls in parallel
 # (pytest-xdist, 4 workers: most tests wait on sockets, kernels and audio rather than the CPU; a
 # module stays on one worker, so its shared fixtures start once), then the `realtime` group on its
-# own, two at a time (at most ~6 voice calls at once, which the machine keeps in real time:
-# benchmarks/voice.py), since what those tests assert is timing that a loaded machine would spoil.
+# own, one test at a time, since what those tests assert is timing that a loaded machine would
+# spoil. (Two at a time saved a minute here but failed in CI: an agent caller bridged by voice,
+# placed beside two other voice calls while another test placed three more, answered 3.7 s late
+# and the flow did not reach its end. VOICELAB_REALTIME_WORKERS=2 still runs them two at a time.)
 # Each part prints its 15 slowest tests. With arguments they go to one pytest run, e.g. the quick loop
 # `bash scripts/test.sh -m "not slow"`, or `bash scripts/test.sh tests/lab/test_store_faults.py -p no:xdist`.
 set -euo pipefail
@@ -20,7 +22,7 @@ if [ $# -gt 0 ]; then
 fi
 status=0
 .venv/bin/pytest "${PARALLEL[@]}" -m "not realtime" || status=$?
-echo "== the real-time voice calls, on their own, two at a time =="
-.venv/bin/pytest -n "${VOICELAB_REALTIME_WORKERS:-2}" --dist load --durations=15 -m realtime \
+echo "== the real-time voice calls, on their own, one at a time =="
+.venv/bin/pytest -n "${VOICELAB_REALTIME_WORKERS:-1}" --dist load --durations=15 -m realtime \
   || status=$((status > 0 ? status : $?))
 exit $status

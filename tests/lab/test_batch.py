@@ -80,13 +80,33 @@ def test_failing_call_does_not_stop_the_batch(tmp_path: Path, monkeypatch):
     assert len(failed) == 1 and failed[0].end_reason == "disconnected" and failed[0].transcript
 
 
-def test_interrupt_cancels_in_flight_calls_and_resume_finishes(tmp_path: Path):
+def _when_agents_have_spoken(server, conversations: int, then) -> threading.Thread:
+    """Call `then` once the backend has sent the agent's first words in `conversations`
+    conversations (and half a second more for them to reach the client): an interrupt that lands
+    mid-call however loaded the machine is, where a fixed timer would land before the greeting."""
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ids = [c["conversation_id"] for c in server.history.page(page_size=100)["conversations"]]
+            records = [server.history.get(i) for i in ids]
+            if sum(any(t["role"] == "agent" and t["message"] for t in r.transcript) for r in records if r) >= conversations:
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)
+        then()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_interrupt_cancels_in_flight_calls_and_resume_finishes(tmp_path: Path, local_backend):
+    server = local_backend()
     cancel = threading.Event()
     personas = ["silent-line-chargeback", "silent-applicant", "anna-double-charge"]
-    timer = threading.Timer(1.5, cancel.set)
-    timer.start()
+    _when_agents_have_spoken(server, 2, cancel.set)
     outcome = run_batch(str(PERSONAS), str(AGENTS), persona_ids=personas, concurrency=2, runs_root=str(tmp_path),
-                        run_id="i", progress=False, cancel_event=cancel)
+                        run_id="i", progress=False, cancel_event=cancel, local_url=server.base_url)
     assert outcome.interrupted
     run = RunStore(tmp_path).open("i")
     assert run.manifest.state == "interrupted"

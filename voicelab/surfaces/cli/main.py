@@ -367,20 +367,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
                            personas=personas, require_key=key, voice_silence_s=args.silence_ms / 1000,
                            history_limit=args.history_limit)
 
-    async def main() -> None:
+    async def main() -> int:
+        # Once serving, a stop signal only sets an event, and the backend is stopped by its own
+        # shutdown (connections closed, audio files removed) rather than by an exception raised
+        # wherever the loop happened to be, which could leave the loop's teardown waiting.
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        received: list[int] = []
+        for signum in signals.HANDLED:
+            loop.add_signal_handler(signum, lambda s=signum: (received.append(s), stop.set()))
         url = await backend.astart()
-        heap.settle()  # everything loaded: full collections from now on scan only conversations
-        print(f"voicelab local backend at {url} serving agents: {', '.join(sorted(backend.agents))}"
-              + (" (private: key and signed URLs required)" if key else ""), flush=True)
-        print(f"  use it with: ElevenLabs(base_url=\"{url}\")  (Ctrl+C stops)", flush=True)
-        await asyncio.Event().wait()
+        try:
+            heap.settle()  # everything loaded: full collections from now on scan only conversations
+            print(f"voicelab local backend at {url} serving agents: {', '.join(sorted(backend.agents))}"
+                  + (" (private: key and signed URLs required)" if key else ""), flush=True)
+            print(f"  use it with: ElevenLabs(base_url=\"{url}\")  (Ctrl+C stops)", flush=True)
+            await stop.wait()
+        finally:
+            await asyncio.wait_for(backend.astop(), timeout=15)
+        return 128 + received[0]
 
     try:
-        asyncio.run(main())
-    except KeyboardInterrupt as exc:  # Ctrl+C, SIGTERM, SIGHUP: the backend was stopped cleanly
-        print(f"voicelab local backend stopped ({signals.name(signals.exit_code(exc))})", file=sys.stderr)
-        return signals.exit_code(exc)
-    return 0
+        code = asyncio.run(main())
+    except KeyboardInterrupt as exc:  # a signal before the loop was listening for it
+        code = signals.exit_code(exc)
+    print(f"voicelab local backend stopped ({signals.name(code)})", file=sys.stderr)
+    return code
 
 
 def cmd_run(args: argparse.Namespace) -> int:

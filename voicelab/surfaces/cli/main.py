@@ -418,12 +418,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from voicelab.lab.store import RunStore
+    from voicelab.lab.tables import check_lines
     from voicelab.report.build import build_report
 
     store = RunStore(args.runs)
     store.require_inside(args.run_id)
     run = store.open(args.run_id)
-    run.results()  # warns on the terminal about lines it cannot read; the report's header says so too
+    check_lines(run)  # warns on the terminal about lines it cannot read; the report's header says so too
     path = build_report(args.run_id, runs_root=args.runs, reports_dir=args.reports, audio=args.audio)
     print(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 1 if args.strict and run.unreadable_lines else 0

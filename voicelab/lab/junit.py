@@ -111,7 +111,9 @@ def junit_xml(tables: Tables) -> str:
                 first = str(failed["call_id"].iloc[0]) if len(failed) else ""
                 body = [summary, "failed checks: " + (", ".join(checks) or "none (the calls failed)")]
                 body += [f"error: {e}" for e in errors[:3]]
-                body += [f"transcript of {first}:", _excerpt(tables.results, first)]
+                # only that call's result is parsed (a 10,000-call run has thousands of failures)
+                rows = [tables.calls.index.get_loc(failed.index[0])] if len(failed) else []
+                body += [f"transcript of {first}:", _excerpt(tables.results_at(rows), first)]
                 failure = ET.SubElement(case, "failure", type="voicelab.pass_rate",
                                         message=f"{summary}; failed checks: {', '.join(checks) or '-'}")
                 failure.text = "\n".join(body)

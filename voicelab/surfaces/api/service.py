@@ -809,7 +809,8 @@ class Service:
         job = self.runs.get(run_id)
         alive = job is not None and job.thread is not None and job.thread.is_alive()
         tables = load_runs(run_id, root=self.config.runs_root)
-        results = [r for r in tables.results if r.end_reason != "cancelled"]
+        calls = tables.calls  # counted from the columns: no result is parsed into a model
+        results = calls[calls["end_reason"] != "cancelled"] if len(calls) else calls
         planned = len(m.personas) * m.repeats * max(1, len(m.variants)) if m.kind != "service" else len(results)
         state = m.state
         if alive and job is not None and job.cancel.is_set():
@@ -830,8 +831,9 @@ class Service:
             stopped_by = f"error: {job.error}"
         return RunStatus(
             run_id=run.run_id, kind=m.kind, state=state, stopped_by=stopped_by,
-            counts=RunCounts(planned=planned, done=len(results), passed=sum(r.success for r in results),
-                             failed=sum(r.status == "failed" for r in results),
+            counts=RunCounts(planned=planned, done=len(results),
+                             passed=int(results["success"].fillna(False).astype(bool).sum()) if len(results) else 0,
+                             failed=int((results["status"] == "failed").sum()) if len(results) else 0,
                              running=job.counts[2] if alive and job is not None else 0),
             summary=summary, gate=gate,
             links={"self": f"/api/runs/{run.run_id}", "report": f"/api/runs/{run.run_id}/report",

@@ -88,8 +88,8 @@ def _when_agents_have_spoken(server, conversations: int, then) -> threading.Thre
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             ids = [c["conversation_id"] for c in server.history.page(page_size=100)["conversations"]]
-            records = [server.history.get(i) for i in ids]
-            if sum(any(t["role"] == "agent" and t["message"] for t in r.transcript) for r in records if r) >= conversations:
+            records = [r for r in map(server.history.get, ids) if r is not None]
+            if sum(any(t["role"] == "agent" and t["message"] for t in r.transcript) for r in records) >= conversations:
                 break
             time.sleep(0.05)
         time.sleep(0.5)

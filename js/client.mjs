@@ -125,6 +125,10 @@ async function voiceSession() {
                                                            message: event.user_transcription_event.user_transcript,
                                                            event_id: event.user_transcription_event.event_id });
     else if (event.type === "interruption") emit("interruption", { event_id: event.interruption_event.event_id });
+    else if (event.type === "vad_score") emit("vad_score", { score: event.vad_score_event.vad_score });
+    else if (event.type === "tentative_user_transcript") emit("tentative_user_transcript", {
+      message: event.tentative_user_transcription_event.user_transcript,
+      event_id: event.tentative_user_transcription_event.event_id });
     else if (event.type === "agent_tool_response") emit("agent_tool_response", { tool_name: event.agent_tool_response.tool_name });
     else if (event.type === "client_tool_call") answerTool(connection, event.client_tool_call);
   });

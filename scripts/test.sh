@@ -23,6 +23,7 @@ fi
 status=0
 .venv/bin/pytest "${PARALLEL[@]}" -m "not realtime" || status=$?
 echo "== the real-time voice calls, on their own, one at a time =="
-.venv/bin/pytest -n "${VOICELAB_REALTIME_WORKERS:-1}" --dist load --durations=15 -m realtime \
+VOICELAB_CONTRACT_KEEP=1 .venv/bin/pytest -n "${VOICELAB_REALTIME_WORKERS:-1}" --dist load --durations=15 -m realtime \
   || status=$((status > 0 ? status : $?))
+echo "contract recordings: test-artifacts/contracts/ (python scripts/contracts.py table: docs/conformance.md)"
 exit $status

@@ -7,6 +7,7 @@ package over real sockets.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from voicelab.local import LocalBackend
 from voicelab.spec.datasets import load_dataset
 
+from . import contracts
 from .tool_world import cases, crm, world  # noqa: F401 - the tool tests' fixtures (tests/tool_world.py)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,6 +74,32 @@ def artifacts() -> Path:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+    if not hasattr(config, "workerinput") and not contracts.keep_recordings():  # a new run: a new recording
+        shutil.rmtree(contracts.RECORDINGS, ignore_errors=True)
+    contracts.install(_RECORDER.setdefault("recorder", contracts.Recorder()))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    recorder = _RECORDER.get("recorder")
+    if recorder is not None and (recorder.ws or recorder.rest):
+        recorder.dump(contracts.worker_name())
+
+
+#: This process's contract recorder (tests/contracts.py): every frame and REST body of the run.
+_RECORDER: dict[str, contracts.Recorder] = {}
+
+
+@pytest.fixture(autouse=True)
+def contract_check():
+    """Fail the test during which the local backend sent, or an official client sent it, a frame
+    (or the backend answered a REST body) that the published contract does not allow."""
+    recorder = _RECORDER["recorder"]
+    before = len(recorder.failures)
+    yield
+    new = recorder.failures[before:]
+    if new:
+        pytest.fail("not what the published contract allows (tests/contracts.py):\n" + "\n".join(
+            f"- {f['what']}: {f['error']}\n    {f['frame'][:300]}" for f in new[:5]), pytrace=False)
 
 
 #: What a raw websocket client answers the bundled agents' client tools with (their default mocks'

@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from .conftest import tool_result_for
+from .contracts import RAW_CLIENT
 
 #: The bundled chargeback agent's variables for Anna (a conversation it accepts).
 ANNA = {"first_name": "Anna", "last_name": "Kowalska", "phone_number": "+48601234567",
@@ -34,7 +35,7 @@ def open_conversation(base_url: str, first: str | bytes | None = None, text_only
                       agent_id: str = "chargeback") -> ClientConnection:
     """A conversation with `agent_id`, its first frame sent (`init()` unless given)."""
     ws = connect(base_url.replace("http", "ws") + f"/v1/convai/conversation?agent_id={agent_id}", open_timeout=5,
-                 max_size=16 * 1024 * 1024)
+                 max_size=16 * 1024 * 1024, user_agent_header=RAW_CLIENT)
     ws.send(first if first is not None else init(text_only))
     return ws
 

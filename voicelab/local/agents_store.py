@@ -14,7 +14,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pydantic
@@ -69,6 +69,10 @@ class AgentsStore:
         self.body_of = body_of
         #: Per agent, what clients pushed (PUSHED parts, merged patch over patch).
         self.pushed: dict[str, dict[str, Any]] = {}
+        #: Per agent, the fields pushed as null (nested dicts, None leaves): "not given", so not laid
+        #: over the agent, but GET shows them as null where it has no value, as the platform shows
+        #: its null defaults (the official CLI warns of every pushed field GET leaves out).
+        self.nulls: dict[str, dict[str, Any]] = {}
         self.tags: dict[str, list[str]] = {}
         now = int(time.time())
         self.created: dict[str, int] = dict.fromkeys(agents, now)
@@ -102,7 +106,7 @@ class AgentsStore:
         body["metadata"] = {**(body.get("metadata") or {}), "created_at_unix_secs": created,
                             "updated_at_unix_secs": updated}
         try:
-            return dump(GetAgentResponseModel.model_validate(body))
+            return _fill_nulls(dump(GetAgentResponseModel.model_validate(body)), self.nulls.get(agent_id) or {})
         except pydantic.ValidationError as exc:  # a pushed request shape the response model reads differently
             log.warning("local backend: GET agent %s: the body does not validate as the SDK's response (%s); "
                         "returned as pushed", agent_id, exc.errors(include_url=False)[:1])
@@ -119,11 +123,14 @@ class AgentsStore:
                 "tags": self.tags.get(agent_id, ["voicelab-local"]), "created_at_unix_secs": created,
                 "updated_at_unix_secs": updated, "access_info": ACCESS_INFO, "archived": archived}
 
-    def store(self, agent_id: str, spec: AgentSpec, pushed: dict[str, Any]) -> None:
-        """A checked create / PATCH body: the spec it makes, what it pushed, its tags."""
+    def store(self, agent_id: str, spec: AgentSpec, pushed: dict[str, Any], raw: Mapping[str, Any]) -> None:
+        """A checked create / PATCH body: the spec it makes, what it pushed, its tags; and where
+        `raw` (the body as sent) said null."""
         self.agents[agent_id] = applied(spec, pushed)
         kept = self.pushed.get(agent_id) or {}
         self.pushed[agent_id] = deep_merge(kept, {k: v for k, v in pushed.items() if k in PUSHED})
+        self.nulls[agent_id] = deep_merge(self.nulls.get(agent_id) or {},
+                                          _nulls({k: v for k, v in raw.items() if k in PUSHED}))
         if "tags" in pushed:
             self.tags[agent_id] = list(pushed["tags"])
         now = int(time.time())
@@ -142,9 +149,10 @@ class AgentsStore:
         return web.json_response(self.body(agent_id))
 
     async def create(self, request: web.Request) -> web.Response:
-        pushed = checked_body(await read_json(request), create=True)
+        raw = await read_json(request)
+        pushed = checked_body(raw, create=True)
         agent_id = new_agent_id()
-        self.store(agent_id, blank_spec(agent_id, pushed.get("name") or ""), pushed)
+        self.store(agent_id, blank_spec(agent_id, pushed.get("name") or ""), pushed, raw)
         self.tags.setdefault(agent_id, [])
         return web.json_response(dump(CreateAgentResponseModel.model_validate({"agent_id": agent_id})))
 
@@ -155,8 +163,9 @@ class AgentsStore:
         branch = request.query.get("branch_id")
         if branch and branch != main_branch_id(agent_id):
             return branch_not_found(branch)
-        pushed = checked_body(await read_json(request), create=False)
-        self.store(agent_id, self.agents[agent_id], pushed)
+        raw = await read_json(request)
+        pushed = checked_body(raw, create=False)
+        self.store(agent_id, self.agents[agent_id], pushed, raw)
         return web.json_response(self.body(agent_id))
 
     async def duplicate(self, request: web.Request) -> web.Response:
@@ -169,6 +178,7 @@ class AgentsStore:
         agent_id = new_agent_id()
         self.agents[agent_id] = source.model_copy(update={"id": agent_id, "name": name or source.name}, deep=True)
         self.pushed[agent_id] = deep_merge({}, self.pushed.get(source_id) or {})
+        self.nulls[agent_id] = deep_merge({}, self.nulls.get(source_id) or {})
         self.tags[agent_id] = list(self.tags.get(source_id, ["voicelab-local"]))
         self.created[agent_id] = self.updated[agent_id] = int(time.time())
         return web.json_response(dump(CreateAgentResponseModel.model_validate({"agent_id": agent_id})))
@@ -221,3 +231,26 @@ class AgentsStore:
                 "current_live_percentage": 100.0, "draft_exists": False, "commits_ahead": 0, "commits_behind": 0}
         body = {"results": [main][:limit], "meta": {"total": 1, "page": 0, "page_size": limit}}
         return web.json_response(dump(ListResponseAgentBranchSummary.model_validate(body)))
+
+
+def _nulls(value: Mapping[str, Any]) -> dict[str, Any]:
+    """The null leaves of a pushed body (objects only; lists replace whole, nulls and all)."""
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if item is None:
+            out[key] = None
+        elif isinstance(item, Mapping) and (inner := _nulls(item)):
+            out[key] = inner
+    return out
+
+
+def _fill_nulls(body: dict[str, Any], nulls: Mapping[str, Any]) -> dict[str, Any]:
+    """`body` with a null wherever `nulls` has one and the body has no value."""
+    for key, item in nulls.items():
+        if item is None:
+            body.setdefault(key, None)
+        elif isinstance(body.get(key), dict):
+            _fill_nulls(body[key], item)
+        elif key not in body:
+            body[key] = _fill_nulls({}, item)
+    return body

@@ -21,6 +21,8 @@ class Channel(Protocol):
     #: The agent's current (or last) spoken turn: its full text and event id, for a correction.
     spoken_text: str
     event_id: int
+    #: Voice: how likely the caller's last audio chunk was speech (0 to 1); None: no audio heard.
+    vad: float | None
 
     def set_language(self, language: str) -> None:
         """language_detection switched the conversation's language."""
@@ -71,6 +73,7 @@ class TextChannel:
     in_speech = False
     spoken_text = ""
     event_id = 0
+    vad = None
 
     def __init__(self, send: Send) -> None:
         self.send = send

@@ -54,6 +54,18 @@ def user_transcript(*, text: str, event_id: int) -> Frame:
     return {"type": "user_transcript", "user_transcription_event": {"user_transcript": text, "event_id": event_id}}
 
 
+def tentative_user_transcript(*, text: str, event_id: int) -> Frame:
+    """tentative_user_transcript (agent.asyncapi.yaml): the caller's turn as heard so far, while
+    it goes on (it may still change); `event_id` is the one its final user_transcript will have."""
+    return {"type": "tentative_user_transcript",
+            "tentative_user_transcription_event": {"user_transcript": text, "event_id": event_id}}
+
+
+def vad_score(*, score: float) -> Frame:
+    """vad_score (agent.asyncapi.yaml): how likely the caller's last audio chunk is speech, 0 to 1."""
+    return {"type": "vad_score", "vad_score_event": {"vad_score": score}}
+
+
 def interruption(*, event_id: int) -> Frame:
     """§2.3 interruption, §2.5: an id larger than the cut-off turn's, so both SDKs drop its audio."""
     return {"type": "interruption", "interruption_event": {"event_id": event_id}}

@@ -170,7 +170,8 @@ class ConversationRecord:
                 "start_time_unix_secs": int(self.started),
                 "accepted_time_unix_secs": int(self.started),
                 "call_duration_secs": self.duration,
-                "termination_reason": self.termination_reason,
+                # a string in the platform's contract: "" until the conversation ends
+                "termination_reason": self.termination_reason or "",
                 "error": self.error,
                 "text_only": self.text_only,
                 "main_language": self.client_data.get("language"),
@@ -229,7 +230,7 @@ class ConversationRecord:
             "message_count": sum(1 for t in self.transcript if t["message"] is not None),
             "status": self.status,
             "call_successful": analysis["call_successful"],
-            "termination_reason": self.termination_reason,
+            "termination_reason": self.termination_reason or "",
             "transcript_summary": analysis["transcript_summary"],
             "conversation_initiation_source": self.source,
         }

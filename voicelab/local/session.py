@@ -431,7 +431,9 @@ class Session:
             self.channel = VoiceChannel(self.send, accepted.language, silence_s=config.voice_silence_s,
                                         transcribers=config.transcribers, on_audio_sent=config.on_agent_audio,
                                         recorder=self.record.recording.agent_audio,
-                                        voice=getattr(self.engine, "voice", None))
+                                        voice=getattr(self.engine, "voice", None),
+                                        tentative=(lambda: self.event_id + 1)
+                                        if "tentative_user_transcript" in self.events else None)
 
     def agent_busy(self) -> bool:
         return self.reply_task is not None and not self.reply_task.done()
@@ -517,6 +519,8 @@ class Session:
                 self.record.recording.caller_audio(message.pcm)
             if self.channel.on_chunk(message.pcm, now):
                 await self.start_barge_in(now)
+            if self.channel.vad is not None and "vad_score" in self.events:
+                await self.send(frames.vad_score(score=round(self.channel.vad, 4)))
             if self.channel.in_speech:
                 self.last_activity = now  # speech is activity; silent frames are not
 

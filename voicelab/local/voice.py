@@ -13,6 +13,13 @@ burst already over by then is a backchannel, ignored; otherwise it stops, sends 
 (a larger event id than the cut-off turn) and an `agent_response_correction` with what was
 really said.
 
+What the client may ask for (`conversation.client_events`, or the agent's): `vad_score` for
+every caller chunk, level / (level + threshold), so 0.5 is where the detector starts hearing
+speech; `tentative_user_transcript` at each pause in a turn (speech, then `SEGMENT_PAUSE_S` of
+quiet): the turn so far, transcribed then; when the pause turns out to be the turn's end, that
+transcription is the final one's last piece, so asking for them costs a transcription only when the
+caller goes on after a pause.
+
 Injected latency is the agent's response time: the first audio of an answer leaves
 `latency_s` after the caller's speech ended (or as soon as ASR and TTS allow, if later).
 """
@@ -20,6 +27,7 @@ Injected latency is the agent's response time: the first audio of an answer leav
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -56,14 +64,23 @@ class Utterance:
 
     segments: list[Future]
     rest: bytes
+    #: The last tentative transcript of the turn being sent: the final one goes out after it.
+    tentative: asyncio.Task | None = None
 
 
 class VoiceChannel:
     def __init__(self, send: Send, language: str, *,
                  silence_s: float, transcribers: Callable[[], TranscriberPool],
                  on_audio_sent: Callable[[float], None] | None = None,
-                 recorder: Callable[[bytes, float], None] | None = None, voice: str | None = None) -> None:
+                 recorder: Callable[[bytes, float], None] | None = None, voice: str | None = None,
+                 tentative: Callable[[], int] | None = None) -> None:
         self.send = send
+        #: The client wants `tentative_user_transcript`s: this gives the id of the next event.
+        self.tentative = tentative
+        self.provisional: Future | None = None  # the turn so far, transcribed at a pause (tentative)
+        self.tentative_task: asyncio.Task | None = None
+        #: The last caller chunk's voice activity, 0 to 1 (0.5: where speech starts being heard).
+        self.vad: float | None = None
         self.transcribers = transcribers
         self.voice = voice or voice_for("agent", language, agent=True)
         self.silence_s = silence_s
@@ -105,7 +122,10 @@ class VoiceChannel:
         # the window do not lower it
         self.levels.append(level)
         floor = float(np.percentile(self.levels, 10)) if len(self.levels) >= 25 else 0.0
-        if level >= max(SPEECH_RMS, NOISE_MARGIN * floor):
+        threshold = max(SPEECH_RMS, NOISE_MARGIN * floor)
+        self.vad = level / (level + threshold)
+        if level >= threshold:
+            self.provisional = None  # the caller goes on: what was heard at the pause is not the turn
             if not self.in_speech:
                 self.in_speech = True
                 barge_in = self.agent_talking(now)
@@ -119,7 +139,31 @@ class VoiceChannel:
                 self.segments.append(self.transcribers().submit(bytes(self.buffer)))
                 self.buffer.clear()
                 self.rest_loud = False
+                self.send_tentative(list(self.segments))
+            elif (self.quiet_s >= SEGMENT_PAUSE_S and self.rest_loud and self.tentative is not None
+                  and self.provisional is None and not self.ignoring):
+                # a pause: the turn so far, transcribed once; if it was the turn's end, that is its last piece
+                self.provisional = self.transcribers().submit(bytes(self.buffer))
+                self.send_tentative([*self.segments, self.provisional])
         return barge_in
+
+    def send_tentative(self, pieces: list[Future]) -> None:
+        """tentative_user_transcript: the turn's text so far, once its pieces are transcribed, after
+        any earlier one (only when the client asked for them)."""
+        if self.tentative is None or self.ignoring:
+            return
+        event_id, previous = self.tentative(), self.tentative_task
+
+        async def send() -> None:
+            if previous is not None:
+                with contextlib.suppress(Exception):
+                    await previous
+            texts = [await asyncio.wrap_future(piece) for piece in pieces]
+            text = " ".join(t for t in texts if t)
+            if text:
+                await self.send(frames.tentative_user_transcript(text=text, event_id=event_id))
+
+        self.tentative_task = asyncio.get_running_loop().create_task(send())
 
     def backchannel(self, onset: float, now: float) -> bool:
         """Was the speech that began at `onset` a backchannel, judged at `now`?"""
@@ -132,11 +176,16 @@ class VoiceChannel:
         """The caller's finished turn (its audio, time its speech ended), once enough silence followed."""
         if self.in_speech and now - self.last_speech >= self.silence_s:
             self.in_speech = False
+            provisional, self.provisional = self.provisional, None
             if self.ignoring:
                 self.buffer.clear()
                 self.segments, self.rest_loud, self.ignoring = [], False, False
                 return None
-            utterance = Utterance(self.segments, bytes(self.buffer) if self.rest_loud else b"")
+            if provisional is not None:  # nothing was said after the pause: its transcription is the rest
+                utterance = Utterance([*self.segments, provisional], b"")
+            else:
+                utterance = Utterance(self.segments, bytes(self.buffer) if self.rest_loud else b"")
+            utterance.tentative = self.tentative_task
             self.buffer.clear()
             self.segments, self.rest_loud = [], False
             return utterance, self.last_speech
@@ -147,6 +196,9 @@ class VoiceChannel:
         if utterance.rest or not pieces:
             pieces.append(self.transcribers().submit(utterance.rest))
         texts = [await asyncio.wrap_future(piece) for piece in pieces]
+        if utterance.tentative is not None:  # the tentative transcripts go out before the final one
+            with contextlib.suppress(Exception):
+                await utterance.tentative
         return " ".join(t for t in texts if t)
 
     # ------------------------------------------------------------------ speaking

@@ -88,7 +88,9 @@ class Flow(_Strict):
 
 OverrideField = Literal["prompt", "first_message", "language", "llm", "voice_id", "text_only"]
 ClientEvent = Literal["audio", "agent_response", "agent_response_correction", "agent_chat_response_part",
-                      "user_transcript", "interruption", "agent_tool_request", "agent_tool_response"]
+                      "user_transcript", "interruption", "agent_tool_request", "agent_tool_response",
+                      # voice mode only: the caller's words as heard so far, the caller's voice activity
+                      "tentative_user_transcript", "vad_score"]
 #: The platform's default client events (agent_chat_response_part is opt-in there too).
 DEFAULT_CLIENT_EVENTS: list[ClientEvent] = ["audio", "agent_response", "agent_response_correction",
                                             "user_transcript", "interruption", "agent_tool_response"]

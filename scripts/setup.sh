@@ -2,8 +2,8 @@
 # Install everything voicelab needs on a fresh Debian machine, idempotently:
 #   Debian packages (chromium for report/browser tests, espeak-ng, libportaudio2, pulseaudio, sox;
 #   nodejs and npm when the machine has no Node), the Python environment in .venv (voicelab
-#   editable, with its dev tools) and ElevenLabs' JavaScript client in js/node_modules (pinned by
-#   js/package-lock.json; the conformance tests drive it).
+#   editable, with its dev tools and the Dask extra for --cluster) and ElevenLabs' JavaScript
+#   client in js/node_modules (pinned by js/package-lock.json; the conformance tests drive it).
 # Safe to run again: it only installs what is missing or changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +36,7 @@ fi
 stamp=.venv/.voicelab-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing Python packages into .venv (first time: a few minutes)"
-  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e ".[api,dev]"; } \
+  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e ".[api,dev,cluster]"; } \
       > .venv/pip.log 2>&1; then
     tail -n 40 .venv/pip.log >&2
     echo "setup: pip install failed; the full log is .venv/pip.log" >&2

@@ -9,11 +9,12 @@ records them. Every finished call is on disk before the next one is started in i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voicelab.harness import runners
 from voicelab.lab import heap, signals
@@ -28,6 +29,9 @@ from voicelab.spec.models import (
     CallResult,
     Variant,
 )
+
+if TYPE_CHECKING:
+    from voicelab.lab.cluster import Cluster
 
 
 @dataclass
@@ -71,13 +75,22 @@ class _Progress:
         # JSON is made here, since a thread holding the GIL for it would hold up the loop anyway
         # (for up to the 5 ms switch interval at a time)
         line = result.model_dump_json()
+        await asyncio.get_running_loop().run_in_executor(None, self.store, line)
+        self.running -= 1
+        self.counted(result)
+
+    def store(self, line: str) -> None:
+        """Append one result's line; a store that refuses it keeps it outside (`store_error` says so)."""
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self.run.append, line)
+            self.run.append(line)
         except StoreNotWritable as exc:
             kept = self.run.keep_unsaved(line)
             self.unsaved += 1
             self.store_error = StoreNotWritable(str(exc), path=exc.path, kept=kept)
-        self.running -= 1
+
+    def counted(self, result: CallResult) -> None:
+        """Count a stored result on the bar (the cluster's placement stores and counts as results
+        arrive from its workers, without `started`: it cannot see a call start on a worker)."""
         self.done += 1
         self.failed += result.status == "failed"
         self.bar.update(1)
@@ -99,12 +112,29 @@ def run_batch(
     progress: bool = True,
     cancel_event: threading.Event | None = None,
     local_url: str | None = None,
+    cluster: str | None = None,
     **options: Any,
 ) -> BatchOutcome:
     """Start a new run of personas x repeats and place its calls (`options`: those of
-    `new_batch`). See also `resume_batch`."""
-    run, dataset = new_batch(personas, agents, local_url=local_url, **options)
-    return place_run(run, dataset, progress=progress, cancel_event=cancel_event, local_url=local_url)
+    `new_batch`); `cluster`: on a Dask cluster ("local:N" or a scheduler's address, see
+    voicelab/lab/cluster.py) instead of in this process. See also `resume_batch`."""
+    with on_cluster(cluster) as on:  # reached (or refused) before the run exists
+        run, dataset = new_batch(personas, agents, local_url=local_url, **options)
+        return place_run(run, dataset, progress=progress, cancel_event=cancel_event, local_url=local_url,
+                         placement=on)
+
+
+@contextlib.contextmanager
+def on_cluster(cluster: str | None) -> Iterator[Cluster | None]:
+    """Where a run's calls go: None (this process), or a connected Dask cluster for the block.
+    Dask is imported only when a cluster is given."""
+    if cluster is None:
+        yield None
+        return
+    from voicelab.lab.cluster import connect
+
+    with connect(cluster) as on:
+        yield on
 
 
 def new_batch(
@@ -145,10 +175,12 @@ def new_batch(
 
 def start_run(dataset: Dataset, chosen: list[str], *, progress: bool = True,
               cancel_event: threading.Event | None = None, local_url: str | None = None,
-              **options: Any) -> BatchOutcome:
-    """Create a run (`new_run`'s options) and place its calls."""
-    run = new_run(dataset, chosen, local_url=local_url, **options)
-    return place_run(run, dataset, progress=progress, cancel_event=cancel_event, local_url=local_url)
+              cluster: str | None = None, **options: Any) -> BatchOutcome:
+    """Create a run (`new_run`'s options) and place its calls (`cluster`: as in `run_batch`)."""
+    with on_cluster(cluster) as on:
+        run = new_run(dataset, chosen, local_url=local_url, **options)
+        return place_run(run, dataset, progress=progress, cancel_event=cancel_event, local_url=local_url,
+                         placement=on)
 
 
 def new_run(dataset: Dataset, chosen: list[str], *, personas_path: str, agents_path: str, run_id: str,
@@ -183,8 +215,10 @@ def new_run(dataset: Dataset, chosen: list[str], *, personas_path: str, agents_p
 
 
 def resume_batch(run_id: str, *, runs_root: str = "runs", progress: bool = True,
-                 cancel_event: threading.Event | None = None, local_url: str | None = None) -> BatchOutcome:
-    """Place only the calls of `run_id` that have no result yet (or were cancelled)."""
+                 cancel_event: threading.Event | None = None, local_url: str | None = None,
+                 cluster: str | None = None) -> BatchOutcome:
+    """Place only the calls of `run_id` that have no result yet (or were cancelled); `cluster`:
+    as in `run_batch` (any run resumes on a cluster or without one, whatever placed it before)."""
     run = RunStore(runs_root).open(run_id)
     m = run.manifest
     dataset = load_dataset(m.personas_path or "datasets/personas", m.agents_path or "datasets/agents")
@@ -199,14 +233,19 @@ def resume_batch(run_id: str, *, runs_root: str = "runs", progress: bool = True,
     served = with_variants(dataset, m.variants)
     probes = [served.request(pid, backend=m.backend, caller=m.caller, mode=m.mode) for pid in m.personas]
     runners.preflight([apply_variant(r, v, served) for r in probes for v in m.variants] or probes)
-    return place_run(run, dataset, progress=progress, cancel_event=cancel_event, local_url=local_url, resumed=True)
+    with on_cluster(cluster) as on:
+        return place_run(run, dataset, progress=progress, cancel_event=cancel_event, local_url=local_url,
+                         resumed=True, placement=on)
 
 
 def place_run(run: Run, dataset: Dataset, *, progress: bool = True, cancel_event: threading.Event | None = None,
               local_url: str | None = None, resumed: bool = False,
-              observer: Callable[[int, int, int], None] | None = None) -> BatchOutcome:
+              observer: Callable[[int, int, int], None] | None = None,
+              placement: Cluster | None = None) -> BatchOutcome:
     """Place the run's calls that have no result yet (blocking; `cancel_event` or Ctrl+C stops it,
-    keeping what finished). `observer(done, failed, running)` hears every change of the counts."""
+    keeping what finished). `observer(done, failed, running)` hears every change of the counts.
+    `placement`: a connected Dask cluster (`on_cluster(...)`) that places them instead of this
+    process; everything else (lock, sessions, store, resume) is the same."""
     run.check_writable()  # a read-only or full store refuses the run before anything is placed
     sitting = Sitting(run)
     sitting.hold()  # one writer per run: a second process is refused here, before anything
@@ -215,15 +254,20 @@ def place_run(run: Run, dataset: Dataset, *, progress: bool = True, cancel_event
         m = run.manifest
         dataset = with_variants(dataset, m.variants)  # the variants' agents, served beside the originals
         plan = plan_calls(run, dataset)
-        sitting.begin(calls_planned=len(plan), resumed=resumed)
+        sitting.begin(calls_planned=len(plan), resumed=resumed,
+                      cluster=placement.address if placement is not None else None)
         sink = _Progress(run, len(plan), progress, observer)
         place = runners.runner(m.caller).run
         stopped_by: str | None = "error"  # until the batch returns (an exception also leaves it resumable)
         try:
-            with backend_url(m.backend, dataset, latency_ms=m.latency_ms, local_url=local_url) as base_url:
-                with heap.frozen():  # loaded and started: collections now scan only the calls
-                    stopped_by = place_in_thread(lambda: place(plan, base_url, m.concurrency, sink),
-                                                cancel_event or threading.Event())
+            if placement is not None:  # the cluster's workers place the calls; this process stores them
+                stopped_by = placement.place(run, plan, dataset, sink, cancel_event=cancel_event or threading.Event(),
+                                             local_url=local_url)
+            else:
+                with backend_url(m.backend, dataset, latency_ms=m.latency_ms, local_url=local_url) as base_url:
+                    with heap.frozen():  # loaded and started: collections now scan only the calls
+                        stopped_by = place_in_thread(lambda: place(plan, base_url, m.concurrency, sink),
+                                                    cancel_event or threading.Event())
         except KeyboardInterrupt as exc:  # while the backend started or stopped: stopped like any
             stopped_by = signals.name(signals.exit_code(exc))  # interrupt, so the summary and resume hint follow
         except BaseException as exc:

@@ -82,15 +82,16 @@ def choose_personas(experiment: Experiment, dataset: Dataset) -> list[str]:
 
 
 def run_experiment(path: str | Path, *, progress: bool = True, cancel_event: threading.Event | None = None,
-                   local_url: str | None = None, **options: Any):  # noqa: ANN201
+                   local_url: str | None = None, cluster: str | None = None, **options: Any):  # noqa: ANN201
     """Run every variant of the experiment in one run (a BatchOutcome); `options`: those of
-    `new_experiment`."""
-    from voicelab.lab.batch import place_run
+    `new_experiment`; `cluster`: on a Dask cluster (as `batch.run_batch`)."""
+    from voicelab.lab.batch import on_cluster, place_run
 
     if local_url:
         raise UsageError("an experiment serves its variants' agents itself: drop --local-url")
-    run, dataset = new_experiment(path, **options)
-    return place_run(run, dataset, progress=progress, cancel_event=cancel_event)
+    with on_cluster(cluster) as on:  # reached (or refused) before the run exists
+        run, dataset = new_experiment(path, **options)
+        return place_run(run, dataset, progress=progress, cancel_event=cancel_event, placement=on)
 
 
 def new_experiment(path: str | Path, *, run_id: str | None = None, runs_root: str = "runs",

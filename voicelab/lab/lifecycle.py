@@ -52,11 +52,12 @@ class Sitting:
             self._held.enter_context(self.run.placing())
             self._holding = True
 
-    def begin(self, *, calls_planned: int = 0, resumed: bool = False) -> RunSession:
-        """Record a new session, the run `running`, in run.json (StoreNotWritable when it cannot be)."""
+    def begin(self, *, calls_planned: int = 0, resumed: bool = False, cluster: str | None = None) -> RunSession:
+        """Record a new session, the run `running`, in run.json (StoreNotWritable when it cannot be);
+        `cluster`: the Dask cluster placing it, if any (voicelab/lab/cluster.py)."""
         self.hold()
         m = self.run.manifest
-        self.session = RunSession(resumed=resumed, calls_planned=calls_planned)
+        self.session = RunSession(resumed=resumed, calls_planned=calls_planned, cluster=cluster)
         m.sessions.append(self.session)
         m.state, m.ended_at = "running", None
         self.run.save_manifest()

@@ -303,10 +303,11 @@ def _write_agent(agent: AgentSpec, path: Path) -> None:
 def run_mutation(agent_id: str, personas: str = "datasets/personas", agents: str = "datasets/agents", *,
                  run_id: str | None = None, runs_root: str = "runs", concurrency: int = 8, repeats: int = 1,
                  only: list[str] | None = None, progress: bool = True,
-                 cancel_event: threading.Event | None = None):  # noqa: ANN201 - BatchOutcome
+                 cancel_event: threading.Event | None = None, cluster: str | None = None):  # noqa: ANN201
     """Place the agent's personas against the original and every mutant (`only`: mutant ids or
     operator names containing these words). Mutant specs are written into the run folder, so the
-    run resumes like any other."""
+    run resumes like any other; `cluster`: on a Dask cluster (as `batch.run_batch`: the workers
+    get the mutants' specs with the run, not from this folder). Returns a BatchOutcome."""
     from voicelab.lab.batch import start_run
     from voicelab.lab.store import new_run_id
 
@@ -337,7 +338,7 @@ def run_mutation(agent_id: str, personas: str = "datasets/personas", agents: str
         return start_run(dataset, chosen, personas_path=str(personas), agents_path=str(agents), agent=agent_id,
                          repeats=repeats, concurrency=concurrency, backend="local", caller="scripted", mode="text",
                          run_id=run_id, unique_id=False, variants=variants, kind="mutation", runs_root=runs_root,
-                         progress=progress, cancel_event=cancel_event)
+                         progress=progress, cancel_event=cancel_event, cluster=cluster)
     finally:
         if not (folder.parent / "run.json").exists():  # refused before the run existed: leave nothing
             shutil.rmtree(folder.parent, ignore_errors=True)

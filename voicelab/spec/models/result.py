@@ -31,6 +31,10 @@ class TranscriptEntry(BaseModel):
     #: it reported nothing for this turn before the call ended). None in text calls and for a
     #: person at a microphone (only what the agent heard is known).
     said: str | None = None
+    #: Voice calls, agent turns, when transcripts are compared (`expect.transcripts_agree`, or
+    #: the request's `compare_transcripts`): voicelab's own recognition of this turn's recorded
+    #: agent audio ("" when the recording has no speech there). None: not recognised.
+    audio_text: str | None = None
 
 
 class BargeIn(BaseModel):
@@ -193,3 +197,10 @@ class CallResult(BaseModel):
     #: are the persona's words, its `user` turns what it heard of the agent under test).
     caller_conversation_id: str | None = None
     caller_transcript: list[TranscriptEntry] | None = None
+    #: When transcripts are compared: the conversation as the backend stored it (GET
+    #: /v1/convai/conversations/{id} after the call), its turns with words in order (`text` its
+    #: message, `timestamp` its time_in_call_secs). None: not fetched, or it could not be.
+    stored_transcript: list[TranscriptEntry] | None = None
+    #: `--cluster`: the Dask worker that placed the call (its address), so a slow or failing
+    #: machine shows in the results; None when the run's own process placed it.
+    worker: str | None = None

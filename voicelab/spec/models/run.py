@@ -32,6 +32,10 @@ class CallRequest(BaseModel):
     variant: str | None = None
     overrides: VariantOverrides | None = None
     branch_id: str | None = None
+    #: Gather the accounts `expect.transcripts_agree` compares (the stored conversation; in voice
+    #: calls the recognition of the recorded agent audio) even when the persona does not ask for
+    #: the check: recognition costs CPU, so it is off unless asked for.
+    compare_transcripts: bool = False
 
 
 class RunSession(BaseModel):
@@ -45,6 +49,10 @@ class RunSession(BaseModel):
     stopped_by: str | None = None
     calls_planned: int = 0
     calls_stored: int = 0
+    #: `--cluster`: the Dask cluster this session placed its calls on, as given (`local:N` or the
+    #: scheduler's address); None when the run's own process placed them. Per session, because a
+    #: resume may use another cluster, or none.
+    cluster: str | None = None
 
 
 class RunManifest(BaseModel):

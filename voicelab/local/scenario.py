@@ -10,7 +10,8 @@ outside the grammar is judged "unknown" and named in the rationale, never silent
 
 Scenario grammar: `You are <name>.` ... one of the style sentences ... `Speak <Language>.`
 ... `The call starts in <Language>.` (optional)
-... `If asked about <a> / <b>, say: "<line>"` (any number).
+... `If asked about <a> / <b>, say: "<line>"` (any number); a replay's recorded lines, one per
+line (`- after 1 agent turn, say "<line>"`: spec/prose.py `replay_lines`).
 Condition grammar: the sentences of the check registry (spec/checks.py: each expectation's
 `sentence`, e.g. `The agent says "<p>".`, `The agent calls the tool <t> with <a>="<v>".`), and
 `The agent handles the caller politely and ends the call properly.` (no expectation to say).
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from voicelab.local.flow import as_text, result_field
 from voicelab.spec.checks import Simulation, judge_condition
 from voicelab.spec.models import CallerSpec, Persona, ReplyRule
-from voicelab.spec.prose import STYLE_TEXT
+from voicelab.spec.prose import STYLE_TEXT, replay_turns
 
 LANGUAGES = {"english": "en", "german": "de"}
 RULE = re.compile(r'If asked about (.+?), say: "(.*?)"')
@@ -41,9 +42,10 @@ def simulated_user(scenario: str, variables: dict[str, str], max_turns: int) -> 
     replies = [ReplyRule(when=[w.strip() for w in when.split(" / ") if w.strip()], say=line)
                for when, line in RULE.findall(scenario) if when.strip()]
     turns = max(1, (max_turns - 2) // 2)
+    recorded = replay_turns(scenario) if style == "replay" else []  # a replay's lines (spec/prose.py)
     return Persona(id="simulated-user", name=name.group(1) if name else "Simulated user", summary=scenario[:500],
                    language=language, start_language=start, agent="simulated", variables=variables,
-                   caller=CallerSpec(style=style, replies=replies, hang_up_after_turns=turns))
+                   caller=CallerSpec(style=style, replies=replies, hang_up_after_turns=turns, turns=recorded))
 
 
 @dataclass(frozen=True)

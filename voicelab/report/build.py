@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 
 from voicelab.lab.store import DEFAULT_ROOT, RunStore
-from voicelab.lab.tables import Tables, platform_view, turn_of
+from voicelab.lab.tables import Tables, platform_view, transcript_disagreements, turn_of
 from voicelab.spec.errors import MissingDependency, ReportError
-from voicelab.spec.models import CallResult, ToolCallRecord, TranscriptEntry
+from voicelab.spec.models import CallResult, Check, ToolCallRecord, TranscriptEntry
 
 if TYPE_CHECKING:  # the comparison's statistics (scipy, statsmodels) load only for experiments
     from voicelab.lab.compare import Side
@@ -345,6 +345,54 @@ def tools_html(tables: Tables) -> str:
     return f'<div class="vl-scroll">{table}</div>'
 
 
+#: At most this many calls' disagreeing turns are listed (the Failures section counts them all).
+DISAGREEMENT_CALLS = 200
+_ODD_ONE_OUT = {"live": "the live events", "stored": "the stored conversation",
+                "audio": "the audio (or its recognition)"}
+
+
+def disagreements_html(tables: Tables, max_calls: int = DISAGREEMENT_CALLS) -> str:
+    """`transcripts_agree`: per agent turn where the accounts of a call disagree, the live text,
+    the stored text, voicelab's recognition of the audio, their word error rates and which account
+    is the odd one out, so an agent error (the texts differ, or the audio says something else) is
+    told from a transcription error. Lists the calls whose check failed (the first `max_calls`),
+    at the check's default thresholds; a persona's own thresholds decide its check, so a call its
+    stricter threshold failed shows the check's own words instead."""
+    calls = tables.calls
+    failing = np.flatnonzero(calls["failed_checks"].fillna("").str.contains("transcripts_agree", regex=False)
+                             .to_numpy()) if len(calls) else np.array([], dtype=int)
+    if not len(failing):
+        return ('<p id="vl-disagreements">No call failed <code>transcripts_agree</code>: where it ran, the live '
+                "events, the stored conversation and the recorded audio told every agent turn alike.</p>")
+    rows = []
+    for r in tables.results_at(failing[:max_calls].tolist()):
+        table = transcript_disagreements([r])
+        call = html.escape(str(r.call_id))
+        if table.empty:
+            detail = next((c.detail for c in r.checks if c.name == "transcripts_agree"), "")
+            rows.append(f"<tr><td>{call}</td><td></td><td colspan=6>{html.escape(detail)}</td><td></td></tr>")
+            continue
+        for t in table.itertuples():
+            def num(v: object) -> str:
+                return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+            turn = t.agent_turn if pd.notna(t.agent_turn) else f"stored {t.stored_turn}"
+            rows.append(
+                f"<tr><td>{call}</td><td>{html.escape(str(turn))}</td><td>{_text(t.live)}</td>"
+                f"<td>{_text(t.stored)}</td><td>{_text(t.audio)}</td><td>{num(t.text_wer)}</td>"
+                f"<td>{num(t.audio_wer)}</td><td>{html.escape(t.detail)}</td>"
+                f"<td>{html.escape(_ODD_ONE_OUT.get(t.odd_one_out or '', 'cannot tell'))}</td></tr>")
+    shown = "" if len(failing) <= max_calls else f" (the first {max_calls:,} of {len(failing):,} calls)"
+    head = ("<tr><th>call</th><th>agent turn</th><th>live events</th><th>stored conversation</th>"
+            "<th>audio, as voicelab heard it</th><th>WER live/stored</th><th>WER audio</th><th>what differs</th>"
+            "<th>odd one out</th></tr>")
+    return (f'<p>{len(failing):,} call{"s" if len(failing) != 1 else ""} failed <code>transcripts_agree</code>{shown}. '
+            "When two accounts agree, the third is the one in error: the live events (the client's transcript), the "
+            "stored conversation (the backend's record), or the audio, where the agent said something else than its "
+            "text or voicelab's recogniser misheard it (a recogniser error is usually a partial one; WER at the "
+            "default thresholds, 0.25 between the texts and 1.0 for the audio).</p>"
+            f'<div class="vl-scroll"><table class="vl-table" id="vl-disagreements">{head}{"".join(rows)}</table></div>')
+
+
 def conditions_html(tables: Tables) -> str:
     """Voice calls per audio condition (success, WER, latency, time to first audio), or a line
     saying there are none."""
@@ -394,6 +442,15 @@ def _turn_html(t: TranscriptEntry) -> str:
             f"{text}{extra}</div>")
 
 
+def _check_detail_html(check: Check) -> str:
+    """A check's detail; a replay's differences (spec/replay.py: one clause per difference, per
+    caller turn) as a list, so the report reads turn by turn what changed since the recording."""
+    if check.name.startswith("recording: ") and "; " in check.detail:
+        items = "".join(f"<li>{html.escape(part)}</li>" for part in check.detail.split("; "))
+        return f'<ul class="vl-replay">{items}</ul>'
+    return html.escape(check.detail)
+
+
 def _call_html(r: CallResult, tables: Tables, audio: str, report_dir: Path | None) -> tuple[str, int]:
     verdict = '<span class="vl-pass">PASS</span>' if r.success else '<span class="vl-fail">FAIL</span>'
     after: dict[int, list[str]] = {}  # each tool call after the turn it belongs to
@@ -403,7 +460,7 @@ def _call_html(r: CallResult, tables: Tables, audio: str, report_dir: Path | Non
         _turn_html(t) + "".join(after.get(index, [])) for index, t in enumerate(r.transcript, 1))
     failed = '<b class="vl-fail">FAIL</b>'
     checks = "".join(
-        f"<li>{'pass' if c.passed else failed} {html.escape(c.name)}: {html.escape(c.detail)}</li>"
+        f"<li>{'pass' if c.passed else failed} {html.escape(c.name)}: {_check_detail_html(c)}</li>"
         for c in r.checks)
     error = f"<div>error: {html.escape(r.error)}</div>" if r.error else ""
     verdict_of_platform, why, _ = platform_view(r)

@@ -40,7 +40,9 @@ from voicelab.spec.models import (
     TranscriptEntry,
     VoiceStats,
 )
+from voicelab.spec.replay import compare as compare_replay
 from voicelab.spec.tool_calls import as_records, from_history
+from voicelab.spec.transcripts import compare as compare_transcripts
 
 #: `any` means the call ended properly (someone hung up), not by timeout or error.
 ENDED_BY = {"agent": {"agent_ended"}, "caller": {"caller_ended"}, "any": {"agent_ended", "caller_ended"}}
@@ -132,6 +134,10 @@ class CallFacts:
     duration_s: float
     end_reason: EndReason
     tool_calls: list[ToolCallRecord]
+    #: The backend's stored conversation (None: not fetched) and the call's mode, for
+    #: `transcripts_agree` (the agent turns' `audio_text` carry the audio's account).
+    stored: list[TranscriptEntry] | None = None
+    mode: str = "text"
 
     @property
     def agent_text(self) -> list[str]:
@@ -396,6 +402,53 @@ def _never_calls_judge(m: re.Match[str], sim: Simulation) -> Judged | None:
     return check.passed, check.detail
 
 
+# ---- recording: a replay against the call it was recorded from (voicelab/spec/replay.py)
+
+
+def _recording_checks(expect: Expectations, call: CallFacts) -> list[Check]:
+    recording = expect.recording
+    if recording is None:
+        return []
+    diff = compare_replay(recording, call.transcript, call.tool_calls, call.end_reason)
+    turns = sum(1 for step in recording.steps if step.caller is not None)
+    return [Check(name=f"recording: {recording.conversation_id or 'replay'}", passed=not diff.broken,
+                  detail=diff.detail(turns))]
+
+
+# ---- transcripts_agree: live events, stored conversation and (voice) recorded audio agree per turn
+
+
+def _agree_checks(expect: Expectations, call: CallFacts) -> list[Check]:
+    """One check: every agent turn told alike by the accounts voicelab holds (see
+    voicelab/spec/transcripts.py); the detail names each turn that is not, and which account is
+    the odd one out. Without the stored conversation nothing can be compared: that fails too,
+    because a check that cannot look must not pass."""
+    spec = expect.transcripts_agree
+    if spec is None:
+        return []
+    name = "transcripts_agree"
+    if call.stored is None:
+        return [Check(name=name, passed=False, detail="not compared: the backend's stored conversation was not "
+                      "fetched (no conversation id, the request failed, or a caller whose live events voicelab "
+                      "does not see: platform, phone)")]
+    agent = [t for t in call.transcript if t.speaker == "agent"]
+    audio = [t.audio_text for t in agent] if call.mode == "voice" else None
+    rows = compare_transcripts([t.text for t in agent], [t.text for t in call.stored if t.speaker == "agent"],
+                               audio, max_wer=spec.max_wer, max_audio_wer=spec.max_audio_wer)
+    bad = [r for r in rows if not r.agrees]
+    if bad:
+        shown = "; ".join(f"{r.label}: {r.detail}" + (f" [odd one out: {r.odd_one_out}]" if r.odd_one_out else "")
+                          for r in bad[:5])
+        more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+        return [Check(name=name, passed=False, detail=f"{len(bad)} of {len(rows)} agent turns disagree: {shown}{more}")]
+    sources = "live events and stored conversation"
+    if audio is not None:
+        heard = sum(1 for a in audio if a is not None)
+        sources += (f" and recorded audio (WER at most {spec.max_audio_wer:g})" if heard
+                    else "; the audio was not recognised")
+    return [Check(name=name, passed=True, detail=f"{len(rows)} agent turns agree: {sources}")]
+
+
 _TOOL_SENTENCE = r"the tool (\w+)(?: with (.+?))?(?: (\d+) times)?\.?"
 
 #: Every expectation key, in the order its checks and sentences appear.
@@ -419,6 +472,8 @@ REGISTRY: tuple[Expectation, ...] = (
     Expectation("agent_never_calls", lambda e, call: _never_calls_checks(e, call.tool_calls),
                 _never_calls_conditions,
                 re.compile("The agent never calls " + _TOOL_SENTENCE), _never_calls_judge),
+    Expectation("recording", _recording_checks),
+    Expectation("transcripts_agree", _agree_checks),
 )
 EXPECTATIONS: dict[str, Expectation] = {entry.key: entry for entry in REGISTRY}
 
@@ -427,9 +482,10 @@ DEFAULT_CONDITION = "The agent handles the caller politely and ends the call pro
 
 
 def checks(expect: Expectations, transcript: list[TranscriptEntry], *, duration_s: float,
-           end_reason: EndReason, tool_calls: list[ToolCallRecord] | None = None) -> list[Check]:
+           end_reason: EndReason, tool_calls: list[ToolCallRecord] | None = None,
+           stored_transcript: list[TranscriptEntry] | None = None, mode: str = "text") -> list[Check]:
     """Every expectation's named checks on a finished call, in registry order."""
-    call = CallFacts(transcript, duration_s, end_reason, tool_calls or [])
+    call = CallFacts(transcript, duration_s, end_reason, tool_calls or [], stored_transcript, mode)
     return [check for entry in REGISTRY for check in entry.evaluate(expect, call)]
 
 
@@ -458,13 +514,14 @@ def finished_result(request: CallRequest, transcript: list[TranscriptEntry], *, 
                     duration_s: float, started_at: str, error: str | None = None,
                     conversation_id: str | None = None, interruptions: int = 0, analysis: Analysis | None = None,
                     retries: list[dict] | None = None, voice: VoiceStats | None = None,
-                    tool_calls: list[ToolCallRecord] | None = None) -> CallResult:
+                    tool_calls: list[ToolCallRecord] | None = None,
+                    stored_transcript: list[TranscriptEntry] | None = None) -> CallResult:
     """The one way every runner (conversation, platform, phone) turns a finished call into a
     CallResult: status from the end reason, checks from the persona's expectations."""
     status = "failed" if end_reason in ("error", "disconnected", "cancelled") else "completed"
     duration = round(duration_s, 3)
     results = checks(request.persona.expect, transcript, duration_s=duration, end_reason=end_reason,
-                     tool_calls=tool_calls)
+                     tool_calls=tool_calls, stored_transcript=stored_transcript, mode=request.mode)
     measured = metrics(transcript, voice.interruptions if voice else interruptions)
     if voice is not None:
         audio = request.persona.caller.audio
@@ -480,4 +537,5 @@ def finished_result(request: CallRequest, transcript: list[TranscriptEntry], *, 
         end_reason=end_reason, error=error, checks=results, metrics=measured,
         success=success(status, results), analysis=analysis, retries=retries or [],
         audio_path=voice.audio_path if voice else None, tool_calls=tool_calls or [], variant=request.variant,
+        stored_transcript=stored_transcript,
     )

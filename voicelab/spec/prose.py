@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from voicelab.spec.models import CallerSpec, Persona, ReplyRule
+from voicelab.spec.models import CallerSpec, Persona, ReplayTurn, ReplyRule
 from voicelab.spec.script import lines_for
 
 #: The local backend's built-in caller agent.
@@ -54,7 +54,39 @@ STYLE_TEXT: dict[str, StyleText] = {
     "interrupting": StyleText(
         prompt="You talk over the agent: answer at once and add your next point before it has replied.",
         scenario="You answer before the agent finishes and often add your next answer right away."),
+    "replay": StyleText(
+        prompt="You replay a recorded call: say exactly the lines below, in this order, word for word, each "
+               "after the agent has finished as many turns as shown, whatever the agent says.",
+        scenario="You replay a recorded call: say exactly the lines below, in this order, word for word."),
 }
+
+
+# --------------------------------------------------------------------------- a replay's turns in words
+
+#: One recorded caller turn as a line of a prompt or scenario (a round trip: `replay_lines`,
+#: `replay_turns`).
+_TURN = re.compile(r'^- after (\d+) agent turns?, (?:say ("(?:[^"\\]|\\.)*")( and hang up)?|hang up without a word)$')
+
+
+def replay_lines(turns: list[ReplayTurn]) -> list[str]:
+    """A replay's recorded caller turns, one line each, for whoever plays them from text."""
+    out = []
+    for turn in turns:
+        wait = f"- after {turn.after} agent turn{'' if turn.after == 1 else 's'}, "
+        out.append(wait + (f"say {json.dumps(turn.say, ensure_ascii=False)}" + (" and hang up" if turn.hang_up else "")
+                           if turn.say else "hang up without a word"))
+    return out
+
+
+def replay_turns(text: str) -> list[ReplayTurn]:
+    """The recorded caller turns written by `replay_lines` in a prompt or scenario (other lines
+    are ignored)."""
+    out = []
+    for line in text.splitlines():
+        if match := _TURN.match(line.strip()):
+            say = json.loads(match.group(2)) if match.group(2) else None
+            out.append(ReplayTurn(say=say, after=int(match.group(1)), hang_up=bool(match.group(3)) or say is None))
+    return out
 
 
 # --------------------------------------------------------------------------- the platform's simulated user
@@ -67,8 +99,11 @@ def scenario(persona: Persona) -> str:
         return {"de": "German", "en": "English"}.get(code, code)
 
     starts = f" The call starts in {name(persona.call_language)}." if persona.call_language != persona.language else ""
-    return (f"You are {persona.name}. {persona.summary} {STYLE_TEXT[persona.caller.style].scenario} "
+    text = (f"You are {persona.name}. {persona.summary} {STYLE_TEXT[persona.caller.style].scenario} "
             f"Speak {name(persona.language)}.{starts} What you know: {facts}. {rules}").strip()
+    if persona.caller.style == "replay":  # the lines themselves, one per line (spec/prose.replay_turns)
+        text += "\n" + "\n".join(replay_lines(persona.caller.turns))
+    return text
 
 
 # --------------------------------------------------------------------------- the caller agent's prompt
@@ -99,12 +134,19 @@ def caller_prompt(persona: Persona) -> str:
         out.append("")
     out += ["Your goal: get what the first paragraph says you want; answer the agent's questions and confirm "
             "what is right.", "", f"How you talk (style: {spec.style}): {STYLE_TEXT[spec.style].prompt}", ""]
+    if spec.style == "replay":
+        out.append("The lines of the recorded call:")
+        out += replay_lines(spec.turns)
+        out.append("")
     if spec.replies:
         out.append("What you would say (hints; when the agent's turn contains one of the first phrases, "
                    "answer along the lines of the last):")
         out += [f"- when the agent says {' or '.join(json.dumps(p) for p in rule.when)}, say {json.dumps(rule.say)}"
                 for rule in spec.replies]
-    if spec.style == "silent":  # its turns are the ones it lets pass, and it hangs up without a word
+    if spec.style == "replay":  # after its last line it waits for the agent, within a limit
+        last = f"After your last line, let the agent end the call. After {spec.hang_up_after_turns} of your turns " \
+               "past your last line (agent turns you let pass), end the call with the end_call tool without a word."
+    elif spec.style == "silent":  # its turns are the ones it lets pass, and it hangs up without a word
         last = f"After {spec.hang_up_after_turns} of your turns (each agent turn you let pass), end the call " \
                "with the end_call tool without a word."
     else:
@@ -133,5 +175,7 @@ def parse_caller_prompt(prompt: str, language: str = "en") -> Persona:
             spec["style"] = match.group(1)
         if match := _TURNS.search(line):
             spec["hang_up_after_turns"] = max(1, int(match.group(1)))
+    if spec.get("style") == "replay":
+        spec["turns"] = replay_turns(prompt)
     return Persona(id="caller-agent", name=name, summary="the persona of a caller prompt", agent="caller",
                    language=language, caller=CallerSpec(**spec))

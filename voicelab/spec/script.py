@@ -15,6 +15,10 @@ so a changed verdict means the agent changed, not the caller.
 - silent: never says anything, and hangs up without a word after `hang_up_after_turns` agent
   turns (a good agent re-prompts, then ends the call itself first).
 - interrupting: answers at once and cuts in with its next line before the agent has answered.
+- replay: says a recorded call's caller turns (`caller.turns`) in order, each after as many agent
+  turns as the recording shows, and hangs up where the recorded caller did; its reply rules are
+  not used. After its last turn it waits for the agent to end the call, and hangs up after
+  `hang_up_after_turns` more agent turns when the agent does not.
 """
 
 from __future__ import annotations
@@ -104,6 +108,9 @@ class ScriptedCaller:
         self.lines = lines_for(persona.language)
         self.turns = 0
         self.confused_about: str | None = None
+        #: replay: the next recorded turn, and the agent turns heard since the caller last spoke.
+        self.next_turn = 0
+        self.heard = 0
 
     def _rule(self, agent_text: str) -> int | None:
         lowered = agent_text.lower()
@@ -120,6 +127,8 @@ class ScriptedCaller:
         """What the caller says (or does) after the agent's turn `text`. A silent caller's turns
         are the ones it lets pass: they count toward `hang_up_after_turns` too, and it hangs up
         without a word."""
+        if self.style == "replay":
+            return self._replay()
         if says_goodbye(text):
             return Action()  # the agent is closing; wait for it to hang up
         limit = self.spec.hang_up_after_turns
@@ -147,6 +156,31 @@ class ScriptedCaller:
         if self.style == "interrupting" and index is not None and index + 1 < len(self.spec.replies):
             return Action(say=[reply, self.spec.replies[index + 1].say])
         return Action(say=[reply])
+
+    def _replay(self) -> Action:
+        """The recorded caller's next words, once the agent has said as many turns as it had in
+        the recording; the agent's words do not matter (a replay asks what the agent does with
+        the same caller), its number of turns does. The recorded goodbye is said like any turn."""
+        self.heard += 1
+        recorded = self.spec.turns
+        if self.next_turn >= len(recorded):  # the recording's caller said everything: wait for the end
+            if self.heard > self.spec.hang_up_after_turns:
+                return Action(hang_up=True)
+            return Action()
+        say: list[str] = []
+        while self.next_turn < len(recorded) and (say or self.heard >= recorded[self.next_turn].after):
+            turn = recorded[self.next_turn]
+            if say and turn.after > 0:
+                break  # the next one waits for the agent again
+            self.next_turn += 1
+            self.turns += 1
+            if turn.say:
+                say.append(turn.say)
+            if turn.hang_up:
+                return Action(say=say, hang_up=True)
+        if say:
+            self.heard = 0
+        return Action(say=say)
 
 
 #: An unmatched turn heard as fewer words than this is a fragment: ask again rather than move on.

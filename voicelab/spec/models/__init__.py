@@ -70,10 +70,15 @@ from voicelab.spec.models.persona import (
     CallerSpec,
     Expectations,
     ExpectedCall,
+    ImportedFrom,
     Interrupt,
     Persona,
+    RecordedStep,
+    Recording,
+    ReplayTurn,
     ReplyRule,
     Style,
+    TranscriptsAgree,
 )
 from voicelab.spec.models.result import (
     Analysis,
@@ -110,8 +115,9 @@ __all__ = [
     "SYSTEM_TOOLS", "TOOL_MOCKS_VARIABLE", "TOOL_NAME", "Tool", "ToolMock", "ToolName", "ToolParameter",
     "Transfer", "Webhook",
     # persona
-    "NOISES", "STYLES", "AudioCondition", "CallerSpec", "Expectations", "ExpectedCall", "Interrupt", "Persona",
-    "ReplyRule", "Style",
+    "NOISES", "STYLES", "AudioCondition", "CallerSpec", "Expectations", "ExpectedCall", "ImportedFrom", "Interrupt",
+    "Persona", "RecordedStep", "Recording", "ReplayTurn", "ReplyRule", "Style",
+    "TranscriptsAgree",
     # agent
     "DEFAULT_CLIENT_EVENTS", "AgentSpec", "ClientEvent", "Flow", "FlowStep", "Intent", "OverrideField",
     "PlatformSettings", "ResultBranch", "Silence", "StepCall",

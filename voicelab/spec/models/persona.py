@@ -7,13 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from voicelab.spec.models.base import E164_PATTERN, Id, _Strict, known_language
 from voicelab.spec.models.tools import ToolMock, ToolName
 
-Style = Literal["cooperative", "impatient", "confused", "silent", "interrupting"]
-STYLES: tuple[str, ...] = ("cooperative", "impatient", "confused", "silent", "interrupting")
+Style = Literal["cooperative", "impatient", "confused", "silent", "interrupting", "replay"]
+#: Every caller style; `replay` says a recorded call's caller turns (`caller.turns`), the others
+#: play reply rules (voicelab/spec/script.py).
+STYLES: tuple[str, ...] = ("cooperative", "impatient", "confused", "silent", "interrupting", "replay")
 
 
 class ReplyRule(_Strict):
@@ -73,10 +75,31 @@ class Interrupt(_Strict):
     backchannel: bool = False
 
 
+class ReplayTurn(_Strict):
+    """One caller turn of a recorded call (`style: replay`): what the caller said, and how many
+    agent turns it let pass before saying it, as the recording shows. A turn without `say` that
+    hangs up is a caller who let `after` agent turns pass and then hung up without a word."""
+
+    say: str | None = None
+    #: Agent turns (with words) the caller waits for before this turn; 0: right after its
+    #: previous turn, in the same breath.
+    after: int = Field(default=1, ge=0)
+    #: The caller hangs up after this turn, as in the recording.
+    hang_up: bool = False
+
+    @model_validator(mode="after")
+    def _says_or_hangs_up(self) -> ReplayTurn:
+        if not self.say and not self.hang_up:
+            raise ValueError("a replay turn needs `say` (what the caller said) or `hang_up: true`")
+        return self
+
+
 class CallerSpec(_Strict):
     """How the scripted caller behaves; see voicelab/spec/script.py for the styles."""
 
     style: Style = "cooperative"
+    #: `style: replay`: the recorded caller turns, said in this order (voicelab import-calls).
+    turns: list[ReplayTurn] = Field(default_factory=list)
     replies: list[ReplyRule] = Field(default_factory=list)
     fallback: str = "Sorry, could you say that again?"
     hang_up_after_turns: int = Field(default=12, ge=1)
@@ -89,6 +112,14 @@ class CallerSpec(_Strict):
     #: Voice calls: talk over one agent turn at a set moment, and measure how the agent stops.
     interrupt: Interrupt | None = None
 
+    @model_validator(mode="after")
+    def _turns_are_for_replay(self) -> CallerSpec:
+        # turns under another style would silently do nothing: the reply rules play instead
+        if self.turns and self.style != "replay":
+            raise ValueError(f"caller.turns are the recorded turns of `style: replay`; this caller's style is "
+                             f"{self.style!r}: set style: replay, or write replies instead")
+        return self
+
 
 class ExpectedCall(_Strict):
     """The agent calls `tool`, with at least these arguments (strings compared case-insensitively)."""
@@ -97,6 +128,51 @@ class ExpectedCall(_Strict):
     args: dict[str, Any] = Field(default_factory=dict)
     #: Exactly this many calls with these arguments (default: at least one).
     times: int | None = Field(default=None, ge=1)
+
+
+class RecordedStep(_Strict):
+    """One step of a recorded call, in order: an agent turn, a caller turn, or a tool call."""
+
+    agent: str | None = None
+    caller: str | None = None
+    tool: ToolName | None = None
+    #: The tool call's arguments (only with `tool`).
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RecordedStep:
+        given = [k for k in ("agent", "caller", "tool") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a recorded step is exactly one of `agent: <words>`, `caller: <words>` or "
+                             f"`tool: <name>` (this one has {', '.join(given) or 'none'})")
+        if self.args and self.tool is None:
+            raise ValueError("`args` belong to a `tool` step")
+        return self
+
+
+class Recording(_Strict):
+    """The path a recorded call took (`expect.recording`): what a replay of its caller turns is
+    compared with, turn by turn (voicelab/spec/replay.py)."""
+
+    #: The recorded conversation (its backend's id).
+    conversation_id: str | None = None
+    steps: list[RecordedStep] = Field(default_factory=list)
+    #: Who ended the recorded call; None: neither (a timeout, an error).
+    ended_by: Literal["agent", "caller"] | None = None
+
+
+class TranscriptsAgree(_Strict):
+    """`expect.transcripts_agree`: the accounts of what the agent said agree turn by turn (the
+    live events, the backend's stored conversation and, in voice calls, voicelab's recognition of
+    the recorded agent audio; voicelab/spec/transcripts.py). Written `true` (the defaults), a
+    number (`max_wer`), or this mapping."""
+
+    #: Live vs stored words of a turn: at most this word error rate (they should be copies).
+    max_wer: float = Field(default=0.25, ge=0)
+    #: The audio's recognition against the texts: at most this word error rate. Looser, because
+    #: voicelab's recogniser mishears even a perfect recording (pocketsphinx on a synthetic voice:
+    #: 0.4-1.0 on a correct turn); lower it with a better recogniser.
+    max_audio_wer: float = Field(default=1.0, ge=0)
 
 
 class Expectations(_Strict):
@@ -111,6 +187,45 @@ class Expectations(_Strict):
     max_latency_ms: float | None = Field(default=None, gt=0)
     min_turns: int | None = Field(default=None, ge=0)
     ended_by: Literal["agent", "caller", "any"] | None = None
+    #: The recorded call this persona replays: differences are reported per caller turn, and the
+    #: check fails when a recorded tool call or the recorded end is no longer reached.
+    recording: Recording | None = None
+    #: The live events, the stored conversation and (voice) the recorded audio say the same per
+    #: agent turn (`TranscriptsAgree`); `true` for the defaults, a number for `max_wer`.
+    transcripts_agree: TranscriptsAgree | None = None
+
+    @field_validator("transcripts_agree", mode="before")
+    @classmethod
+    def _agree_shorthand(cls, v: object) -> object:
+        # `transcripts_agree: true` asks for the check with its defaults, `false` for none, and a
+        # bare number is the text threshold (the one most personas set)
+        if v is True:
+            return {}
+        if v is False:
+            return None
+        if isinstance(v, int | float):
+            return {"max_wer": v}
+        return v
+
+
+class ImportedFrom(_Strict):
+    """Where an imported persona came from, and the platform's own verdicts on that call (kept
+    for a person to review: they are what the recording was judged to be, not checks)."""
+
+    conversation_id: str
+    #: The agent id the backend knows the call by (a hosted agent_..., or the local spec id).
+    agent_id: str | None = None
+    started_at: str | None = None
+    duration_s: float | None = None
+    status: str | None = None
+    termination_reason: str | None = None
+    #: The platform's verdict: success | failure | unknown.
+    call_successful: str | None = None
+    summary: str | None = None
+    #: {criterion id: {result, rationale}}
+    evaluation_criteria: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: {data collection id: {value, rationale}}
+    data_collection: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class Persona(_Strict):
@@ -131,6 +246,11 @@ class Persona(_Strict):
     tools: dict[ToolName, ToolMock] = Field(default_factory=dict)
     #: CI gates: the share of this persona's repeats that must succeed (default: all of them).
     pass_threshold: float = Field(default=1.0, ge=0, le=1)
+    #: What a person should confirm before trusting this persona: expectations inferred from a
+    #: recording (voicelab import-calls) are listed here, never silently trusted.
+    review: list[str] = Field(default_factory=list)
+    #: An imported persona's source call and the platform's verdicts on it.
+    imported: ImportedFrom | None = None
 
     @field_validator("variables", mode="before")
     @classmethod

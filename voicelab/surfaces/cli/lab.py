@@ -47,6 +47,25 @@ exit status: 0 the run finished (read the score); 1 --min-score given and not re
 2 bad input; 130/143/129 interrupted (--resume continues)"""
 
 
+def cluster_address(text: str) -> str:
+    """An argparse type: a --cluster value (syntax only; nothing is imported or reached yet)."""
+    from voicelab.lab.cluster import address_problem
+
+    problem = address_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def add_cluster_arg(p: argparse.ArgumentParser) -> None:
+    """--cluster, the same on `run`, `experiment` and `mutate`."""
+    p.add_argument("--cluster", type=cluster_address, metavar="ADDRESS",
+                   help="place the calls on a Dask cluster: a running scheduler's address (tcp://HOST:8786; start "
+                        "workers with `dask worker ADDRESS` on machines with voicelab installed) or local:N (N "
+                        "worker processes on this machine). This process still stores every result; --concurrency "
+                        "is then per worker. Needs pip install 'voicelab[cluster]'")
+
+
 def add_parsers(sub: Any, fmt: type, number, rate, run_id) -> None:  # noqa: ANN001 - argparse sub-parsers
     p = sub.add_parser("experiment", help="run every variant of an experiment file in one run and compare them",
                        epilog=EPILOG_EXPERIMENT, formatter_class=fmt,
@@ -59,6 +78,7 @@ def add_parsers(sub: Any, fmt: type, number, rate, run_id) -> None:  # noqa: ANN
     p.add_argument("--concurrency", type=number(int, 1, 1024), metavar="N", help="override the file's concurrency")
     p.add_argument("--run-id", type=run_id, metavar="ID", help="name of the run (default: <id>-<UTC time>)")
     p.add_argument("--resume", type=run_id, metavar="RUN_ID", help="continue a stored experiment run")
+    add_cluster_arg(p)
     _add_output_args(p, rate)
 
     p = sub.add_parser("compare", help="compare two stored runs or variants, optionally as a CI gate",
@@ -94,6 +114,7 @@ def add_parsers(sub: Any, fmt: type, number, rate, run_id) -> None:  # noqa: ANN
                    help="calls at once (default: 8)")
     p.add_argument("--run-id", type=run_id, metavar="ID", help="name of the run (default: mutate-<agent>-<time>)")
     p.add_argument("--min-score", type=rate, metavar="RATE", help="exit 1 when the score is under this (0.9 or 90%%)")
+    add_cluster_arg(p)
     _add_store_args(p)
     p.add_argument("--json", action="store_true", help="print the score, calls, wall time and survivors as JSON")
 
@@ -115,12 +136,14 @@ def finish_run(outcome, args: argparse.Namespace, *, resume_hint: str) -> int:  
     """What `run` and `experiment` do after placing calls: summary, report, JUnit, gates."""
     from voicelab.lab.junit import gate_failures, write_junit
     from voicelab.lab.tables import load_runs
-    from voicelab.surfaces.cli.text import summary_text
+    from voicelab.surfaces.cli.text import replay_text, summary_text
 
     run_id = outcome.run.run_id
     print(f"\nrun {run_id}: {outcome.run.path}")
     tables = load_runs(run_id, root=args.runs)
     print(summary_text(tables))
+    if replays := replay_text(outcome.run.results()):  # what changed since the recorded calls, turn by turn
+        print("\n" + replays)
     if outcome.run.manifest.variants and outcome.run.manifest.kind == "experiment":
         print("\n" + experiment_text(tables))
     if outcome.interrupted:
@@ -175,12 +198,12 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if args.resume:
         if args.repeats or args.concurrency or args.run_id:
             raise UsageError("--repeats, --concurrency and --run-id cannot change a run being resumed: drop them")
-        outcome = resume_batch(args.resume, runs_root=args.runs)
+        outcome = resume_batch(args.resume, runs_root=args.runs, cluster=args.cluster)
     elif not args.file:
         raise UsageError("give the experiment FILE (e.g. experiments/chargeback-reason.yaml), or --resume RUN_ID")
     else:
         outcome = run_experiment(args.file, run_id=args.run_id, runs_root=args.runs, repeats=args.repeats,
-                                 concurrency=args.concurrency)
+                                 concurrency=args.concurrency, cluster=args.cluster)
     return finish_run(outcome, args, resume_hint="voicelab experiment --resume")
 
 
@@ -229,7 +252,7 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     started = time.monotonic()
     outcome = run_mutation(args.agent, args.personas, args.agents, run_id=args.run_id, runs_root=args.runs,
                            concurrency=args.concurrency, repeats=args.repeats, only=args.only,
-                           progress=not args.json)
+                           progress=not args.json, cluster=args.cluster)
     wall = time.monotonic() - started
     result = score(outcome.run.run_id, args.runs)
     if outcome.interrupted:

@@ -20,6 +20,7 @@ from voicelab.lab import heap, signals
 from voicelab.spec.errors import UsageError, VoiceLabError
 from voicelab.surfaces import crashlog
 from voicelab.surfaces.cli import api as cli_api
+from voicelab.surfaces.cli import import_calls as cli_import_calls
 from voicelab.surfaces.cli import lab as cli_lab
 from voicelab.surfaces.cli import preflight as cli_preflight
 
@@ -35,6 +36,7 @@ EPILOG_RUN = """examples:
   voicelab run --repeats 3 --concurrency 16 --latency-ms 300
   voicelab run --agent chargeback --run-id nightly-1
   voicelab run --resume nightly-1                # place only the calls without a result yet
+  voicelab run --cluster tcp://scheduler:8786    # on a Dask cluster's workers (or --cluster local:4)
   voicelab run --backend elevenlabs --agent chargeback   # preflight of the hosted agent first, then the calls"""
 EPILOG_REPORT = """example:
   voicelab report run-20261121-101500            # writes reports/run-20261121-101500.html"""
@@ -49,7 +51,7 @@ EXIT_CODES_RUN = """exit status (for CI):
   2    bad input or settings: nothing was placed (checked first, a hosted API key included; with
        --backend elevenlabs also a blocking `voicelab preflight` finding); or the
        run store cannot be written (read-only, full disk): the line names the path and the fix, and
-       every finished result is kept
+       every finished result is kept; or a --cluster that cannot be used (unreachable, no Dask)
   3    an internal failure: one line naming a traceback log
   130  interrupted by Ctrl+C (143 SIGTERM, 129 SIGHUP): what finished is stored; --resume continues"""
 
@@ -195,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 0 when at least this share of the run's calls succeeded (0.9 or 90%%), "
                         "instead of only when all did (personas' own pass_threshold still count)")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML: one test case per persona")
+    cli_lab.add_cluster_arg(p)
 
     p = sub.add_parser("report", help="write the HTML report of a stored run", epilog=EPILOG_REPORT,
                        formatter_class=fmt,
@@ -249,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_lab.add_parsers(sub, fmt, number, rate, run_id)
     cli_api.add_parser(sub, fmt, number)
     cli_preflight.add_parser(sub, fmt)
+    cli_import_calls.add_parser(sub, fmt)
     return parser
 
 
@@ -404,7 +408,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if given:
             raise UsageError(f"{given[0]} cannot change a run being resumed (it keeps its stored settings): "
                              f"drop {', '.join(given)}, or start a new run")
-        outcome = resume_batch(args.resume, runs_root=args.runs, local_url=args.local_url)
+        outcome = resume_batch(args.resume, runs_root=args.runs, local_url=args.local_url, cluster=args.cluster)
     else:
         if args.backend == "elevenlabs":  # the agent's platform settings first: a blocker is exit 2 here
             cli_preflight.before_run(args)
@@ -412,7 +416,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                             repeats=args.repeats, concurrency=args.concurrency, backend=args.backend,
                             caller=args.caller, mode=args.mode,
                             run_id=args.run_id, latency_ms=args.latency_ms, max_duration_s=args.max_duration,
-                            runs_root=args.runs, local_url=args.local_url)
+                            runs_root=args.runs, local_url=args.local_url, cluster=args.cluster)
     return cli_lab.finish_run(outcome, args, resume_hint="voicelab run --resume")
 
 
@@ -459,7 +463,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 COMMANDS = {"personas": cmd_personas, "devices": cmd_devices, "call": cmd_call, "run": cmd_run,
             "report": cmd_report, "serve": cmd_serve, "api": cli_api.cmd_api,
-            **cli_lab.COMMANDS, **cli_preflight.COMMANDS}
+            **cli_lab.COMMANDS, **cli_preflight.COMMANDS,
+            **cli_import_calls.COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,3 +28,27 @@ def summary_text(tables) -> str:  # noqa: ANN001 - voicelab.lab.tables.Tables
             lines.append(f"  {name[:width]:{width}} {int(group['success'].sum()):>3}/{len(group):<3} "
                          f"{group['duration_s'].median():>9.1f}  {textwrap.shorten(', '.join(failed), 60) or '-'}")
     return "\n".join(lines)
+
+
+#: Replayed calls listed at most, and differences per call, in the summary (the report has all).
+REPLAYS_SHOWN = 20
+CHANGES_SHOWN = 8
+
+
+def replay_text(results) -> str:  # noqa: ANN001 - an iterable of CallResult
+    """Replays of recorded calls (personas with `expect.recording`) whose agent now says or does
+    something else: one block per call, one line per difference (spec/replay.py), those that
+    fail the check first. Empty when no replay changed, so other runs print nothing more."""
+    lines: list[str] = []
+    changed = [(r, c) for r in results for c in r.checks
+               if c.name.startswith("recording: ") and not c.detail.startswith("the agent took the recorded path")]
+    for result, check in changed[:REPLAYS_SHOWN]:
+        verdict = "path kept" if check.passed else "PATH BROKEN"
+        lines.append(f"  {result.call_id or result.persona_id} ({check.name.removeprefix('recording: ')}): {verdict}")
+        clauses = check.detail.split("; ")
+        lines += [f"    - {textwrap.shorten(c, 150)}" for c in clauses[:CHANGES_SHOWN]]
+        if len(clauses) > CHANGES_SHOWN:
+            lines.append(f"    ... {len(clauses) - CHANGES_SHOWN} more (in the report)")
+    if len(changed) > REPLAYS_SHOWN:
+        lines.append(f"  ... {len(changed) - REPLAYS_SHOWN} more replays changed (in the report)")
+    return ("replays of recorded calls that changed:\n" + "\n".join(lines)) if lines else ""

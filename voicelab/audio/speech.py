@@ -20,6 +20,7 @@ import zlib
 import numpy as np
 
 from voicelab.spec.errors import MissingDependency
+from voicelab.spec.transcripts import word_error_rate  # noqa: F401 - here since the WER metric; pure, in spec
 
 RATE = 16000
 BYTES_PER_S = RATE * 2
@@ -143,23 +144,6 @@ def _worker() -> None:
         pcm = stdin.read(int.from_bytes(header, "big"))
         stdout.write(transcriber.transcribe(pcm).replace("\n", " ").encode("utf-8") + b"\n")
         stdout.flush()
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Word-level edit distance / reference length (lowercased, punctuation stripped)."""
-    import re
-
-    ref = re.findall(r"[\w']+", reference.lower())
-    hyp = re.findall(r"[\w']+", hypothesis.lower())
-    if not ref:
-        return 0.0 if not hyp else 1.0
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1] / len(ref)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,12 @@ class StereoRecorder:
     def agent(self, at_s: float, pcm: bytes) -> None:
         self._put(1, at_s, pcm)
 
+    def agent_pcm(self) -> bytes:
+        """The agent channel so far (16 kHz mono int16, on the call's clock): what voicelab's own
+        recognition of the agent's audio reads, without writing and re-reading the file."""
+        with self._lock:
+            return bytes(self._channels[1])
+
     def write(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

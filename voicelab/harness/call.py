@@ -23,7 +23,7 @@ from typing import Any
 
 from elevenlabs.conversational_ai.conversation import AsyncConversation, DisconnectionDetails
 
-from voicelab.harness import hosted, sdk
+from voicelab.harness import hosted, sdk, transcripts
 from voicelab.harness.callers import Caller, lifecycle
 from voicelab.harness.callers.registry import policy
 from voicelab.harness.connection import Connection, connect, describe_disconnect, initiation_data
@@ -123,6 +123,8 @@ class Call:
         self._turns: list[asyncio.Task] = []
         self._retries: list[dict] = []
         self._tool_calls: list[ToolCallRecord] = []
+        #: The backend's stored conversation, when transcripts are compared (`_after_call`).
+        self._stored: list[TranscriptEntry] | None = None
         self._started_at = utc_now_iso()
         self._thread: threading.Thread | None = None
         self._connected = threading.Event()
@@ -239,12 +241,17 @@ class Call:
             self._voice.save(self.request)
         analysis, calls = await asyncio.get_running_loop().run_in_executor(
             None, self._after_call, connection, conversation_id)
+        entries = self.recorder.entries()
+        # the audio's account (costly: not for a call a stopping run is waiting to store)
+        if self._voice is not None and transcripts.wanted(self.request) and dialogue.end_reason != "cancelled":
+            entries = await asyncio.get_running_loop().run_in_executor(
+                None, transcripts.recognise_agent_turns, entries, self._voice.wav.agent_pcm())
         duration = dialogue.ended_at if dialogue.ended_at is not None else self.recorder.elapsed()
         self._result = finished_result(
-            self.request, self.recorder.entries(), end_reason=dialogue.end_reason or "error", duration_s=duration,
+            self.request, entries, end_reason=dialogue.end_reason or "error", duration_s=duration,
             started_at=self._started_at, error=dialogue.error, conversation_id=conversation_id,
             interruptions=self.recorder.interruptions, analysis=analysis, retries=self._retries,
-            tool_calls=calls,
+            tool_calls=calls, stored_transcript=self._stored,
             voice=self._voice.stats() if self._voice is not None else None)
         if extra := self._lifecycle.result_fields():
             self._result = self._result.model_copy(update=extra)
@@ -395,17 +402,21 @@ class Call:
     def _after_call(self, connection: Connection, conversation_id: str | None) -> tuple[Any, list[ToolCallRecord]]:
         """The platform's record of the call, where it is needed: on the hosted platform always
         (its verdict, transcript and tool calls next to ours), on any backend when the call made
-        webhook or system tool calls whose arguments only the history has. Same code for both."""
+        webhook or system tool calls whose arguments only the history has, and whenever transcripts
+        are compared (its turns become `stored_transcript`). Same code for both."""
         from voicelab.spec.models import PlatformConversation
 
         live = self._tool_calls
         on_platform = self.request.backend == "elevenlabs"
-        if not conversation_id or not (on_platform or tool_calls.needs_history(live)):
+        compare = transcripts.wanted(self.request)
+        if not conversation_id or not (on_platform or tool_calls.needs_history(live) or compare):
             return None, live
         try:
             got = hosted.wait_for_conversation(connection.client, conversation_id, self._retries)
         except BackendError as exc:
             return (PlatformConversation(error=str(exc)) if on_platform else None), live
+        if compare:
+            self._stored = transcripts.stored_turns(got.transcript or [])
         history = tool_calls.from_history(got.transcript or [])
         merged = tool_calls.merge(live, history)
         if not on_platform:

@@ -345,11 +345,16 @@ class Run:
             key = result.call_id or f"line-{number}"
             latest.pop(key, None)  # keep first-seen order for re-runs, but the newest result
             latest[key] = result
+        self.warn_unreadable()
+        return list(latest.values())
+
+    def warn_unreadable(self) -> None:
+        """Tell the terminal which lines were skipped: once per file and count, not per read
+        (a notebook reads a run many times)."""
         said = (str(self.calls_path), len(self.unreadable_lines))
-        if self.unreadable_lines and said not in _WARNED:  # once per file and count, not per read
+        if self.unreadable_lines and said not in _WARNED:
             _WARNED.add(said)
             log.warning("%s: skipped %s", self.calls_path, self.unreadable_summary())
-        return list(latest.values())
 
     def unreadable_summary(self) -> str:
         """'3 unreadable lines (7, 12, 40): ...' for terminals and report headers."""

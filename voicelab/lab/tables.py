@@ -22,11 +22,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import ValidationError
 
-from voicelab.lab import store as store_module
 from voicelab.lab.store import DEFAULT_ROOT, Run, RunStore
 from voicelab.spec.checks import percentile
 from voicelab.spec.errors import RunStoreError, UsageError
 from voicelab.spec.models import CallResult, PlatformConversation, PlatformTestRun, RunManifest, ToolCallRecord
+from voicelab.spec.transcripts import DEFAULT_MAX_AUDIO_WER, DEFAULT_MAX_WER, compare
 
 CALL_COLUMNS = [
     "run_id", "call_id", "persona_id", "persona_name", "agent_id", "style", "language", "backend", "caller",
@@ -131,6 +131,41 @@ def turns_table(results: list[CallResult], manifests: dict[str, RunManifest] | N
                 "latency_ms": entry.latency_ms, "variant": r.variant,
             })
     return pd.DataFrame(rows, columns=TURN_COLUMNS)
+
+
+DISAGREEMENT_COLUMNS = ["run_id", "call_id", "persona_id", "agent_id", "variant", "mode", "agent_turn",
+                        "stored_turn", "live", "stored", "audio", "text_wer", "audio_wer", "problem", "odd_one_out",
+                        "detail", "check_passed"]
+
+
+def transcript_disagreements(results: Iterable[CallResult], *, max_wer: float = DEFAULT_MAX_WER,
+                             max_audio_wer: float = DEFAULT_MAX_AUDIO_WER, every_turn: bool = False) -> pd.DataFrame:
+    """One row per agent turn where the accounts of a call disagree (`every_turn`: every agent
+    turn), for the calls that gathered them (a stored conversation: `expect.transcripts_agree` or
+    the request's `compare_transcripts`): the live text, the stored text, voicelab's recognition
+    of the audio (voice calls), their word error rates, the kind of disagreement and the account
+    that is the odd one out, so an agent error (two texts differ, or the audio says otherwise)
+    is told from a transcription error (only the recognition differs, by little).
+
+    Thresholds are the check's defaults unless given: a persona's own (its check decides its
+    verdict, `check_passed`) are not stored in the result."""
+    rows = []
+    for r in results:
+        if r.stored_transcript is None:
+            continue
+        agent = [t for t in r.transcript if t.speaker == "agent"]
+        audio = [t.audio_text for t in agent] if r.mode == "voice" else None
+        verdict = next((c.passed for c in r.checks if c.name == "transcripts_agree"), None)
+        for turn in compare([t.text for t in agent], [t.text for t in r.stored_transcript if t.speaker == "agent"],
+                            audio, max_wer=max_wer, max_audio_wer=max_audio_wer):
+            if every_turn or not turn.agrees:
+                rows.append({"run_id": r.run_id, "call_id": r.call_id, "persona_id": r.persona_id,
+                             "agent_id": r.agent_id, "variant": r.variant, "mode": r.mode,
+                             "agent_turn": turn.agent_turn, "stored_turn": turn.stored_turn, "live": turn.live,
+                             "stored": turn.stored, "audio": turn.audio, "text_wer": turn.text_wer,
+                             "audio_wer": turn.audio_wer, "problem": turn.problem, "odd_one_out": turn.odd_one_out,
+                             "detail": turn.detail, "check_passed": verdict})
+    return pd.DataFrame(rows, columns=DISAGREEMENT_COLUMNS)
 
 
 def turn_of(r: CallResult, call: ToolCallRecord) -> int:
@@ -478,10 +513,7 @@ def _read_calls(run: Run, manifests: dict[str, RunManifest], columns: _Columns |
             if (earlier := latest.get(key)) is not None:
                 columns.replaced.append(earlier)
             latest[key] = line
-    said = (str(run.calls_path), len(run.unreadable_lines))
-    if run.unreadable_lines and said not in store_module._WARNED:  # as Run.results() warns: once per count
-        store_module._WARNED.add(said)
-        store_module.log.warning("%s: skipped %s", run.calls_path, run.unreadable_summary())
+    run.warn_unreadable()  # as Run.results() does
 
 
 def check_lines(run: Run) -> list[int]:

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import html
 import math
+import random
 import xml.etree.ElementTree as ET
 
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from voicelab.lab.junit import gate_failures, junit_xml, persona_gates
+from voicelab.lab.tables import by_worker
 from voicelab.report import build as report
 
 from ..properties import RunPlan, plans, results, tables_of
@@ -83,3 +86,23 @@ def test_junit_has_a_case_per_persona_and_fails_exactly_those_under_their_thresh
     reasons = gate_failures(tables, None)
     assert len(reasons) == int(root.get("failures"))
     assert gate_failures(tables, 0.0) == []
+
+
+@FAST
+@given(plans(), st.lists(st.sampled_from(["tcp://10.0.0.5:40123", "tcp://10.0.0.6:41234", "tcp://[::1]:9", "ワーカー"]),
+                         min_size=1, max_size=4), st.integers(0, 2 ** 16))
+def test_calls_per_worker_count_every_call_a_worker_placed_once(plan: RunPlan, workers: list[str], seed: int):
+    calls = results(plan)
+    rng = random.Random(seed)
+    placed = [r.model_copy(update={"worker": rng.choice([*workers, None])}) for r in calls]
+    tables = tables_of(placed)
+    table = by_worker(tables.calls)
+    named = [r for r in placed if r.worker is not None]
+    assert int(table["calls"].sum()) == len(named) if named else table.empty
+    for row in table.itertuples():
+        mine = [r for r in named if r.worker == row.worker]
+        assert row.calls == len(mine) and math.isclose(row.success_rate, sum(r.success for r in mine) / len(mine))
+        assert row.could_not_complete == sum(r.status == "failed" for r in mine)
+    page = report.workers_html(tables)
+    assert ("vl-workers" in page) and (page.count("<tr") == len(table) + 1 if named else "one process" in page)
+    assert all(html.escape(w) in page for w in {r.worker for r in named})

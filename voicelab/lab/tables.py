@@ -35,10 +35,12 @@ CALL_COLUMNS = [
     "checks_total", "failed_checks",
     "error", "conversation_id", "started_at", "retries", "platform_call_successful", "platform_verdict",
     "agrees_with_platform", "variant", "condition", "first_audio_p50_ms", "first_speech_p50_ms", "frames_lost",
-    "stop_latency_ms", "caller_conversation_id",
+    "stop_latency_ms", "caller_conversation_id", "worker",
 ]
+#: `text`: what the agent heard (voice caller turns: its speech recognition); `said`: what the
+#: persona said (voice calls with a synthetic or agent caller; empty otherwise).
 TURN_COLUMNS = ["run_id", "call_id", "persona_id", "agent_id", "style", "language", "turn", "speaker", "text",
-                "timestamp_s", "latency_ms", "variant"]
+                "said", "timestamp_s", "latency_ms", "variant"]
 BARGE_IN_COLUMNS = ["run_id", "call_id", "persona_id", "agent_id", "variant", "agent_turn", "said", "backchannel",
                     "stopped", "interruption_ms", "audio_stop_ms", "corrected", "answered"]
 TOOL_COLUMNS = ["run_id", "call_id", "persona_id", "agent_id", "turn", "tool", "type", "args", "result", "is_error",
@@ -81,7 +83,7 @@ def _call_values(r: CallResult, info: dict[str, str]) -> tuple:
         r.variant, m.condition, percentile(m.first_audio_ms, 50), percentile(m.first_speech_ms, 50),
         m.frames_lost,
         percentile([b.audio_stop_ms for b in m.barge_ins if b.stopped and b.audio_stop_ms is not None], 50),
-        r.caller_conversation_id,
+        r.caller_conversation_id, r.worker,
     )
 
 
@@ -118,6 +120,35 @@ def by_condition(calls: pd.DataFrame) -> pd.DataFrame:
     }).reset_index()
 
 
+def wer_by_persona(calls: pd.DataFrame) -> pd.DataFrame:
+    """Per persona, over its voice calls that measured one: the mean word error rate of what the
+    agent heard against what the persona said (`wer` per call), its worst call, and how many
+    calls. A persona misheard often fails for the recogniser, not the flow: this says which."""
+    columns = ["persona_id", "calls", "wer_mean", "wer_max"]
+    measured = calls[calls["wer"].notna()] if len(calls) and "wer" in calls else calls.iloc[0:0]
+    if measured.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = measured.groupby("persona_id", sort=True)["wer"]
+    return pd.DataFrame({"calls": grouped.size(), "wer_mean": grouped.mean().astype(float).round(3),
+                         "wer_max": grouped.max().astype(float).round(3)}).reset_index()[columns]
+
+
+def by_worker(calls: pd.DataFrame) -> pd.DataFrame:
+    """Calls per Dask worker of a `--cluster` run: how many each placed, the share that
+    succeeded, median duration and p95 latency (a worker that is slower or fails more, say
+    because its machine is overloaded, is one row). Empty when no call names a worker."""
+    columns = ["worker", "calls", "success_rate", "duration_p50_s", "latency_p95_ms", "could_not_complete"]
+    placed = calls[calls["worker"].notna()] if "worker" in calls else calls.iloc[0:0]
+    if placed.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = placed.groupby("worker", sort=True)
+    return pd.DataFrame({
+        "calls": grouped.size(), "success_rate": grouped["success"].mean().astype(float),
+        "duration_p50_s": grouped["duration_s"].median(), "latency_p95_ms": grouped["latency_p95_ms"].median(),
+        "could_not_complete": grouped["status"].apply(lambda s: int((s == "failed").sum())),
+    }).reset_index()[columns]
+
+
 def turns_table(results: list[CallResult], manifests: dict[str, RunManifest] | None = None) -> pd.DataFrame:
     manifests = manifests or {}
     rows = []
@@ -127,7 +158,7 @@ def turns_table(results: list[CallResult], manifests: dict[str, RunManifest] | N
             rows.append({
                 "run_id": r.run_id, "call_id": r.call_id, "persona_id": r.persona_id, "agent_id": r.agent_id,
                 "style": info.get("style", ""), "language": info.get("language", ""), "turn": index,
-                "speaker": entry.speaker, "text": entry.text, "timestamp_s": entry.timestamp,
+                "speaker": entry.speaker, "text": entry.text, "said": entry.said, "timestamp_s": entry.timestamp,
                 "latency_ms": entry.latency_ms, "variant": r.variant,
             })
     return pd.DataFrame(rows, columns=TURN_COLUMNS)
@@ -276,6 +307,10 @@ class Tables:
     def kpis(self) -> dict[str, float]:
         return kpis(self.calls, self.turns)
 
+    def wer_by_persona(self) -> pd.DataFrame:
+        """Per persona: how well the agent heard it in voice calls (module `wer_by_persona`)."""
+        return wer_by_persona(self.calls)
+
     def tools_summary(self) -> pd.DataFrame:
         return tools_summary(self.tools, self.calls, self.manifests)
 
@@ -420,7 +455,8 @@ _STRING = pd.Series(["text"]).dtype
 
 #: Where each turns-table column comes from: the call (run_id ... variant), the turn's number, or the entry.
 _TURN_SOURCES = {"run_id": 0, "call_id": 1, "persona_id": 2, "agent_id": 3, "style": 4, "language": 5,
-                 "variant": 6, "turn": None, "speaker": "speaker", "text": "text", "timestamp_s": "timestamp",
+                 "variant": 6, "turn": None, "speaker": "speaker", "text": "text", "said": "said",
+                 "timestamp_s": "timestamp",
                  "latency_ms": "latency_ms"}
 
 

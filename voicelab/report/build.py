@@ -406,6 +406,19 @@ def conditions_html(tables: Tables) -> str:
     return f'<div class="vl-scroll">{shown}</div>'
 
 
+def workers_html(tables: Tables) -> str:
+    """Calls per worker of a `--cluster` run (`lab.tables.by_worker`), or a line saying the run's
+    calls were placed in one process."""
+    from voicelab.lab.tables import by_worker
+
+    table = by_worker(tables.calls)
+    if table.empty:
+        return '<p id="vl-workers">All calls were placed by one process (no --cluster).</p>'
+    shown = table.to_html(index=False, classes="vl-table", table_id="vl-workers", na_rep="",
+                          float_format=lambda v: f"{v:.2f}")
+    return f'<div class="vl-scroll">{shown}</div>'
+
+
 def condition_figures(tables: Tables) -> list:
     """The by-condition chart, when the run has voice calls under more than one condition."""
     from voicelab.lab.tables import by_condition
@@ -514,6 +527,11 @@ def transcripts_html(tables: Tables, audio: str = "embed", report_dir: str | Pat
     for r in tables.results if everything else tables.results_at(rows.tolist()):
         by_persona.setdefault(r.persona_id, []).append(r)
     totals = calls.groupby("persona_id", sort=False)["success"].agg(["size", "sum"]) if len(calls) else None
+    from voicelab.lab.tables import wer_by_persona
+
+    # voice: how well the agent heard each persona, over all its calls (a misheard persona fails
+    # for the recogniser, not the flow)
+    heard = {row.persona_id: row for row in wer_by_persona(calls).itertuples()}
     parts, embedded, players = [], 0, 0
     for persona_id in sorted(by_persona):
         mine = by_persona[persona_id]
@@ -528,8 +546,11 @@ def transcripts_html(tables: Tables, audio: str = "embed", report_dir: str | Pat
         sample = "" if everything else (
             f" (transcripts of {len(mine):,}: {sum(not r.success for r in mine):,} that did not succeed, "
             f"{sum(r.success for r in mine):,} that did)")
+        wer = heard.get(persona_id)
+        wer_note = (f", WER of what the agent heard {wer.wer_mean:.2f} (worst call {wer.wer_max:.2f})"
+                    if wer is not None else "")
         parts.append(f'<details class="vl-persona"><summary>{html.escape(persona_id)}: '
-                     f"{passed}/{total} passed{sample}</summary>{''.join(bodies)}</details>")
+                     f"{passed}/{total} passed{wer_note}{sample}</summary>{''.join(bodies)}</details>")
     note = ""
     if not everything:
         note = (f'<p id="vl-transcripts-shown">Showing the transcripts of {len(rows):,} of {len(calls):,} calls: '

@@ -37,6 +37,7 @@ from voicelab.spec.datasets import SECRET_PREFIX, SYSTEM_PREFIX
 from voicelab.spec.errors import ConfigError, UsageError
 from voicelab.spec.models import TOOL_MOCKS_VARIABLE, AgentSpec
 from voicelab.spec.script import says_goodbye
+from voicelab.spec.tool_calls import parsed_json
 
 if TYPE_CHECKING:
     from elevenlabs import ElevenLabs
@@ -239,15 +240,6 @@ def _start_variables(conversation: Mapping[str, Any]) -> dict[str, str]:
             if not str(k).startswith((SYSTEM_PREFIX, SECRET_PREFIX)) and k != TOOL_MOCKS_VARIABLE}
 
 
-def _parsed(text: Any) -> Any:
-    if not isinstance(text, str):
-        return text
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 def _steps(conversation: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The recorded steps (agent / caller words, tool calls) and every tool call with its result."""
     steps: list[dict[str, Any]] = []
@@ -255,7 +247,7 @@ def _steps(conversation: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[
     for item in conversation.get("transcript") or []:
         role, message = item.get("role"), item.get("message")
         for call in item.get("tool_calls") or []:
-            args = _parsed(call.get("params_as_json") or "{}")
+            args = parsed_json(call.get("params_as_json") or "{}")
             record = {"tool": str(call.get("tool_name")), "args": args if isinstance(args, dict) else {},
                       "type": call.get("type"), "result": None, "is_error": False}
             calls[str(call.get("request_id"))] = record
@@ -263,7 +255,7 @@ def _steps(conversation: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[
         for result in item.get("tool_results") or []:
             record = calls.get(str(result.get("request_id")))
             if record is not None:
-                record.update(result=_parsed(result.get("result_value")), is_error=bool(result.get("is_error")))
+                record.update(result=parsed_json(result.get("result_value")), is_error=bool(result.get("is_error")))
         if message is None or not str(message).strip():
             continue
         steps.append({"agent" if role == "agent" else "caller": str(message).strip()})

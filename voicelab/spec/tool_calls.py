@@ -20,7 +20,9 @@ from voicelab.spec.models import ToolCallRecord
 NO_ARGUMENTS = ("end_call", "skip_turn")
 
 
-def _parsed(text: Any) -> Any:
+def parsed_json(text: Any) -> Any:
+    """A stored JSON string (`params_as_json`, `result_value`) as its value; text that is not
+    JSON, or not a string, as it is (the platform stores both)."""
     if not isinstance(text, str):
         return text
     try:
@@ -40,7 +42,7 @@ def from_history(transcript: list[Any]) -> list[dict[str, Any]]:
         for call in get(item, "tool_calls") or []:
             request_id = str(get(call, "request_id"))
             calls[request_id] = {"id": request_id, "tool": get(call, "tool_name"), "type": get(call, "type") or "",
-                                 "args": _parsed(get(call, "params_as_json") or "{}"), "result": None,
+                                 "args": parsed_json(get(call, "params_as_json") or "{}"), "result": None,
                                  "is_error": False, "latency_ms": None,
                                  "at": float(get(item, "time_in_call_secs") or 0)}
         for result in get(item, "tool_results") or []:
@@ -48,7 +50,7 @@ def from_history(transcript: list[Any]) -> list[dict[str, Any]]:
             if call is None:
                 continue
             latency = get(result, "tool_latency_secs")
-            call.update(result=_parsed(get(result, "result_value")), is_error=bool(get(result, "is_error")),
+            call.update(result=parsed_json(get(result, "result_value")), is_error=bool(get(result, "is_error")),
                         latency_ms=round(latency * 1000, 1) if latency is not None else None)
     return list(calls.values())
 

@@ -84,6 +84,42 @@ def test_the_command_lines_help_loads_neither_the_sdk_nor_the_data_libraries():
     assert loaded.strip() == "[]"
 
 
+#: What a text conversation never needs, so neither the local backend's import nor a one-call run
+#: may load it: the SDK's REST models (GET agent's, the workflow and conversation models: ~0.5 s),
+#: the audio side (numpy, for voice calls), and the tables' and reports' libraries.
+NOT_FOR_A_CALL = ("elevenlabs.types.get_agent_response_model", "elevenlabs.types.agent_workflow_response_model",
+                  "elevenlabs.types.conversational_config", "elevenlabs.types.get_conversation_response_model",
+                  "numpy", "pandas", "pyarrow", "scipy", "matplotlib", "papermill")
+
+
+def _loaded(code: str, *args: str) -> list[str]:
+    import json
+    import subprocess
+    import sys
+
+    probe = (f"import json, sys\n{code}\n"
+             f"print(json.dumps(sorted(m for m in {NOT_FOR_A_CALL!r} if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_local_backend_loads_without_the_sdks_rest_models_or_the_audio_side():
+    """The backend's module import serves conversations at once: its REST handlers import the
+    SDK's models with the first request that needs one (voicelab/local/sdk_models.py), and the
+    voice side loads with the first voice conversation."""
+    assert _loaded("import voicelab.local") == []
+
+
+def test_a_one_call_run_loads_neither_the_rest_models_nor_the_data_libraries(tmp_path):
+    """`voicelab run --no-report` of one call: the backend, the call, the summary and the gate
+    (voicelab/lab/gates.py), nothing of the tables or the report; the REST models stay unloaded
+    because the call never asks for them. (benchmarks/startup.py times it.)"""
+    run = ("from voicelab.surfaces.cli.main import main\n"
+           "code = main(['run', '--persona', 'anna-double-charge', '--no-report', '--runs', sys.argv[1]])\n"
+           "assert code == 0, code")
+    assert _loaded(run, str(tmp_path / "runs")) == []
+
+
 def test_the_packages_face_gives_every_public_name():
     """`import voicelab; voicelab.run_batch(...)` and `from voicelab import Call, Dataset` keep
     working whatever package a name lives in."""

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from elevenlabs import ElevenLabs
+from elevenlabs.base_client import BaseElevenLabs
 from elevenlabs.conversational_ai.conversation import ConversationInitiationData
 
 from voicelab.harness import sdk, settings
@@ -21,7 +21,7 @@ from voicelab.spec.models import TOOL_MOCKS_VARIABLE, CallRequest, EndReason, pi
 class Connection:
     """What the SDK needs to reach an agent: a client, the agent id and whether to sign."""
 
-    client: ElevenLabs
+    client: BaseElevenLabs  # what sdk.client() builds
     agent_id: str
     requires_auth: bool = False
     #: An experiment variant's branch of the hosted agent (reached through a signed URL).

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
-from elevenlabs import ElevenLabs
+from elevenlabs.base_client import BaseElevenLabs
 from elevenlabs.core.api_error import ApiError
 
 from voicelab.spec.errors import BackendError, ConfigError
@@ -80,7 +80,7 @@ def with_retries(fn: Callable[[], T], *, what: str, log: list[dict] | None = Non
     raise AssertionError("unreachable")
 
 
-def check_access(client: ElevenLabs, agent_id: str) -> None:
+def check_access(client: BaseElevenLabs, agent_id: str) -> None:
     """One cheap authenticated request before a hosted run places anything: the key is accepted
     and the agent exists (ConfigError otherwise), so a wrong key is one line and exit 2, not a
     run of calls that each fail with 401."""
@@ -91,7 +91,7 @@ def check_access(client: ElevenLabs, agent_id: str) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def signed_ws_url(client: ElevenLabs, agent_id: str, log: list[dict], branch_id: str | None = None) -> str:
+def signed_ws_url(client: BaseElevenLabs, agent_id: str, log: list[dict], branch_id: str | None = None) -> str:
     """A signed websocket URL for a private agent (or a branch of it: the SDK's Conversation has no
     branch parameter), with the query the SDK itself would add."""
     from elevenlabs.version import __version__
@@ -106,7 +106,7 @@ def signed_ws_url(client: ElevenLabs, agent_id: str, log: list[dict], branch_id:
     return urllib.parse.urlunparse(parsed._replace(query=urllib.parse.urlencode(query, quote_via=urllib.parse.quote)))
 
 
-def wait_for_conversation(client: ElevenLabs, conversation_id: str, log: list[dict], *, timeout_s: float = 120,
+def wait_for_conversation(client: BaseElevenLabs, conversation_id: str, log: list[dict], *, timeout_s: float = 120,
                           poll_s: float = 0.5, sleep: Callable[[float], None] = time.sleep) -> Any:
     """Poll GET /v1/convai/conversations/{id} until the platform has finished with it."""
     deadline = time.monotonic() + timeout_s

@@ -6,7 +6,9 @@ in voice calls voicelab's own recognition of each agent turn in the recording. R
 the costly part (pocketsphinx takes ~0.4 s per second of agent speech on one core), so it runs
 only when a persona asks for the check or the request says `compare_transcripts`, in a worker
 process (pocketsphinx holds the GIL for a whole utterance, which in-process would stall every
-other call's 20 ms audio clock in a batch), shared by the calls of a process.
+other call's 20 ms audio clock in a batch), shared by the calls of a process. The audio side
+(numpy, the recogniser) is imported by the functions that use it: every call asks `wanted`, and
+a text call needs nothing more.
 """
 
 from __future__ import annotations
@@ -14,17 +16,17 @@ from __future__ import annotations
 import atexit
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from voicelab.audio.speech import BYTES_PER_S, RATE, SPEECH_RMS, TranscriberPool
 from voicelab.spec.models import CallRequest, TranscriptEntry
+
+if TYPE_CHECKING:
+    from voicelab.audio.speech import TranscriberPool
 
 #: A turn's audio starts this long before its agent_response arrived (the first chunk comes with it).
 LEAD_S = 0.05
-#: Audio this quiet (int16 RMS per 20 ms) is not speech; a turn with no such frame reads "".
-FRAME = int(0.02 * RATE) * 2
+#: Audio this quiet (int16 RMS per 20 ms frame) is not speech; a turn with no such frame reads "".
+FRAME_S = 0.02
 
 _pool: TranscriberPool | None = None
 _pool_lock = threading.Lock()
@@ -56,6 +58,8 @@ def stored_turns(items: list[Any]) -> list[TranscriptEntry]:
 def shared_transcribe(pcm: bytes) -> str:
     """Recognise one utterance in the process's shared worker (started on first use, stopped at exit)."""
     global _pool
+    from voicelab.audio.speech import TranscriberPool
+
     with _pool_lock:
         if _pool is None:
             _pool = TranscriberPool(workers=1)
@@ -67,12 +71,17 @@ def shared_transcribe(pcm: bytes) -> str:
 def _speech(pcm: bytes) -> bytes:
     """The part of `pcm` from its first to its last loud 20 ms frame (b"" when none is loud):
     silence costs the recogniser time and adds nothing."""
-    samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % FRAME], dtype=np.int16).astype(np.float32)
+    import numpy as np
+
+    from voicelab.audio.speech import RATE, SPEECH_RMS
+
+    frame = int(FRAME_S * RATE) * 2  # bytes
+    samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % frame], dtype=np.int16).astype(np.float32)
     if not len(samples):
         return b""
-    levels = np.sqrt(np.mean(samples.reshape(-1, FRAME // 2) ** 2, axis=1))
+    levels = np.sqrt(np.mean(samples.reshape(-1, frame // 2) ** 2, axis=1))
     loud = np.flatnonzero(levels >= SPEECH_RMS)
-    return pcm[loud[0] * FRAME:(loud[-1] + 1) * FRAME] if len(loud) else b""
+    return pcm[loud[0] * frame:(loud[-1] + 1) * frame] if len(loud) else b""
 
 
 def recognise_agent_turns(transcript: list[TranscriptEntry], agent_pcm: bytes,
@@ -81,6 +90,8 @@ def recognise_agent_turns(transcript: list[TranscriptEntry], agent_pcm: bytes,
     turn's arrival to the next agent turn's (or the end), recognised. Agent turns are separated
     by the caller's, and the agent channel is silent meanwhile, so this window holds the turn's
     audio and only it; a cut-off turn's window ends where its audio stopped."""
+    from voicelab.audio.speech import BYTES_PER_S, RATE
+
     starts = [t.timestamp for t in transcript if t.speaker == "agent"]
     out, k = [], 0
     for entry in transcript:

@@ -21,12 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from voicelab.audio.speech import voice_for, word_error_rate
-from voicelab.audio.synthetic import SyntheticVoice
-from voicelab.audio.wav import StereoRecorder
 from voicelab.harness.transcript import TranscriptRecorder
 from voicelab.spec.errors import UsageError
 from voicelab.spec.models import BargeIn, CallRequest, HangUp, VoiceStats
+from voicelab.spec.transcripts import word_error_rate
 
 PAUSE_S = 0.3  # a polite caller's pause after the agent stops talking
 AUDIO_WAIT_S = 2.0  # how long to wait for the agent's audio after its text (none in text-only agents)
@@ -39,6 +37,10 @@ def audio_source(request: CallRequest, audio: Any, recorder: TranscriptRecorder)
         if audio is not None:
             raise UsageError("audio was given for a text-mode call: use mode='voice' (or drop the audio device)")
         return None
+    # the audio side (numpy, espeak) is imported by voice calls only: every call passes here
+    from voicelab.audio.speech import voice_for
+    from voicelab.audio.synthetic import SyntheticVoice
+
     if audio is None:
         if request.caller == "human":
             raise UsageError("a human voice call needs a microphone and speaker: pass "
@@ -57,6 +59,8 @@ class VoiceSide:
     call's clock."""
 
     def __init__(self, request: CallRequest, recorder: TranscriptRecorder, audio: Any) -> None:
+        from voicelab.audio.wav import StereoRecorder  # numpy: voice calls only
+
         self.recorder = recorder
         recorder.auto_latency = False
         self.wav = StereoRecorder()

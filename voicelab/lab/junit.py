@@ -10,32 +10,12 @@ from __future__ import annotations
 
 import textwrap
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
 
+from voicelab.lab.gates import PersonaGate, gate_reasons
 from voicelab.lab.tables import Tables
 
 EXCERPT_TURNS = 6
-
-
-@dataclass(frozen=True)
-class PersonaGate:
-    """One persona (in one variant): its pass rate over its repeats against its threshold."""
-
-    run_id: str
-    variant: str | None
-    persona_id: str
-    calls: int
-    passed: int
-    threshold: float
-
-    @property
-    def rate(self) -> float:
-        return self.passed / self.calls if self.calls else 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.calls > 0 and self.rate >= self.threshold - 1e-12
 
 
 def persona_gates(tables: Tables) -> list[PersonaGate]:
@@ -54,20 +34,9 @@ def persona_gates(tables: Tables) -> list[PersonaGate]:
 def gate_failures(tables: Tables, fail_under: float | None) -> list[str]:
     """Why the run fails its gates (empty: it passes). With `fail_under`, the overall pass rate
     must reach it; personas must always reach their own `pass_threshold`. Without either being
-    set, every call must succeed."""
-    k = tables.kpis()
-    reasons = []
-    if not k["calls"]:
-        return reasons
-    if fail_under is not None and k["success_rate"] < fail_under - 1e-12:
-        reasons.append(f"{k['success_rate']:.0%} of calls succeeded, under --fail-under {fail_under:.0%}")
-    for gate in persona_gates(tables):
-        custom = gate.threshold < 1.0
-        if not gate.ok and (custom or fail_under is None):
-            where = f"{gate.variant}/" if gate.variant else ""
-            reasons.append(f"{where}{gate.persona_id}: {gate.passed}/{gate.calls} passed ({gate.rate:.0%}), "
-                           f"under its pass_threshold {gate.threshold:.0%}")
-    return reasons
+    set, every call must succeed. (The rule is gates.gate_reasons, which a run's end also applies
+    to its results without the tables.)"""
+    return gate_reasons(tables.kpis(), persona_gates(tables), fail_under)
 
 
 def _excerpt(results: list, call_id: str) -> str:

@@ -5,9 +5,10 @@ The pushed `conversation_config` and `platform_settings` are checked with the SD
 models (a malformed one is a 422 naming the field, never a 500) and kept as pushed: GET agent lays
 them over what it reports for the spec. The fields the websocket enforces change the spec the next
 conversation gets: the first message, the language, the prompt text (its {{variables}} become
-required), the placeholders, the client events, text-only, the maximum duration, the turn timeout
-and the overrides allowed. Everything else (voice, LLM, tools, knowledge base, ...) is kept and
-returned, and has no effect offline.
+required), the placeholders, the client events, text-only, the maximum duration, the turn timeout,
+the overrides allowed and the ASR keywords (`asr.keywords`, which bias voice mode's recognition).
+Everything else (voice, LLM, tools, knowledge base, ...) is kept and returned, and has no effect
+offline.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from collections.abc import Mapping
 from typing import Any, get_args
 
 import pydantic
-from elevenlabs.types import AgentPlatformSettingsRequestModel, AgentWorkflowRequestModel, ConversationalConfig
 
 from voicelab.local.handshake import CLIENT_EVENTS, variable_text
 from voicelab.local.rest import Unprocessable
+from voicelab.local.sdk_models import sdk_model
 from voicelab.spec.datasets import SYSTEM_PREFIX
 from voicelab.spec.models import LANGUAGES, AgentSpec, ClientEvent, Flow, FlowStep, PlatformSettings, Silence
 
@@ -115,11 +116,11 @@ def checked_body(body: Mapping[str, Any], *, create: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if create and body.get("conversation_config") is None:
         raise Unprocessable("body", "conversation_config", "field required", "missing")
-    for key, model in (("conversation_config", ConversationalConfig),
-                       ("platform_settings", AgentPlatformSettingsRequestModel),
-                       ("workflow", AgentWorkflowRequestModel)):
+    for key, model in (("conversation_config", "ConversationalConfig"),
+                       ("platform_settings", "AgentPlatformSettingsRequestModel"),
+                       ("workflow", "AgentWorkflowRequestModel")):
         if body.get(key) is not None:
-            out[key] = checked_model(model, body[key], key)
+            out[key] = checked_model(sdk_model(model), body[key], key)
     _check_local(out.get("conversation_config") or {})
     name = body.get("name")
     if name is not None:
@@ -169,6 +170,9 @@ def applied(spec: AgentSpec, pushed: Mapping[str, Any]) -> AgentSpec:
         platform["text_only"] = config["conversation"]["text_only"]
     if isinstance(duration := _at(config, "conversation", "max_duration_seconds"), int | float) and duration > 0:
         platform["max_duration_s"] = int(duration)
+    keywords = _at(config, "asr", "keywords")
+    if isinstance(keywords, list):  # voice mode biases recognition toward them (vocabulary.py)
+        platform["asr_keywords"] = [k for k in keywords if isinstance(k, str) and k.strip()]
     switches = _at(pushed, "platform_settings", "overrides", "conversation_config_override")
     if isinstance(switches, Mapping):
         allowed = set(spec.platform.allowed_overrides)

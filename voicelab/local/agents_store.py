@@ -19,18 +19,11 @@ from typing import Any
 
 import pydantic
 from aiohttp import web
-from elevenlabs.types import (
-    AgentSummaryBatchSuccessfulResponseModel,
-    BatchFailureResponseModel,
-    CreateAgentResponseModel,
-    GetAgentResponseModel,
-    GetAgentsPageResponseModel,
-    ListResponseAgentBranchSummary,
-)
 
 from voicelab.local.agent_config import applied, blank_spec, checked_body, deep_merge
 from voicelab.local.history import dump
 from voicelab.local.rest import ACCESS_INFO, Unprocessable, error_response, field, query_bool, query_int, read_json
+from voicelab.local.sdk_models import sdk_model
 from voicelab.spec.models import AgentSpec
 
 log = logging.getLogger(__name__)
@@ -106,7 +99,8 @@ class AgentsStore:
         body["metadata"] = {**(body.get("metadata") or {}), "created_at_unix_secs": created,
                             "updated_at_unix_secs": updated}
         try:
-            return _fill_nulls(dump(GetAgentResponseModel.model_validate(body)), self.nulls.get(agent_id) or {})
+            return _fill_nulls(dump(sdk_model("GetAgentResponseModel").model_validate(body)),
+                               self.nulls.get(agent_id) or {})
         except pydantic.ValidationError as exc:  # a pushed request shape the response model reads differently
             log.warning("local backend: GET agent %s: the body does not validate as the SDK's response (%s); "
                         "returned as pushed", agent_id, exc.errors(include_url=False)[:1])
@@ -154,7 +148,7 @@ class AgentsStore:
         agent_id = new_agent_id()
         self.store(agent_id, blank_spec(agent_id, pushed.get("name") or ""), pushed, raw)
         self.tags.setdefault(agent_id, [])
-        return web.json_response(dump(CreateAgentResponseModel.model_validate({"agent_id": agent_id})))
+        return web.json_response(dump(sdk_model("CreateAgentResponseModel").model_validate({"agent_id": agent_id})))
 
     async def update(self, request: web.Request) -> web.Response:
         agent_id = request.match_info["agent_id"]
@@ -181,7 +175,7 @@ class AgentsStore:
         self.nulls[agent_id] = deep_merge({}, self.nulls.get(source_id) or {})
         self.tags[agent_id] = list(self.tags.get(source_id, ["voicelab-local"]))
         self.created[agent_id] = self.updated[agent_id] = int(time.time())
-        return web.json_response(dump(CreateAgentResponseModel.model_validate({"agent_id": agent_id})))
+        return web.json_response(dump(sdk_model("CreateAgentResponseModel").model_validate({"agent_id": agent_id})))
 
     async def list_agents(self, request: web.Request) -> web.Response:
         page_size = query_int(request, "page_size", low=1, high=100, default=30) or 30
@@ -202,17 +196,17 @@ class AgentsStore:
         chunk = summaries[start:start + page_size]
         has_more = start + page_size < len(summaries)
         body = {"agents": chunk, "has_more": has_more, "next_cursor": chunk[-1]["agent_id"] if has_more else None}
-        return web.json_response(dump(GetAgentsPageResponseModel.model_validate(body)))
+        return web.json_response(dump(sdk_model("GetAgentsPageResponseModel").model_validate(body)))
 
     async def summaries(self, request: web.Request) -> web.Response:
         """Summaries of the agents asked for; an unknown one is a failure entry, not an error."""
         out = {}
         for agent_id in request.query.getall("agent_ids", []):
             if agent_id in self.agents:
-                out[agent_id] = dump(AgentSummaryBatchSuccessfulResponseModel.model_validate(
+                out[agent_id] = dump(sdk_model("AgentSummaryBatchSuccessfulResponseModel").model_validate(
                     {"status": "success", "data": self.summary(agent_id)}))
             else:
-                out[agent_id] = dump(BatchFailureResponseModel.model_validate(
+                out[agent_id] = dump(sdk_model("BatchFailureResponseModel").model_validate(
                     {"status": "failure", "error_code": 404, "error_status": "agent_not_found",
                      "error_message": "Agent not found"}))
         return web.json_response(out)
@@ -230,7 +224,7 @@ class AgentsStore:
                 "is_archived": False, "protection_status": "writer_perms_required", "access_info": ACCESS_INFO,
                 "current_live_percentage": 100.0, "draft_exists": False, "commits_ahead": 0, "commits_behind": 0}
         body = {"results": [main][:limit], "meta": {"total": 1, "page": 0, "page_size": limit}}
-        return web.json_response(dump(ListResponseAgentBranchSummary.model_validate(body)))
+        return web.json_response(dump(sdk_model("ListResponseAgentBranchSummary").model_validate(body)))
 
 
 def _nulls(value: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,6 @@ Hanging up is the platform's way too: the goodbye, then `end_call`.
 
 from __future__ import annotations
 
-from voicelab.audio.speech import voice_for
 from voicelab.local.flow import FlowEngine, Reply
 from voicelab.spec.models import AgentSpec, Flow, FlowStep, PlatformSettings, Silence
 from voicelab.spec.prose import CALLER_AGENT_ID, parse_caller_prompt
@@ -37,6 +36,8 @@ class PersonaEngine(FlowEngine):
         super().__init__(agent, variables, language=language, first_message=first_message)
         self.persona = parse_caller_prompt(prompt or "", self.language)
         self.caller = PersonaFlow(self.persona)
+        from voicelab.audio.speech import voice_for  # its module is the audio side (numpy): voice calls' own
+
         #: The persona's own voice, not the agents' one.
         self.voice = voice_for(self.persona.name, self.language)
 

@@ -1,7 +1,8 @@
 """Conversations the local backend served, answered through the SDK's own response types.
 
 Bodies are built by validating into `elevenlabs.types` models and dumping them by alias, so if
-the SDK's shapes change, the local backend's answers change with them instead of drifting.
+the SDK's shapes change, the local backend's answers change with them instead of drifting (the
+models load with the first request that needs one: sdk_models.py).
 """
 
 from __future__ import annotations
@@ -20,12 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from elevenlabs.types import (
-    ConversationSummaryResponseModel,
-    GetConversationResponseModel,
-    GetConversationsPageResponseModel,
-    GetConversationSummaryResponseModel,
-)
+from voicelab.local.sdk_models import sdk_model
 
 
 def new_conversation_id() -> str:
@@ -195,7 +191,7 @@ class ConversationRecord:
             "user_message_count": sum(1 for t in self.transcript if t["role"] == "user"),
             "agent_message_count": sum(1 for t in self.transcript if t["role"] == "agent" and t["message"] is not None),
         }
-        out = dump(GetConversationResponseModel.model_validate(body))
+        out = dump(sdk_model("GetConversationResponseModel").model_validate(body))
         # required by the platform's contract, and null: "None when neither [price] is set" (nothing
         # is charged offline); the dump leaves out every None, so it goes back in by hand
         out["metadata"]["cost_fiat"] = None
@@ -215,7 +211,7 @@ class ConversationRecord:
             "messages": None if omitted else messages, "messages_omitted": omitted,
             "note": f"For the full transcript with tool calls, GET /v1/convai/conversations/{self.conversation_id}.",
         }
-        out = dump(GetConversationSummaryResponseModel.model_validate(body))
+        out = dump(sdk_model("GetConversationSummaryResponseModel").model_validate(body))
         out.setdefault("messages", None)
         return out
 
@@ -234,7 +230,7 @@ class ConversationRecord:
             "transcript_summary": analysis["transcript_summary"],
             "conversation_initiation_source": self.source,
         }
-        return dump(ConversationSummaryResponseModel.model_validate(body))
+        return dump(sdk_model("ConversationSummaryResponseModel").model_validate(body))
 
 
 class History:
@@ -302,7 +298,7 @@ class History:
             "has_more": has_more,
             "next_cursor": encode_cursor(chunk[-1]) if has_more else None,
         }
-        return dump(GetConversationsPageResponseModel.model_validate(body))
+        return dump(sdk_model("GetConversationsPageResponseModel").model_validate(body))
 
     def close(self) -> None:
         with self._lock:

@@ -19,11 +19,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from aiohttp import web
-from elevenlabs.types import (
-    AgentSimulatedChatTestResponseModel,
-    GetTestSuiteInvocationResponseModel,
-    TwilioOutboundCallResponse,
-)
 
 from voicelab.local.agent_config import applied, checked_body
 from voicelab.local.handshake import variable_text
@@ -31,6 +26,7 @@ from voicelab.local.history import ConversationRecord, History, dump, new_conver
 from voicelab.local.messages import TooDeep, load_json
 from voicelab.local.rest import Unprocessable, error_response, field, read_json
 from voicelab.local.scenario import judge, judge_tool_test, overall, simulated_user
+from voicelab.local.sdk_models import sdk_model
 from voicelab.local.session import TRANSFER_REASON
 from voicelab.local.simulate import next_turn, simulate
 from voicelab.spec.datasets import SYSTEM_PREFIX
@@ -351,10 +347,10 @@ class Platform:
                     "analysis": {"call_successful": successful, "evaluation_criteria_results": results,
                                  "transcript_summary": f"Simulated {agent.name} call: {len(sim.transcript)} turns, "
                                                        f"ended by the {sim.ended_by}."}}
-        return web.json_response(dump(AgentSimulatedChatTestResponseModel.model_validate(body_out)))
+        return web.json_response(dump(sdk_model("AgentSimulatedChatTestResponseModel").model_validate(body_out)))
 
     def _dump_invocation(self, invocation: dict[str, Any]) -> dict:
-        return dump(GetTestSuiteInvocationResponseModel.model_validate(invocation))
+        return dump(sdk_model("GetTestSuiteInvocationResponseModel").model_validate(invocation))
 
     async def get_invocation(self, request: web.Request) -> web.Response:
         invocation = self.invocations.get(request.match_info["invocation_id"])
@@ -409,7 +405,7 @@ class Platform:
         self.history.add(record)
         self._spawn(self._phone_conversation(record, agent, persona, variables))
         if kind == "twilio":
-            return web.json_response(dump(TwilioOutboundCallResponse.model_validate(
+            return web.json_response(dump(sdk_model("TwilioOutboundCallResponse").model_validate(
                 {"success": True, "message": "Success", "conversation_id": record.conversation_id,
                  "callSid": call_sid})))
         return web.json_response({"success": True, "message": "Success", "conversation_id": record.conversation_id,

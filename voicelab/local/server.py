@@ -19,26 +19,27 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from elevenlabs.types import GetAgentResponseModel, TokenResponseModel
 
-from voicelab.audio.speech import TranscriberPool
 from voicelab.local.agents_store import AgentsStore, branch_not_found, main_branch_id
 from voicelab.local.caller_agent import CALLER_AGENT_ID, caller_agent_spec
 from voicelab.local.faults import Faults
 from voicelab.local.history import History, dump, new_conversation_id
 from voicelab.local.messages import MAX_FRAME_BYTES
 from voicelab.local.platform import PersonaCallers, Platform
-from voicelab.local.recording import render_transcript
 from voicelab.local.rest import Unprocessable, error_response, json_errors, query_int, read_json
+from voicelab.local.sdk_models import sdk_model
 from voicelab.local.session import Session, SessionConfig, reported_events
 from voicelab.local.testing_api import TestingApi
 from voicelab.local.tools_store import ToolsStore
 from voicelab.spec.datasets import DEFAULT_AGENTS, load_agents
 from voicelab.spec.errors import BackendError
 from voicelab.spec.models import AgentSpec, Persona, Tool, pick_language
+
+if TYPE_CHECKING:
+    from voicelab.audio.speech import TranscriberPool
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +187,11 @@ class LocalBackend:
         return await handler(request)
 
     def transcribers(self) -> TranscriberPool:
-        """Speech recognition workers, started with the first voice conversation."""
+        """Speech recognition workers, started with the first voice conversation (and imported
+        then: text calls never load the audio side)."""
         if self._transcribers is None:
+            from voicelab.audio.speech import TranscriberPool
+
             self._transcribers = TranscriberPool()
         return self._transcribers
 
@@ -346,7 +350,7 @@ class LocalBackend:
             return agent_id
         conversation_id = new_conversation_id()
         body = {"token": self._sign(conversation_id), "conversation_id": conversation_id}
-        return web.json_response(dump(TokenResponseModel.model_validate(body)))
+        return web.json_response(dump(sdk_model("TokenResponseModel").model_validate(body)))
 
     def agent_body(self, agent: AgentSpec) -> dict[str, Any]:
         """GET agent: the spec the websocket enforces, nothing it would contradict."""
@@ -363,7 +367,7 @@ class LocalBackend:
                           "prompt": {"prompt": agent.prompt, "tools": [tool_body(t) for t in agent.tools]},
                           "dynamic_variables": {"dynamic_variable_placeholders": dict(platform.placeholders)}},
                 "tts": {"agent_output_audio_format": "pcm_16000"},
-                "asr": {"user_input_audio_format": "pcm_16000"},
+                "asr": {"user_input_audio_format": "pcm_16000", "keywords": list(platform.asr_keywords)},
                 "turn": {"turn_timeout": silence.after_s,
                          "silence_end_call_timeout": (silence.after_s * (silence.end_after + 1)
                                                       if silence.end_after is not None else -1)},
@@ -382,7 +386,7 @@ class LocalBackend:
             },
             "tags": ["voicelab-local"],
         }
-        return dump(GetAgentResponseModel.model_validate(body))
+        return dump(sdk_model("GetAgentResponseModel").model_validate(body))
 
     async def _list_conversations(self, request: web.Request) -> web.Response:
         call_successful = request.query.get("call_successful")
@@ -424,6 +428,8 @@ class LocalBackend:
             return error_response(404, "conversation_not_found", "Conversation not found")
         if not record.has_audio:
             return error_response(404, "conversation_audio_not_found", "This conversation has no audio")
+        from voicelab.local.recording import render_transcript
+
         if record.recording is not None:
             record.recording.flush()  # on the loop that writes it
             audio = await asyncio.to_thread(record.recording.wav)

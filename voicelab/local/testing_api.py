@@ -9,16 +9,11 @@ import time
 from typing import Any
 
 from aiohttp import web
-from elevenlabs.types import (
-    GetTestInvocationsPageResponseModel,
-    GetTestsPageResponseModel,
-    GetTestsSummariesByIdsResponseModel,
-    GetTestSuiteInvocationResponseModel,
-)
 
 from voicelab.local.history import dump
 from voicelab.local.platform import Platform, validate_test
 from voicelab.local.rest import ACCESS_INFO, Unprocessable, error_response, field, query_int, read_json
+from voicelab.local.sdk_models import sdk_model
 
 
 def _page(ids: list[str], request: web.Request) -> tuple[list[str], bool]:
@@ -67,7 +62,7 @@ class TestingApi:
         chunk, has_more = _page(ids, request)
         body = {"tests": [self.test_summary(t) for t in chunk], "has_more": has_more,
                 "next_cursor": chunk[-1] if has_more else None}
-        return web.json_response(dump(GetTestsPageResponseModel.model_validate(body)))
+        return web.json_response(dump(sdk_model("GetTestsPageResponseModel").model_validate(body)))
 
     async def summaries(self, request: web.Request) -> web.Response:
         test_ids = field(await read_json(request), "test_ids", list, required=True)
@@ -76,7 +71,7 @@ class TestingApi:
         if len(set(test_ids)) != len(test_ids):
             raise Unprocessable("body", "test_ids", "no duplicates allowed")
         body = {"tests": {t: self.test_summary(t) for t in test_ids if t in self.platform.tests}}
-        return web.json_response(dump(GetTestsSummariesByIdsResponseModel.model_validate(body)))
+        return web.json_response(dump(sdk_model("GetTestsSummariesByIdsResponseModel").model_validate(body)))
 
     async def update_test(self, request: web.Request) -> web.Response:
         """PUT: the whole test anew (a body without `type` keeps the test's)."""
@@ -128,14 +123,14 @@ class TestingApi:
         body = {"results": [self.invocation_summary(self.platform.invocations[i]) for i in chunk],
                 "has_more": has_more, "next_cursor": chunk[-1] if has_more else None,
                 "meta": {"total": len(keep), "page_size": len(chunk)}}
-        return web.json_response(dump(GetTestInvocationsPageResponseModel.model_validate(body)))
+        return web.json_response(dump(sdk_model("GetTestInvocationsPageResponseModel").model_validate(body)))
 
     async def rename_invocation(self, request: web.Request) -> web.Response:
         invocation = self.platform.invocations.get(request.match_info["invocation_id"])
         if invocation is None:
             return error_response(404, "invocation_not_found", "Test invocation not found")
         invocation["name"] = field(await read_json(request), "name", str)
-        return web.json_response(dump(GetTestSuiteInvocationResponseModel.model_validate(invocation)))
+        return web.json_response(dump(sdk_model("GetTestSuiteInvocationResponseModel").model_validate(invocation)))
 
     async def resubmit(self, request: web.Request) -> web.Response:
         """Runs of an invocation played again, in the same invocation, against `agent_id` (with

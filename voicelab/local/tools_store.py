@@ -15,10 +15,10 @@ from typing import Any
 
 import pydantic
 from aiohttp import web
-from elevenlabs.types import ToolRequestModel, ToolResponseModel, ToolsResponseModel
 
 from voicelab.local.history import dump
 from voicelab.local.rest import ACCESS_INFO, Unprocessable, error_response, query_int, read_json
+from voicelab.local.sdk_models import sdk_model
 
 #: The tool config union's members, by the `type` tag that picks one (the SDK's model names).
 TOOL_TYPES = {"client": "Client", "webhook": "Webhook", "system": "System", "mcp": "Mcp"}
@@ -38,7 +38,7 @@ def checked_tool(body: dict[str, Any]) -> dict[str, Any]:
         raise Unprocessable("body", "tool_config.type", f"must be one of {', '.join(TOOL_TYPES)}",
                             "union_tag_invalid")
     try:
-        parsed = ToolRequestModel.model_validate(body)
+        parsed = sdk_model("ToolRequestModel").model_validate(body)
     except pydantic.ValidationError as exc:
         member = f"ToolRequestModelToolConfig_{TOOL_TYPES[kind]}"
         errors = []
@@ -70,7 +70,7 @@ class ToolsStore:
                 "usage_stats": {"total_calls": 0, "avg_latency_secs": 0.0}}
         if tool.get("response_mocks") is not None:
             body["response_mocks"] = tool["response_mocks"]
-        return dump(ToolResponseModel.model_validate(body))
+        return dump(sdk_model("ToolResponseModel").model_validate(body))
 
     async def create(self, request: web.Request) -> web.Response:
         checked = checked_tool(await read_json(request))
@@ -116,4 +116,4 @@ class ToolsStore:
         has_more = start + page_size < len(ids)
         body = {"tools": [self.body(t) for t in chunk], "has_more": has_more,
                 "next_cursor": chunk[-1] if has_more else None}
-        return web.json_response(dump(ToolsResponseModel.model_validate(body)))
+        return web.json_response(dump(sdk_model("ToolsResponseModel").model_validate(body)))

@@ -16,9 +16,6 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from elevenlabs.conversational_ai.tests.types import TestsCreateRequestBody_Simulation, TestsCreateRequestBody_Tool
-from elevenlabs.types import SingleTestRunRequestModel
-
 from voicelab.harness import hosted
 from voicelab.harness.connection import connect
 from voicelab.harness.kinds import KINDS
@@ -88,6 +85,8 @@ def tool_test_plan(request: CallRequest, responses: list[Any]) -> list[tuple[Pla
         declared = request.agent.tool(tool)
         kind = declared.type if declared else "system" if tool in SYSTEM_TOOLS else "client"
         return {"id": (declared.platform_id if declared else None) or tool, "type": kind}
+
+    from elevenlabs.conversational_ai.tests.types import TestsCreateRequestBody_Tool  # see _run_agent_tests
 
     def add(tool: str, expect: str, cut: int, parameters: dict[str, Any]) -> None:
         body = TestsCreateRequestBody_Tool(
@@ -174,6 +173,11 @@ async def _run_agent_tests(requests: list[CallRequest], base_url: str | None,
     retries: list[dict] = []
     started = utc_now_iso()
 
+    # the agent-testing request models load only for `caller: platform` (~60 ms that every other
+    # run would pay at start-up)
+    from elevenlabs.conversational_ai.tests.types import TestsCreateRequestBody_Simulation
+    from elevenlabs.types import SingleTestRunRequestModel
+
     def rest(what: str, fn: Callable[[], Any]) -> Awaitable[Any]:
         """A REST call off the event loop, with visible retries."""
         return loop.run_in_executor(None, lambda: hosted.with_retries(fn, what=what, log=retries))
@@ -249,6 +253,8 @@ async def _run_tool_tests(plan: list[tuple[PlatformToolTest, Any]],
                           agent_id: str) -> list[PlatformToolTest]:
     """Create and run a conversation's tool-call tests as one invocation; each test's verdict
     (in plan order). Cancelling cancels the invocation on the platform."""
+    from elevenlabs.types import SingleTestRunRequestModel  # see _run_agent_tests
+
     todo = [(i, body) for i, (_, body) in enumerate(plan) if body is not None]
     out = [t for t, _ in plan]
     if not todo:

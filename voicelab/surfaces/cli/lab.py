@@ -133,29 +133,49 @@ def _add_output_args(p: argparse.ArgumentParser, rate) -> None:  # noqa: ANN001
 
 
 def finish_run(outcome, args: argparse.Namespace, *, resume_hint: str) -> int:  # noqa: ANN001 - BatchOutcome
-    """What `run` and `experiment` do after placing calls: summary, report, JUnit, gates."""
-    from voicelab.lab.junit import gate_failures, write_junit
-    from voicelab.lab.tables import load_runs
-    from voicelab.surfaces.cli.text import replay_text, summary_text
+    """What `run` and `experiment` do after placing calls: summary, report, JUnit, gates.
 
-    run_id = outcome.run.run_id
-    print(f"\nrun {run_id}: {outcome.run.path}")
-    tables = load_runs(run_id, root=args.runs)
-    print(summary_text(tables))
-    if replays := replay_text(outcome.run.results()):  # what changed since the recorded calls, turn by turn
+    A run without variants and without --junit is summed up and gated from its results
+    (voicelab/lab/gates.py, the same rules): pandas, the tables and the statistics libraries
+    load only for an experiment, JUnit XML or a report, so a one-call run ends at once."""
+    from voicelab.surfaces.cli.text import replay_text, summary_text, summary_text_of
+
+    run = outcome.run
+    run_id = run.run_id
+    print(f"\nrun {run_id}: {run.path}")
+    results = run.results()
+    tables = None
+    if run.manifest.variants or getattr(args, "junit", None) or any(r.variant is not None for r in results):
+        from voicelab.lab.tables import load_runs
+
+        tables = load_runs(run_id, root=args.runs)
+        print(summary_text(tables))
+    else:
+        print(summary_text_of(results))
+    if replays := replay_text(results):  # what changed since the recorded calls, turn by turn
         print("\n" + replays)
-    if outcome.run.manifest.variants and outcome.run.manifest.kind == "experiment":
+    if tables is not None and run.manifest.variants and run.manifest.kind == "experiment":
         print("\n" + experiment_text(tables))
     if outcome.interrupted:
         print(f"\ninterrupted ({outcome.stopped_by}): what finished is stored; continue with `{resume_hint} {run_id}`")
         return signals.exit_code()
-    reasons = gate_failures(tables, args.fail_under)  # decided and printed first: nothing later can lose it
+    if tables is not None:
+        from voicelab.lab.junit import gate_failures
+
+        reasons, kpis = gate_failures(tables, args.fail_under), tables.kpis()
+    else:
+        from voicelab.lab.gates import gate_failures_of, kpis_of
+
+        reasons, kpis = gate_failures_of(results, {run_id: run.manifest}, args.fail_under), kpis_of(results)
+    # decided and printed first: nothing later can lose it
     if args.fail_under is not None and not reasons:
-        print(f"{tables.kpis()['success_rate']:.0%} of calls succeeded: at least --fail-under {args.fail_under:.0%}")
+        print(f"{kpis['success_rate']:.0%} of calls succeeded: at least --fail-under {args.fail_under:.0%}")
     for reason in reasons:
         print(f"gate failed: {reason}")
     print("gates: " + ("FAILED (exit 1)" if reasons else "passed"), flush=True)
     if getattr(args, "junit", None):
+        from voicelab.lab.junit import write_junit
+
         _tolerant("JUnit XML", lambda: write_junit(tables, args.junit))
     if not args.no_report:
         from voicelab.report.build import build_report  # its libraries load only for a report

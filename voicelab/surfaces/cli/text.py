@@ -4,29 +4,59 @@
 from __future__ import annotations
 
 import textwrap
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from voicelab.lab.gates import SummaryRow
+    from voicelab.spec.models import CallResult
 
 
 def summary_text(tables) -> str:  # noqa: ANN001 - voicelab.lab.tables.Tables
-    """One screen: KPIs, then one line per persona."""
-    k = tables.kpis()
+    """One screen: KPIs, then one line per persona (per variant and persona in an experiment)."""
+    from voicelab.lab.gates import SummaryRow
+
     calls = tables.calls
+    rows: list[SummaryRow] = []
+    by_variant = False
+    if len(calls):
+        by_variant = bool(calls["variant"].notna().any())  # experiments: one line per variant and persona
+        keys = ["variant", "persona_id"] if by_variant else ["persona_id"]
+        for key, group in calls.groupby(keys):
+            name = "/".join(key) if by_variant else (key[0] if isinstance(key, tuple) else key)
+            failed = sorted({n for cell in group["failed_checks"] for n in cell.split(", ") if n})
+            # summed as summary_rows_of sums them, so both screens print the same digits
+            wers = [float(w) for w in group["wer"].dropna().tolist()] if "wer" in group else []
+            rows.append(SummaryRow(name, int(group["success"].sum()), len(group), group["duration_s"].median(),
+                                   failed, sum(wers) / len(wers) if wers else None))
+    return _screen(tables.kpis(), rows, by_variant)
+
+
+def summary_text_of(results: list[CallResult]) -> str:
+    """`summary_text` of a run without variants, from its results (no pandas: voicelab/lab/gates.py)."""
+    from voicelab.lab.gates import kpis_of, summary_rows_of
+
+    return _screen(kpis_of(results), summary_rows_of(results), False)
+
+
+def _screen(k: Mapping[str, float], rows: list[SummaryRow], by_variant: bool) -> str:
     latency = (f"latency p50 {k['latency_p50_ms']:.0f} ms, p95 {k['latency_p95_ms']:.0f} ms"
                if k["latency_p50_ms"] == k["latency_p50_ms"] else "no latency measured")  # NaN: none
     rate_text = f" ({k['success_rate']:.0%})" if k["calls"] else ""
     lines = [f"{k['calls']} calls: {k['passed']} passed{rate_text}, {k['failed_checks']} failed their checks, "
              f"{k['failed_calls']} could not be placed or completed; median duration "
              f"{k['median_duration_s']:.1f} s; {latency}", ""]
-    if len(calls):
-        by_variant = calls["variant"].notna().any()  # experiments: one line per variant and persona
-        keys = ["variant", "persona_id"] if by_variant else ["persona_id"]
+    if k["calls"]:
         width = 44 if by_variant else 32
+        voice = any(row.wer is not None for row in rows)  # what the agent heard: voice calls only
         lines.append(f"  {'variant/persona' if by_variant else 'persona':{width}} {'passed':>7} {'median s':>9}  "
-                     "failed checks")
-        for key, group in calls.groupby(keys):
-            name = "/".join(key) if by_variant else (key[0] if isinstance(key, tuple) else key)
-            failed = sorted({n for cell in group["failed_checks"] for n in cell.split(", ") if n})
-            lines.append(f"  {name[:width]:{width}} {int(group['success'].sum()):>3}/{len(group):<3} "
-                         f"{group['duration_s'].median():>9.1f}  {textwrap.shorten(', '.join(failed), 60) or '-'}")
+                     + ("  WER  " if voice else "") + "failed checks")
+        for row in rows:
+            wer = (f"{row.wer:5.2f}  " if row.wer is not None else "    -  ") if voice else ""
+            lines.append(f"  {row.name[:width]:{width}} {row.passed:>3}/{row.calls:<3} "
+                         f"{row.median_duration_s:>9.1f}  {wer}"
+                         f"{textwrap.shorten(', '.join(row.failed_checks), 60) or '-'}")
     return "\n".join(lines)
 
 

@@ -22,23 +22,23 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from voicelab.audio.speech import TranscriberPool
 from voicelab.local import frames
-from voicelab.local.caller_agent import engine_for
+from voicelab.local.caller_agent import CALLER_AGENT_ID, engine_for
 from voicelab.local.channels import Channel, TextChannel
 from voicelab.local.faults import Fault, Faults
 from voicelab.local.flow import FlowEngine, Reply
 from voicelab.local.handshake import CLIENT_EVENTS, Accepted, Refused, handshake, parse_first_message
 from voicelab.local.history import ConversationRecord, History, new_conversation_id, system_variables
 from voicelab.local.messages import Invalid, Message, parse
-from voicelab.local.recording import Recording
-from voicelab.local.voice import VoiceChannel
 from voicelab.local.webhooks import call_webhook
 from voicelab.spec.models import AgentSpec, Tool, ToolMock
+
+if TYPE_CHECKING:
+    from voicelab.audio.speech import TranscriberPool
 
 INIT_TIMEOUT_S = 10.0
 #: The first message never leaves with the metadata: on the platform it takes generating, and
@@ -104,6 +104,9 @@ class SessionConfig:
     on_agent_audio: Callable[[float], None] | None = None
     #: The conversation id a conversation token promised for its signature (once), or None.
     reserved_conversation: Callable[[str | None], str | None] | None = None
+    #: Voice: recognise the caller biased toward the agent's vocabulary (vocabulary.py); False
+    #: hears with the recogniser's default model (benchmarks compare both).
+    bias_recognition: bool = True
 
 
 class Session:
@@ -427,13 +430,24 @@ class Session:
         config.history.add(self.record)
         self.fault = None if accepted.refusal else config.faults.take(agent.id)  # kept for a call that runs
         if not accepted.text_only:
+            # the audio side (numpy, espeak, recognition) loads with the first voice conversation:
+            # a text call, and the backend's start, never need it
+            from voicelab.local.recording import Recording
+            from voicelab.local.vocabulary import agent_vocabulary
+            from voicelab.local.voice import VoiceChannel
+
             self.record.recording = Recording(config.history.audio_path(conversation_id))
+            # what the agent expects to hear, never the persona's lines; the caller agent (which
+            # hears the agent under test) keeps the recogniser's default model
+            vocabulary = (agent_vocabulary(agent, variables, accepted.language)
+                          if config.bias_recognition and agent.id != CALLER_AGENT_ID else None)
             self.channel = VoiceChannel(self.send, accepted.language, silence_s=config.voice_silence_s,
                                         transcribers=config.transcribers, on_audio_sent=config.on_agent_audio,
                                         recorder=self.record.recording.agent_audio,
                                         voice=getattr(self.engine, "voice", None),
                                         tentative=(lambda: self.event_id + 1)
-                                        if "tentative_user_transcript" in self.events else None)
+                                        if "tentative_user_transcript" in self.events else None,
+                                        vocabulary=vocabulary)
 
     def agent_busy(self) -> bool:
         return self.reply_task is not None and not self.reply_task.done()

@@ -6,8 +6,10 @@ SPEECH_RMS), so a caller in steady noise (a street, a fan) is heard when they
 speak, not all the time. Like any energy detector it cannot tell speech from babble: a caller in
 a crowd at low SNR is never done talking, and the agent never answers (the call times out); a
 turn ends after `silence_s` of quiet following speech; pocketsphinx transcribes it (off the
-event loop), a long turn in pieces as it comes. Speaking: espeak-ng renders the agent's turn,
-sent as 100 ms PCM chunks a little ahead of real time. If the caller speaks while agent audio
+event loop), a long turn in pieces as it comes, biased toward what the agent expects to hear
+(vocabulary.py: its flow's phrases, its words, the call's variables, `platform.asr_keywords`).
+Speaking: espeak-ng renders the agent's turn, sent as 100 ms PCM chunks a little ahead of real
+time. If the caller speaks while agent audio
 is still playing, the agent decides after its barge-in reaction time (session.py): a short
 burst already over by then is a backchannel, ignored; otherwise it stops, sends `interruption`
 (a larger event id than the cut-off turn) and an `agent_response_correction` with what was
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from voicelab.audio.bias import Vocabulary
 from voicelab.audio.speech import BYTES_PER_S, SPEECH_RMS, TranscriberPool, rms, speak, voice_for
 from voicelab.local import frames
 from voicelab.local.channels import Send
@@ -73,8 +76,13 @@ class VoiceChannel:
                  silence_s: float, transcribers: Callable[[], TranscriberPool],
                  on_audio_sent: Callable[[float], None] | None = None,
                  recorder: Callable[[bytes, float], None] | None = None, voice: str | None = None,
-                 tentative: Callable[[], int] | None = None) -> None:
+                 tentative: Callable[[], int] | None = None, vocabulary: Vocabulary | None = None) -> None:
         self.send = send
+        #: What the agent expects to hear (vocabulary.py): every utterance is recognised biased
+        #: toward it; None: the recogniser's default model.
+        self.vocabulary = vocabulary
+        if vocabulary:  # the workers build its model while the agent says its first words
+            transcribers().prepare(vocabulary)
         #: The client wants `tentative_user_transcript`s: this gives the id of the next event.
         self.tentative = tentative
         self.provisional: Future | None = None  # the turn so far, transcribed at a pause (tentative)
@@ -136,16 +144,20 @@ class VoiceChannel:
             self.buffer += pcm
             self.quiet_s += len(pcm) / BYTES_PER_S
             if self.quiet_s >= SEGMENT_PAUSE_S and self.rest_loud and len(self.buffer) >= SEGMENT_MIN_S * BYTES_PER_S:
-                self.segments.append(self.transcribers().submit(bytes(self.buffer)))
+                self.segments.append(self.hear(bytes(self.buffer)))
                 self.buffer.clear()
                 self.rest_loud = False
                 self.send_tentative(list(self.segments))
             elif (self.quiet_s >= SEGMENT_PAUSE_S and self.rest_loud and self.tentative is not None
                   and self.provisional is None and not self.ignoring):
                 # a pause: the turn so far, transcribed once; if it was the turn's end, that is its last piece
-                self.provisional = self.transcribers().submit(bytes(self.buffer))
+                self.provisional = self.hear(bytes(self.buffer))
                 self.send_tentative([*self.segments, self.provisional])
         return barge_in
+
+    def hear(self, pcm: bytes) -> Future:
+        """One piece of the caller's speech, recognised in a worker, biased to the call's vocabulary."""
+        return self.transcribers().submit(pcm, self.vocabulary)
 
     def send_tentative(self, pieces: list[Future]) -> None:
         """tentative_user_transcript: the turn's text so far, once its pieces are transcribed, after
@@ -194,7 +206,7 @@ class VoiceChannel:
     async def transcribe(self, utterance: Utterance) -> str:
         pieces = list(utterance.segments)
         if utterance.rest or not pieces:
-            pieces.append(self.transcribers().submit(utterance.rest))
+            pieces.append(self.hear(utterance.rest))
         texts = [await asyncio.wrap_future(piece) for piece in pieces]
         if utterance.tentative is not None:  # the tentative transcripts go out before the final one
             with contextlib.suppress(Exception):

@@ -119,6 +119,11 @@ class PlatformSettings(_Strict):
     #: Added to the server's barge-in reaction time for this agent only: how long after the caller
     #: starts talking over it the agent stops (0: at once; it then cannot tell a backchannel).
     barge_in_ms: float = Field(default=0.0, ge=0)
+    #: The platform's `conversation_config.asr.keywords`: words and phrases the speech recognition
+    #: is biased toward (names, product and domain terms). The local backend's voice mode biases
+    #: pocketsphinx toward them, beside the flow's own vocabulary (voicelab/local/vocabulary.py).
+    asr_keywords: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(default_factory=list,
+                                                                                   max_length=1000)
 
 
 class AgentSpec(_Strict):

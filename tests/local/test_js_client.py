@@ -7,12 +7,9 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import shutil
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,24 +45,6 @@ def first(events: list[dict], name: str) -> dict:
 
 def ws_origin(base_url: str) -> str:
     return base_url.replace("http://", "ws://", 1)
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory) -> Iterator[str]:
-    """`voicelab serve` as its own process, as a JavaScript developer would start it."""
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with log.open("w") as err:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "voicelab"), "serve", "--port", "0"], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=err, text=True,
-                                env={**os.environ, "NO_PROXY": "127.0.0.1,localhost"})
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
-    assert match, (line, log.read_text())
-    yield match.group(1)
-    proc.terminate()
-    proc.wait(timeout=10)
-    assert "Traceback" not in log.read_text(), log.read_text()  # nothing a client sent crashed it
 
 
 @pytest.fixture(params=["in-process", "voicelab serve"])

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
-import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,23 +27,6 @@ CLI = ROOT / "js" / "node_modules" / "@elevenlabs" / "cli-linux-x64" / "elevenla
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:DeprecationWarning"),
               pytest.mark.skipif(not os.environ.get("CI") and not CLI.exists(),
                                  reason="@elevenlabs/cli not installed: bash scripts/setup.sh")]
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory) -> Iterator[str]:
-    """`voicelab serve` as its own process, as the CLI's user starts it."""
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with log.open("w") as err:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "voicelab"), "serve", "--port", "0"], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=err, text=True,
-                                env={**os.environ, "NO_PROXY": "127.0.0.1,localhost"})
-    assert proc.stdout is not None
-    match = re.search(r"(http://127\.0\.0\.1:\d+)", proc.stdout.readline())
-    assert match, log.read_text()
-    yield match.group(1)
-    proc.terminate()
-    proc.wait(timeout=10)
-    assert "Traceback" not in log.read_text(), log.read_text()
 
 
 def cli(project: Path, url: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess:

@@ -133,13 +133,18 @@ class AgentsStore:
 
     # ------------------------------------------------------------------ handlers
 
-    async def get(self, request: web.Request) -> web.Response:
-        agent_id = request.match_info["agent_id"]
+    def _missing(self, agent_id: str, branch: str | None) -> web.Response | None:
+        """The platform's 404 for an agent or branch (only `main` exists here) that is not there."""
         if agent_id not in self.agents:
             return agent_not_found()
-        branch = request.query.get("branch_id")
         if branch and branch != main_branch_id(agent_id):
             return branch_not_found(branch)
+        return None
+
+    async def get(self, request: web.Request) -> web.Response:
+        agent_id = request.match_info["agent_id"]
+        if (missing := self._missing(agent_id, request.query.get("branch_id"))) is not None:
+            return missing
         return web.json_response(self.body(agent_id))
 
     async def create(self, request: web.Request) -> web.Response:
@@ -152,11 +157,8 @@ class AgentsStore:
 
     async def update(self, request: web.Request) -> web.Response:
         agent_id = request.match_info["agent_id"]
-        if agent_id not in self.agents:
-            return agent_not_found()
-        branch = request.query.get("branch_id")
-        if branch and branch != main_branch_id(agent_id):
-            return branch_not_found(branch)
+        if (missing := self._missing(agent_id, request.query.get("branch_id"))) is not None:
+            return missing
         raw = await read_json(request)
         pushed = checked_body(raw, create=False)
         self.store(agent_id, self.agents[agent_id], pushed, raw)

@@ -467,7 +467,8 @@ def test_bad_bodies_of_stored_things_and_unknown_ids(local_backend):
     assert bad.value.body["detail"][0]["loc"] == ["body", "conversation_config", "agent", "prompt", "prompt"]
     test = client.conversational_ai.tests.create(request=test_types.TestsCreateRequestBody_Simulation(
         **scenario_test("t")))
-    for path, body in ((f"/v1/convai/agent-testing/{test.id}", {"name": "t", "type": "llm"}),
+    for path, body in ((f"/v1/convai/agent-testing/{test.id}",
+                        {"name": "t", "type": "llm", "success_examples": [{"response": 1}]}),
                        (f"/v1/convai/agent-testing/{test.id}", {"simulation_scenario": "s"})):
         got = httpx.put(server.base_url + path, json=body)
         assert got.status_code == 422, got.text

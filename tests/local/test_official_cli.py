@@ -137,9 +137,29 @@ def test_the_official_cli_workflow_runs_offline(served, tmp_path):
     (project / "tests.json").write_text(json.dumps({"tests": []}))
     cli(project, served, "tests", "pull", "--yes")
     assert {passing, failing} <= {t["id"] for t in json.loads((project / "tests.json").read_text())["tests"]}
-    attach(project, served, chargeback, [passing])
+    # the CLI's own templates (three llm tests and a tool test) are created; the basic one, given
+    # the agent's variables and a condition of voicelab's grammar, is judged on the agent's reply
+    for template in ("basic-llm", "conversation-flow", "customer-service", "tool"):
+        out = cli(project, served, "tests", "add", f"from-{template}", "--template", template)
+        assert entry(project, "tests", config=f"test_configs/from-{template}.json")["id"].startswith("test_"), out
+    basic = project / "test_configs" / "from-basic-llm.json"
+    template = json.loads(basic.read_text())
+    assert template["type"] == "llm" and template["success_examples"], template
+    template.update(dynamic_variables=ANNA, success_condition='The agent says "speaking with Anna".')
+    basic.write_text(json.dumps(template, indent=2))
+    cli(project, served, "tests", "push")
+    llm = entry(project, "tests", config="test_configs/from-basic-llm.json")["id"]
+    assert get(served, f"/v1/convai/agent-testing/{llm}")["success_condition"] == template["success_condition"]
+    flow = entry(project, "tests", config="test_configs/from-conversation-flow.json")["id"]
+    attach(project, served, chargeback, [passing, llm])
     out = cli(project, served, "agents", "test", "chargeback")
-    assert "Passed: 1" in out.stdout and "Failed: 0" in out.stdout, out.stdout
+    assert "Passed: 2" in out.stdout and "Failed: 0" in out.stdout, out.stdout
+    attach(project, served, chargeback, [flow])  # no variables given: the platform's refusal, named
+    out = cli(project, served, "agents", "test", "chargeback", ok=False)
+    assert out.returncode == 1 and "Failed: 1" in out.stdout, (out.returncode, out.stdout, out.stderr)
+    newest = get(served, "/v1/convai/test-invocations?agent_id=chargeback")["results"][0]["id"]
+    (run,) = get(served, f"/v1/convai/test-invocations/{newest}")["test_runs"]
+    assert run["condition_result"]["rationale"]["summary"].startswith("Missing required dynamic variables: "), run
     attach(project, served, chargeback, [passing, failing])
     out = cli(project, served, "agents", "test", "chargeback", ok=False)
     assert out.returncode == 1 and "Failed: 1" in out.stdout, (out.returncode, out.stdout, out.stderr)

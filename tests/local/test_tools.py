@@ -224,6 +224,46 @@ def test_a_tool_call_test_fails_on_the_wrong_argument_or_an_unwanted_call(local_
     assert "422" in str(bad.value) and "bad regex" in str(bad.value)
 
 
+def test_response_tests_judge_what_the_agent_says_next(local_backend):
+    """agent-testing's `llm` (response) tests through the Python SDK: the agent's next turn after
+    the chat history, judged by a condition of voicelab's grammar, else by the closest example;
+    a condition the backend cannot read fails saying so."""
+    from elevenlabs import ElevenLabs
+    from elevenlabs.conversational_ai.tests.types import TestsCreateRequestBody_Llm
+    from elevenlabs.types import SingleTestRunRequestModel
+
+    backend = local_backend()
+    client = ElevenLabs(api_key="local", base_url=backend.base_url)
+    wrong = [{"role": "agent", "message": "Hello, am I speaking with Anna?", "time_in_call_secs": 0},
+             {"role": "user", "message": "No, you have the wrong number.", "time_in_call_secs": 3}]
+    variables = {"first_name": "Anna", "last_name": "Kowalska", "phone_number": "+48601234567",
+                 "product_name": "Premium Gym Membership", "chargeback_reason": "double charge"}
+
+    def run(name: str, **judging: object) -> tuple[str, str, str]:
+        test = client.conversational_ai.tests.create(request=TestsCreateRequestBody_Llm(
+            name=name, chat_history=wrong, dynamic_variables=variables, **judging))
+        invocation = client.conversational_ai.agents.run_tests(
+            "chargeback", tests=[SingleTestRunRequestModel(test_id=test.id)])
+        while invocation.test_runs[0].status == "pending":
+            time.sleep(0.1)
+            invocation = client.conversational_ai.tests.invocations.get(invocation.id)
+        (run,) = invocation.test_runs
+        return run.status, run.condition_result.rationale.summary, run.agent_responses[0].message
+
+    status, why, said = run("apologises", success_condition='The agent says "sorry".')
+    assert status == "passed" and "sorry" in said.lower()
+    assert run("refund talk", success_condition='The agent says "refund".')[0] == "failed"
+    like = [{"response": said, "type": "success"}]
+    unlike = [{"response": "Thank you Anna, I will open the dispute for the double charge now.", "type": "failure"}]
+    status, why, _ = run("by examples", success_condition="The agent apologises for the wrong number",
+                         success_examples=like, failure_examples=unlike)
+    assert status == "passed" and "closest success example 1.00" in why
+    assert run("examples swapped", success_examples=[{**unlike[0], "type": "success"}],
+               failure_examples=[{**like[0], "type": "failure"}])[0] == "failed"
+    status, why, _ = run("needs a model", success_condition="The agent is empathetic")
+    assert status == "failed" and "without a model" in why
+
+
 def test_a_failed_tool_call_test_turns_the_platforms_verdict_to_failure():
     from voicelab.spec.models import PlatformTestRun, PlatformToolTest
 

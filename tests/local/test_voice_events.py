@@ -135,15 +135,21 @@ def test_the_client_that_asks_gets_vad_scores_and_tentative_transcripts_before_t
     assert "agent_chat_response_part" not in kinds  # not asked for
 
 
-def test_a_client_that_does_not_ask_gets_neither(backend, monkeypatch):
-    kinds = {m["type"] for m in voice_call(backend.base_url, {}, monkeypatch)}
+def test_a_client_that_does_not_ask_gets_the_default_tentative_transcripts_but_no_vad_scores(backend, monkeypatch):
+    kinds = {m["type"] for m in voice_call(backend.base_url, {}, monkeypatch)}  # the contract's default list
+    assert {"user_transcript", "tentative_user_transcript"} <= kinds and "vad_score" not in kinds
+
+
+def test_a_client_that_asks_for_neither_gets_neither(backend, monkeypatch):
+    asked = [e for e in ASKED if e not in ("vad_score", "tentative_user_transcript")]
+    kinds = {m["type"] for m in voice_call(backend.base_url, {"conversation": {"client_events": asked}}, monkeypatch)}
     assert "user_transcript" in kinds and not kinds & {"vad_score", "tentative_user_transcript"}
 
 
 @needs_node
 def test_an_agent_whose_client_events_list_them_sends_them_to_the_js_client(dataset, local_backend):
     chargeback = dataset.agents["chargeback"]
-    events = [*chargeback.platform.client_events, "tentative_user_transcript", "vad_score"]
+    events = [*chargeback.platform.client_events, "vad_score"]  # tentative transcripts: in the default
     agent = chargeback.model_copy(update={"platform": chargeback.platform.model_copy(update={"client_events": events})})
     server = local_backend(agents={**dataset.agents, "chargeback": agent})
     answer = speak("Yes, this is me.", voice_for("caller", "en"))

@@ -21,11 +21,11 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from voicelab.local.agent_config import applied, checked_body
-from voicelab.local.handshake import variable_text
+from voicelab.local.handshake import missing_variables, variable_text
 from voicelab.local.history import ConversationRecord, History, dump, new_conversation_id, system_variables
 from voicelab.local.messages import TooDeep, load_json
 from voicelab.local.rest import Unprocessable, error_response, field, read_json
-from voicelab.local.scenario import judge, judge_tool_test, overall, simulated_user
+from voicelab.local.scenario import judge, judge_response, judge_tool_test, overall, simulated_user
 from voicelab.local.sdk_models import sdk_model
 from voicelab.local.session import TRANSFER_REASON
 from voicelab.local.simulate import next_turn, simulate
@@ -111,7 +111,7 @@ def _tool_call_parameters(raw: dict) -> None:
 
 def validate_test(body: dict[str, Any], default_type: str = "llm") -> str:
     """A test's create or update body, as the platform checks it; returns its type. The local
-    backend runs simulation and tool tests; an llm test is refused (422)."""
+    backend runs all three kinds; an llm test's condition is judged as scenario.judge_response says."""
     field(body, "name", str, required=True)
     kind = field(body, "type", str, default=default_type)
     _variables(body.get("dynamic_variables"), "dynamic_variables")
@@ -127,9 +127,16 @@ def validate_test(body: dict[str, Any], default_type: str = "llm") -> str:
         field(body, "simulation_max_turns", int)
         field(body, "tool_mock_config", dict)
         _tool_mocks(body.get("tool_mock_overrides"))
+    elif kind == "llm":
+        _chat_history(body.get("chat_history"))
+        field(body, "success_condition", str)
+        for key, const in (("success_examples", "success"), ("failure_examples", "failure")):
+            examples = field(body, key, list, default=[])
+            if len(examples) > 5 or not all(isinstance(e, dict) and isinstance(e.get("response"), str)
+                                            and e.get("type", const) == const for e in examples):
+                raise Unprocessable("body", key, f'at most 5 of {{"response": "...", "type": "{const}"}}')
     else:
-        raise Unprocessable("body", "type", "the local backend runs simulation and tool tests (an llm test "
-                                            "needs a model to judge the response)")
+        raise Unprocessable("body", "type", f"{kind!r} is not a test type: llm, tool or simulation")
     return kind
 
 
@@ -277,8 +284,19 @@ class Platform:
                        condition_result={"result": "failure", "rationale": {
                            "summary": f"The {missing} was deleted before the run started", "messages": []}})
             return
+        missing = missing_variables(agent, {**agent.platform.placeholders,
+                                            **_variables(test.get("dynamic_variables"), "dynamic_variables")})
+        if missing:  # the platform's refusal of the conversation: the test cannot run
+            run.update(status="failed", last_updated_at_unix=int(time.time()), condition_result={
+                "result": "failure", "rationale": {
+                    "summary": f"{missing} (give them in the test's dynamic_variables or as the agent's "
+                               "placeholders)", "messages": []}})
+            return
         if test.get("type") == "tool":
             self._run_tool_test(run, test, agent)
+            return
+        if test.get("type", "llm") == "llm":
+            self._run_response_test(run, test, agent)
             return
         max_turns = int(test.get("simulation_max_turns") or 40)
         variables = {**agent.platform.placeholders, **_variables(test.get("dynamic_variables"), "dynamic_variables")}
@@ -315,6 +333,20 @@ class Platform:
         if text:
             responses.insert(0, {"role": "agent", "message": text, "time_in_call_secs": at})
         run.update(status="passed" if passed else "failed", agent_responses=responses,
+                   last_updated_at_unix=int(time.time()),
+                   condition_result={"result": "success" if passed else "failure",
+                                     "rationale": {"summary": rationale, "messages": [rationale]}})
+
+    def _run_response_test(self, run: dict[str, Any], test: dict[str, Any], agent: AgentSpec) -> None:
+        """An llm (response) unit test: the agent's next turn after the chat history, judged on
+        what it says (scenario.judge_response)."""
+        variables = {**agent.platform.placeholders, **_variables(test.get("dynamic_variables"), "dynamic_variables")}
+        history = list(test.get("chat_history") or [])
+        text, _ = next_turn(agent, variables, history)
+        passed, rationale = judge_response(test, text)
+        at = int(history[-1].get("time_in_call_secs") or 0) if history else 0
+        run.update(status="passed" if passed else "failed",
+                   agent_responses=[{"role": "agent", "message": text, "time_in_call_secs": at}],
                    last_updated_at_unix=int(time.time()),
                    condition_result={"result": "success" if passed else "failure",
                                      "rationale": {"summary": rationale, "messages": [rationale]}})

@@ -82,6 +82,57 @@ def overall(verdicts: list[Verdict]) -> tuple[bool, str]:
     return True, f"All {len(verdicts)} success conditions met."
 
 
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[^\W_]+", text.casefold()))
+
+
+def _overlap(a: str, b: str) -> float:
+    """Word overlap of two responses (Jaccard over their lowercase words): 1 the same words, 0 none shared."""
+    wa, wb = _words(a), _words(b)
+    return len(wa & wb) / len(wa | wb) if wa | wb else 1.0
+
+
+#: A response is like an example it shares at least this much of its words with.
+LIKE = 0.3
+
+
+def judge_response(test: dict, response: str) -> tuple[bool, str]:
+    """An `llm` (response) test's verdict on the agent's next turn, read the way the local backend
+    can (the platform asks a model whether `success_condition` holds, shown its examples):
+
+    1. a `success_condition` in the condition grammar (a check registry sentence, e.g.
+       `The agent says "refund".`) is judged on the response, as a simulation's condition is;
+    2. otherwise the examples decide: the response passes if it is like a success example (shares
+       at least LIKE of its words) and closer to it than to every failure example; with failure
+       examples only, if it is like none of them;
+    3. with neither, it fails and says why, never a silent pass."""
+    condition = str(test.get("success_condition") or "").strip()
+    if condition:
+        judged = judge_condition(condition, Simulation([{"role": "agent", "message": response}], "none"))
+        if judged is not None:
+            return judged
+
+    def examples(key: str) -> list[str]:
+        return [str(e.get("response") or "") for e in test.get(key) or [] if isinstance(e, dict)]
+    successes, failures = examples("success_examples"), examples("failure_examples")
+    if not successes and not failures:
+        return False, ("the local backend cannot judge this condition without a model: write it as a "
+                       "sentence of voicelab's condition grammar or give success_examples / failure_examples")
+    best_success = max((_overlap(response, e) for e in successes), default=None)
+    best_failure = max((_overlap(response, e) for e in failures), default=None)
+    if best_success is not None:
+        passed = best_success >= LIKE and (best_failure is None or best_success > best_failure)
+    else:
+        passed = best_failure is not None and best_failure < LIKE
+    said = f"the response {response!r}" if response else "an empty response"
+    scores = ", ".join(f"{kind} example {score:.2f}" for kind, score in
+                       (("closest success", best_success), ("closest failure", best_failure)) if score is not None)
+    verdict = "is like a success example" if passed else "is not like a success example"
+    if best_success is None:
+        verdict = "is like no failure example" if passed else "is like a failure example"
+    return passed, f"{said} {verdict} (word overlap, {LIKE} needed: {scores})"
+
+
 def judge_tool_test(parameters: dict, calls: list[tuple[str, dict[str, str]]],
                     tool_ids: dict[str, str], check_any: bool = False) -> tuple[bool, str]:
     """A tool-call test's `tool_call_parameters` against the tools the agent's next turn called.

@@ -91,9 +91,12 @@ ClientEvent = Literal["audio", "agent_response", "agent_response_correction", "a
                       "user_transcript", "interruption", "agent_tool_request", "agent_tool_response",
                       # voice mode only: the caller's words as heard so far, the caller's voice activity
                       "tentative_user_transcript", "vad_score"]
-#: The platform's default client events (agent_chat_response_part is opt-in there too).
+#: The platform's default client events: the contract's default list (agent.asyncapi.yaml,
+#: ConversationConfigOverride.client_events) with the corrections and tool responses the SDKs
+#: read; agent_chat_response_part, agent_tool_request and vad_score are opt-in there too.
 DEFAULT_CLIENT_EVENTS: list[ClientEvent] = ["audio", "agent_response", "agent_response_correction",
-                                            "user_transcript", "interruption", "agent_tool_response"]
+                                            "user_transcript", "tentative_user_transcript", "interruption",
+                                            "agent_tool_response"]
 
 
 class PlatformSettings(_Strict):

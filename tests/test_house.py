@@ -8,6 +8,7 @@ the ones inside functions too (a lazy import is still a dependency).
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -129,3 +130,38 @@ def test_the_packages_face_gives_every_public_name():
     for name in face.__all__:
         assert getattr(face, name) is not None, name
     from voicelab import Call, Dataset, run_batch  # noqa: F401 - the names users import
+
+
+def _judges():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("judges", ROOT / "scripts" / "judges.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_official_clients_are_pinned_in_one_place():
+    judges = _judges()
+    assert judges.differences(judges.load()) == []
+    import elevenlabs.version
+
+    assert elevenlabs.version.__version__ == judges.load()["python"]["elevenlabs"]  # what is installed
+
+
+def test_a_pin_that_differs_is_named(tmp_path, monkeypatch):
+    judges = _judges()
+    pins = judges.load()
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(judges.PYPROJECT.read_text().replace(f'"elevenlabs=={pins["python"]["elevenlabs"]}"',
+                                                              '"elevenlabs>=2"'))
+    package = tmp_path / "package.json"
+    listed = json.loads(judges.PACKAGE.read_text())
+    listed["dependencies"]["@elevenlabs/client"] = "0.0.1"
+    package.write_text(json.dumps(listed))
+    monkeypatch.setattr(judges, "PYPROJECT", pyproject)
+    monkeypatch.setattr(judges, "PACKAGE", package)
+    found = judges.differences(pins)
+    assert f"pyproject.toml: elevenlabs>=2, contracts/judges.toml pins {pins['python']['elevenlabs']}" in found
+    assert any(f.startswith("js/package.json: @elevenlabs/client 0.0.1") for f in found), found
+    assert len(found) == 2, found

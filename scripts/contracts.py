@@ -342,10 +342,11 @@ def main() -> None:
     refresh = sub.add_parser("refresh", help="vendor the AsyncAPI and OpenAPI contracts into contracts/")
     refresh.add_argument("--ref", default="main", help="branch, tag or commit of elevenlabs/packages")
     refresh.add_argument("--asyncapi", type=Path, help="a local copy of agent.asyncapi.yaml (then --ref names it)")
-    pinned = json.loads((ROOT / "js" / "package.json").read_text()).get("optionalDependencies", {}).get(CLI_PACKAGE,
-                                                                                                        "latest")
+    import tomllib
+
+    pinned = tomllib.loads((CONTRACTS / "judges.toml").read_text()).get("npm", {}).get(CLI_PACKAGE, "latest")
     refresh.add_argument("--cli-version", default=pinned,
-                         help=f"the {CLI_PACKAGE} version to take the OpenAPI from (default: js/package.json's)")
+                         help=f"the {CLI_PACKAGE} version to take the OpenAPI from (default: contracts/judges.toml's)")
     gen = sub.add_parser("table", help="write docs/conformance.md's contract table from the test recordings")
     gen.add_argument("recordings", nargs="?", type=Path, default=RECORDINGS)
     args = parser.parse_args()

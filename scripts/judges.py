@@ -140,9 +140,13 @@ def main() -> int:
         before = {name: v for section in pins.values() for name, v in section.items()}
         set_versions(pins, args.latest, args.assignments)
         write(pins)
-        subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh")], check=True)
-        subprocess.run([str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "scripts" / "contracts.py"), "refresh",
-                        "--cli-version", pins["npm"][CLI_PACKAGE]], check=True)
+        for step in (["bash", str(ROOT / "scripts" / "setup.sh")],
+                     [str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "scripts" / "contracts.py"), "refresh",
+                      "--cli-version", pins["npm"][CLI_PACKAGE]]):
+            if subprocess.run(step).returncode != 0:
+                print(f"refresh-judges: {' '.join(step[-3:] if 'contracts.py' in step[1] else step)} failed (above); "
+                      "the new pins are written: fix it and run scripts/refresh-judges.sh again", file=sys.stderr)
+                return 3
         changed = {name: (old, v) for section in pins.values() for name, v in section.items()
                    if (old := before.get(name)) != v}
         for name, (old, new) in changed.items():

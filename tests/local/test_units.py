@@ -122,3 +122,22 @@ def test_a_close_reason_fits_a_close_frame():
     cut = close_reason(long)
     assert len(cut) <= 123 and long.startswith(cut.decode())  # whole characters, never a protocol error
     assert close_reason("Agent not found") == b"Agent not found"
+
+
+def test_a_full_history_drops_its_oldest_finished_conversations_and_keeps_those_in_progress():
+    from voicelab.local.history import ConversationRecord, History
+
+    history = History(limit=3)
+
+    def record(name: str, ended: bool) -> ConversationRecord:
+        made = ConversationRecord(conversation_id=name, agent_id="a", agent_name="A", text_only=True,
+                                  dynamic_variables={}, client_data={})
+        made.ended = 1.0 if ended else None
+        return made
+
+    for name, ended in (("live", False), ("old", True), ("older-live", False), ("mid", True), ("new", True)):
+        history.add(record(name, ended))
+    kept = {name for name in ("live", "old", "older-live", "mid", "new") if history.get(name)}
+    assert kept == {"live", "older-live", "new"}  # two finished dropped, oldest first; none in progress
+    history.add(record("newest", True))
+    assert history.get("new") is None and history.get("newest") and history.get("live")

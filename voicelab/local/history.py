@@ -258,9 +258,15 @@ class History:
         with self._lock:
             self._items[record.conversation_id] = record
             excess = len(self._items) - self.limit
-            if excess > 0:
-                for old in [r for r in self._items.values() if r.ended is not None][:excess]:
-                    self._drop(old.conversation_id)
+            if excess > 0:  # the oldest finished ones: a scan from the oldest that stops when enough are found
+                finished: list[str] = []
+                for conversation_id, old in self._items.items():
+                    if old.ended is not None:
+                        finished.append(conversation_id)
+                        if len(finished) == excess:
+                            break
+                for conversation_id in finished:
+                    self._drop(conversation_id)
 
     def _drop(self, conversation_id: str) -> bool:
         record = self._items.pop(conversation_id, None)

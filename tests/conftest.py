@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from voicelab.local import LocalBackend
 from voicelab.spec.datasets import load_dataset
@@ -22,6 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PERSONAS = ROOT / "datasets" / "personas"
 AGENTS = ROOT / "datasets" / "agents"
 ARTIFACTS = ROOT / "test-artifacts"
+
+# Property tests judge what the code answers, never how fast: on a loaded 2-core machine (the
+# suite's workers, real-time calls) a draw or an example may take a second, which is no bug.
+settings.register_profile("voicelab", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("voicelab")
 
 
 @pytest.fixture(autouse=True)

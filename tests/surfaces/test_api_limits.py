@@ -55,7 +55,8 @@ def test_work_past_the_limits_is_refused_and_nothing_is_started(tmp_path) -> Non
         assert big.status_code == 422 and big.json()["fields"][0]["field"] == "repeats"
         assert "32 calls" in big.json()["detail"] and "30" in big.json()["detail"]
         first = httpx.post(f"{url}/api/runs", json={"personas": ["anna-double-charge", "sven-wrong-person"],
-                                                    "repeats": 15, "run_id": "first", "latency_ms": 3000})
+                                                    "repeats": 15, "run_id": "first", "latency_ms": 30_000})
+        # 30 s before any reply: none of its 30 calls can end (and stop being pending) while this test counts
         assert first.status_code == 202, first.text
         second = httpx.post(f"{url}/api/runs", json={"personas": ["anna-double-charge"], "repeats": 15,
                                                      "run_id": "second"})

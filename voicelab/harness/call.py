@@ -402,24 +402,27 @@ class Call:
     def _after_call(self, connection: Connection, conversation_id: str | None) -> tuple[Any, list[ToolCallRecord]]:
         """The platform's record of the call, where it is needed: on the hosted platform always
         (its verdict, transcript and tool calls next to ours), on any backend when the call made
-        webhook or system tool calls whose arguments only the history has, and whenever transcripts
-        are compared (its turns become `stored_transcript`). Same code for both."""
+        webhook or system tool calls whose arguments only the history has, whenever transcripts
+        are compared (its turns become `stored_transcript`) and whenever the persona expects a
+        verdict of the backend's (`platform_verdict`: its analysis is then kept on any backend).
+        Same code for both."""
         from voicelab.spec.models import PlatformConversation
 
         live = self._tool_calls
         on_platform = self.request.backend == "elevenlabs"
         compare = transcripts.wanted(self.request)
-        if not conversation_id or not (on_platform or tool_calls.needs_history(live) or compare):
+        verdict = self.request.persona.expect.platform_verdict is not None
+        if not conversation_id or not (on_platform or tool_calls.needs_history(live) or compare or verdict):
             return None, live
         try:
             got = hosted.wait_for_conversation(connection.client, conversation_id, self._retries)
         except BackendError as exc:
-            return (PlatformConversation(error=str(exc)) if on_platform else None), live
+            return (PlatformConversation(error=str(exc)) if on_platform or verdict else None), live
         if compare:
             self._stored = transcripts.stored_turns(got.transcript or [])
         history = tool_calls.from_history(got.transcript or [])
         merged = tool_calls.merge(live, history)
-        if not on_platform:
+        if not on_platform and not verdict:
             return None, merged
         analysis = hosted.analysis_of(got).model_copy(update={
             "tool_calls_differ": tool_calls.differences(live, history)})

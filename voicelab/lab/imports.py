@@ -358,6 +358,21 @@ def to_persona(conversation: Mapping[str, Any], agent: AgentSpec, redactor: Reda
     review.append("expect.recording: the path the recorded agent took; a replay fails where a recorded tool call or "
                   "the recorded end is no longer reached")
     verdict = analysis.get("call_successful")
+    judged: dict[str, Any] = {}
+    if verdict in ("success", "failure"):
+        judged["call_successful"] = verdict
+    criteria = {k: v.get("result") for k, v in sorted((analysis.get("evaluation_criteria_results") or {}).items())
+                if isinstance(v, dict) and v.get("result") in ("success", "failure")}
+    collected = {k: v.get("value") for k, v in sorted((analysis.get("data_collection_results") or {}).items())
+                 if isinstance(v, dict) and isinstance(v.get("value"), str | int | float | bool)}
+    if criteria:
+        judged["evaluation_criteria"] = criteria
+    if collected:
+        judged["data_collection"] = collected
+    if judged:
+        expect["platform_verdict"] = judged
+        review.append("expect.platform_verdict: the platform's verdicts on the recorded call, checked on the "
+                      "replay's own analysis; confirm each is the verdict the call should get")
     if verdict == "failure":
         review.append("the platform judged the recorded call a failure: the recording may be the bug to fix, not "
                       "the behaviour to keep")

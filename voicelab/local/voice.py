@@ -146,7 +146,9 @@ class VoiceChannel:
             if self.quiet_s >= SEGMENT_PAUSE_S and self.rest_loud and len(self.buffer) >= SEGMENT_MIN_S * BYTES_PER_S:
                 self.segments.append(self.hear(bytes(self.buffer)))
                 self.buffer.clear()
-                self.rest_loud = False
+                # this piece holds the audio a provisional transcription (at an earlier pause) had:
+                # it is the turn's now, or the turn's words would be heard twice
+                self.rest_loud, self.provisional = False, None
                 self.send_tentative(list(self.segments))
             elif (self.quiet_s >= SEGMENT_PAUSE_S and self.rest_loud and self.tentative is not None
                   and self.provisional is None and not self.ignoring):

@@ -138,6 +138,8 @@ class CallFacts:
     #: `transcripts_agree` (the agent turns' `audio_text` carry the audio's account).
     stored: list[TranscriptEntry] | None = None
     mode: str = "text"
+    #: The backend's analysis of the call (None: not fetched), for `platform_verdict`.
+    analysis: Analysis | None = None
 
     @property
     def agent_text(self) -> list[str]:
@@ -449,6 +451,49 @@ def _agree_checks(expect: Expectations, call: CallFacts) -> list[Check]:
     return [Check(name=name, passed=True, detail=f"{len(rows)} agent turns agree: {sources}")]
 
 
+# ---- platform_verdict: the backend's own analysis of the call
+
+
+def _verdict_checks(expect: Expectations, call: CallFacts) -> list[Check]:
+    """One check per verdict the persona names: the overall one, each evaluation criterion, each
+    data collection value. Without the backend's analysis every one fails, saying why: a verdict
+    nobody looked at is not a pass."""
+    spec = expect.platform_verdict
+    if spec is None:
+        return []
+    wanted: list[tuple[str, str, Any]] = []
+    if spec.call_successful is not None:
+        wanted.append(("platform_verdict: call_successful", "call_successful", spec.call_successful))
+    wanted += [(f"platform_verdict: criterion {key}", key, value) for key, value in spec.evaluation_criteria.items()]
+    wanted += [(f"platform_verdict: data {key}", key, value) for key, value in spec.data_collection.items()]
+    analysis = call.analysis
+    missing = ("not judged: the backend's analysis of the call was not fetched" if analysis is None
+               else f"not judged: {analysis.error}" if getattr(analysis, "error", None) else None)
+    if missing is not None:
+        return [Check(name=name, passed=False, detail=missing) for name, _, _ in wanted]
+    criteria = getattr(analysis, "evaluation_criteria_results", {}) or {}
+    collected = getattr(analysis, "data_collection_results", {}) or {}
+    out = []
+    for name, key, value in wanted:
+        if name.endswith(": call_successful"):
+            got = analysis.call_successful
+            out.append(Check(name=name, passed=got == value, detail=f"{got or 'no verdict'} (expected {value})"))
+        elif name.startswith("platform_verdict: criterion "):
+            result = (criteria.get(key) or {}).get("result")
+            why = (criteria.get(key) or {}).get("rationale")
+            out.append(Check(name=name, passed=result == value,
+                             detail=(f"{result} (expected {value})" + (f": {why}" if why else "")) if result
+                             else f"the backend judged no criterion {key!r} (expected {value})"))
+        else:
+            item = collected.get(key)
+            got = None if item is None else item.get("value")
+            passed = got is not None and _matches(str(value), str(got))
+            out.append(Check(name=name, passed=passed,
+                             detail=f"{got!r} (expected {value!r})" if item is not None
+                             else f"the backend collected no {key!r} (expected {value!r})"))
+    return out
+
+
 _TOOL_SENTENCE = r"the tool (\w+)(?: with (.+?))?(?: (\d+) times)?\.?"
 
 #: Every expectation key, in the order its checks and sentences appear.
@@ -474,6 +519,7 @@ REGISTRY: tuple[Expectation, ...] = (
                 re.compile("The agent never calls " + _TOOL_SENTENCE), _never_calls_judge),
     Expectation("recording", _recording_checks),
     Expectation("transcripts_agree", _agree_checks),
+    Expectation("platform_verdict", _verdict_checks),
 )
 EXPECTATIONS: dict[str, Expectation] = {entry.key: entry for entry in REGISTRY}
 
@@ -483,9 +529,10 @@ DEFAULT_CONDITION = "The agent handles the caller politely and ends the call pro
 
 def checks(expect: Expectations, transcript: list[TranscriptEntry], *, duration_s: float,
            end_reason: EndReason, tool_calls: list[ToolCallRecord] | None = None,
-           stored_transcript: list[TranscriptEntry] | None = None, mode: str = "text") -> list[Check]:
+           stored_transcript: list[TranscriptEntry] | None = None, mode: str = "text",
+           analysis: Analysis | None = None) -> list[Check]:
     """Every expectation's named checks on a finished call, in registry order."""
-    call = CallFacts(transcript, duration_s, end_reason, tool_calls or [], stored_transcript, mode)
+    call = CallFacts(transcript, duration_s, end_reason, tool_calls or [], stored_transcript, mode, analysis)
     return [check for entry in REGISTRY for check in entry.evaluate(expect, call)]
 
 
@@ -521,7 +568,8 @@ def finished_result(request: CallRequest, transcript: list[TranscriptEntry], *, 
     status = "failed" if end_reason in ("error", "disconnected", "cancelled") else "completed"
     duration = round(duration_s, 3)
     results = checks(request.persona.expect, transcript, duration_s=duration, end_reason=end_reason,
-                     tool_calls=tool_calls, stored_transcript=stored_transcript, mode=request.mode)
+                     tool_calls=tool_calls, stored_transcript=stored_transcript, mode=request.mode,
+                     analysis=analysis)
     measured = metrics(transcript, voice.interruptions if voice else interruptions)
     if voice is not None:
         audio = request.persona.caller.audio

@@ -73,6 +73,7 @@ from voicelab.spec.models.persona import (
     ImportedFrom,
     Interrupt,
     Persona,
+    PlatformVerdict,
     RecordedStep,
     Recording,
     ReplayTurn,
@@ -116,7 +117,7 @@ __all__ = [
     "Transfer", "Webhook",
     # persona
     "NOISES", "STYLES", "AudioCondition", "CallerSpec", "Expectations", "ExpectedCall", "ImportedFrom", "Interrupt",
-    "Persona", "RecordedStep", "Recording", "ReplayTurn", "ReplyRule", "Style",
+    "Persona", "PlatformVerdict", "RecordedStep", "Recording", "ReplayTurn", "ReplyRule", "Style",
     "TranscriptsAgree",
     # agent
     "DEFAULT_CLIENT_EVENTS", "AgentSpec", "ClientEvent", "Flow", "FlowStep", "Intent", "OverrideField",

@@ -175,6 +175,20 @@ class TranscriptsAgree(_Strict):
     max_audio_wer: float = Field(default=1.0, ge=0)
 
 
+class PlatformVerdict(_Strict):
+    """`expect.platform_verdict`: what the backend's own analysis of the call must say (GET
+    /v1/convai/conversations/{id}, `analysis`): its overall verdict, each evaluation criterion's
+    result, each data collection item's value (compared as text, case and surrounding space
+    ignored). `voicelab import-calls` writes the recorded call's verdicts here for review. The
+    call's record is fetched after the call when this is set, on any backend."""
+
+    call_successful: Literal["success", "failure"] | None = None
+    evaluation_criteria: dict[Annotated[str, Field(min_length=1)], Literal["success", "failure"]] = Field(
+        default_factory=dict)
+    data_collection: dict[Annotated[str, Field(min_length=1)], str | int | float | bool] = Field(
+        default_factory=dict)
+
+
 class Expectations(_Strict):
     agent_says: list[str] = Field(default_factory=list)
     agent_never_says: list[str] = Field(default_factory=list)
@@ -193,6 +207,8 @@ class Expectations(_Strict):
     #: The live events, the stored conversation and (voice) the recorded audio say the same per
     #: agent turn (`TranscriptsAgree`); `true` for the defaults, a number for `max_wer`.
     transcripts_agree: TranscriptsAgree | None = None
+    #: The backend's analysis of the call says this (`PlatformVerdict`).
+    platform_verdict: PlatformVerdict | None = None
 
     @field_validator("transcripts_agree", mode="before")
     @classmethod

@@ -22,6 +22,7 @@ from voicelab.spec.datasets import load_dataset
 from voicelab.spec.models import (
     E164_PATTERN,
     CallerSpec,
+    EvaluationCriterion,
     Persona,
     Recording,
     ToolCallRecord,
@@ -58,9 +59,20 @@ def _replay(out: Path, url: str, runs: Path) -> dict:
     return {r.persona_id: r for r in outcome.run.results()}
 
 
+#: The agent's success evaluation criteria, as a user pushes them (judged by the backend after
+#: each call; the imported personas expect the recorded verdicts).
+CRITERIA = [{"id": "records_decision", "conversation_goal_prompt": "The agent calls the tool confirm_dispute."},
+            {"id": "polite_goodbye", "conversation_goal_prompt": 'The agent says "goodbye".'}]
+
+
+def _judged(agent):  # noqa: ANN001, ANN202
+    return agent.model_copy(update={"platform": agent.platform.model_copy(update={
+        "evaluation_criteria": [EvaluationCriterion(**c) for c in CRITERIA]})})
+
+
 def test_a_batch_imported_replays_and_a_mutant_breaks_the_recorded_path(local_backend, dataset, tmp_path, capsys,
                                                                         monkeypatch):
-    server = local_backend()
+    server = local_backend(agents={**dataset.agents, "chargeback": _judged(dataset.agents["chargeback"])})
     recorded = run_batch(persona_ids=PERSONAS, repeats=1, concurrency=4, runs_root=str(tmp_path / "runs"),
                          local_url=server.base_url, progress=False)
     originals = {r.persona_id: r for r in recorded.run.results()}
@@ -122,6 +134,13 @@ def test_a_batch_imported_replays_and_a_mutant_breaks_the_recorded_path(local_ba
         said = [e.text for e in by_call[pid].transcript if e.speaker == "user"]
         replayed = [t.say for t in persona.caller.turns if t.say]
         assert replayed == said[:len(replayed)] and len(replayed) >= len(said) - 1
+        # the platform's verdicts on the recorded call, expected of the replay (and marked for review)
+        verdict = persona.expect.platform_verdict
+        assert verdict is not None and any("platform_verdict" in note for note in persona.review)
+        recorded_verdict = persona.imported.call_successful
+        assert verdict.call_successful == (recorded_verdict if recorded_verdict in ("success", "failure") else None)
+        had_decision = any(c.tool == "confirm_dispute" for c in by_call[pid].tool_calls)
+        assert verdict.evaluation_criteria["records_decision"] == ("success" if had_decision else "failure")
     assert "+48223330000" in text, "the agent's own transfer number is no caller's personal data"
     anna = next(p for pid, p in imported.items() if by_call[pid].persona_id == "anna-double-charge")
     assert [c.tool for c in anna.expect.agent_calls] == ["lookup_dispute", "confirm_dispute"]
@@ -131,13 +150,16 @@ def test_a_batch_imported_replays_and_a_mutant_breaks_the_recorded_path(local_ba
     same = _replay(out, server.base_url, tmp_path / "runs")
     for pid, result in same.items():
         assert result.success, (pid, [(c.name, c.detail) for c in result.checks if not c.passed])
+        judged = [c for c in result.checks if c.name.startswith("platform_verdict: ")]
+        assert {c.name for c in judged} >= {"platform_verdict: call_successful",
+                                            "platform_verdict: criterion records_decision"}, judged
         recording = next(c for c in result.checks if c.name.startswith("recording: "))
         in_one_breath = any(t.after == 0 for t in imported[pid].caller.turns)  # when the agent took each: a race
         assert in_one_breath or recording.detail.startswith("the agent took the recorded path"), recording.detail
 
     # against a mutant that no longer records the caller's decision: those whose path had it fail
     mutant = next(m for m in mutants(dataset.agents["chargeback"]) if m.id.endswith("no-call-record-keep"))
-    broken_server = local_backend(agents={**dataset.agents, "chargeback": mutant.agent})
+    broken_server = local_backend(agents={**dataset.agents, "chargeback": _judged(mutant.agent)})
     code = main(["run", "--personas", str(out), "--agents", str(AGENTS), "--local-url", broken_server.base_url,
                  "--runs", str(tmp_path / "runs"), "--run-id", "replay-mutant", "--no-report"])
     summary = capsys.readouterr().out
@@ -154,6 +176,9 @@ def test_a_batch_imported_replays_and_a_mutant_breaks_the_recorded_path(local_ba
             assert not check.passed
             assert re.search(r'after caller turn \d+ \("[^"]+"\): recorded tool call confirm_dispute\(.*\) no longer '
                              r"made", check.detail), check.detail
+            # and the backend's own verdict on the replay no longer is the recorded one
+            criterion = next(c for c in result.checks if c.name == "platform_verdict: criterion records_decision")
+            assert not criterion.passed and criterion.detail.startswith("failure (expected success)"), criterion
 
 
 def test_import_calls_refuses_bad_input_in_one_line(tmp_path, capsys):

@@ -141,3 +141,33 @@ def test_a_full_history_drops_its_oldest_finished_conversations_and_keeps_those_
     assert kept == {"live", "older-live", "new"}  # two finished dropped, oldest first; none in progress
     history.add(record("newest", True))
     assert history.get("new") is None and history.get("newest") and history.get("live")
+
+
+def test_a_finished_conversation_is_judged_on_the_agents_evaluation_criteria(dataset):
+    """A pushed criterion reaches the spec, GET agent and every conversation's analysis; a goal
+    outside the condition grammar is unknown, never a guess."""
+    from voicelab.local.agent_config import applied
+    from voicelab.local.history import ConversationRecord
+
+    pushed = {"platform_settings": {"evaluation": {"criteria": [
+        {"id": "polite", "name": "Polite", "type": "prompt", "conversation_goal_prompt": 'The agent says "goodbye".'},
+        {"id": "vibes", "name": "Vibes", "type": "prompt", "conversation_goal_prompt": "The caller felt heard."},
+        {"id": "", "conversation_goal_prompt": "no id: not kept"}]}}}
+    spec = applied(dataset.agents["chargeback"], pushed)
+    assert [(c.id, c.conversation_goal_prompt) for c in spec.platform.evaluation_criteria] == [
+        ("polite", 'The agent says "goodbye".'), ("vibes", "The caller felt heard.")]
+    criteria = [(c.id, c.conversation_goal_prompt) for c in spec.platform.evaluation_criteria]
+    record = ConversationRecord(conversation_id="c", agent_id="chargeback", agent_name="Chargeback", text_only=True,
+                                dynamic_variables={}, client_data={}, criteria=criteria)
+    record.add("agent", "Hello, is this Anna?")
+    assert "evaluation_criteria_results" not in record.analysis()  # judged once it has ended
+    record.add("agent", "Thank you. Goodbye.")
+    record.finish("end_call tool was called.")
+    results = record.analysis()["evaluation_criteria_results"]
+    assert results["polite"]["result"] == "success" and results["vibes"]["result"] == "unknown"
+    assert "cannot judge" in results["vibes"]["rationale"]
+    quiet = ConversationRecord(conversation_id="d", agent_id="chargeback", agent_name="Chargeback", text_only=True,
+                               dynamic_variables={}, client_data={}, criteria=[("polite", 'The agent says "goodbye".')])
+    quiet.add("agent", "Hello?")
+    quiet.finish("Client disconnected: 1000")
+    assert quiet.analysis()["evaluation_criteria_results"]["polite"]["result"] == "failure"

@@ -6,7 +6,9 @@ models (a malformed one is a 422 naming the field, never a 500) and kept as push
 them over what it reports for the spec. The fields the websocket enforces change the spec the next
 conversation gets: the first message, the language, the prompt text (its {{variables}} become
 required), the placeholders, the client events, text-only, the maximum duration, the turn timeout,
-the overrides allowed and the ASR keywords (`asr.keywords`, which bias voice mode's recognition).
+the overrides allowed, the ASR keywords (`asr.keywords`, which bias voice mode's recognition)
+and the success evaluation criteria (`platform_settings.evaluation.criteria`, judged after each
+conversation with the condition grammar).
 Everything else (voice, LLM, tools, knowledge base, ...) is kept and returned, and has no effect
 offline.
 """
@@ -173,6 +175,12 @@ def applied(spec: AgentSpec, pushed: Mapping[str, Any]) -> AgentSpec:
     keywords = _at(config, "asr", "keywords")
     if isinstance(keywords, list):  # voice mode biases recognition toward them (vocabulary.py)
         platform["asr_keywords"] = [k for k in keywords if isinstance(k, str) and k.strip()]
+    criteria = _at(pushed, "platform_settings", "evaluation", "criteria")
+    if isinstance(criteria, list):  # judged on each conversation after it ends (history.py)
+        platform["evaluation_criteria"] = [
+            {"id": c["id"], "conversation_goal_prompt": c["conversation_goal_prompt"]} for c in criteria
+            if isinstance(c, Mapping) and isinstance(c.get("id"), str) and c["id"]
+            and isinstance(c.get("conversation_goal_prompt"), str) and c["conversation_goal_prompt"].strip()]
     switches = _at(pushed, "platform_settings", "overrides", "conversation_config_override")
     if isinstance(switches, Mapping):
         allowed = set(spec.platform.allowed_overrides)

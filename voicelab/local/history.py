@@ -79,6 +79,9 @@ class ConversationRecord:
     likes: int = 0
     dislikes: int = 0
     overall_score: str | None = None
+    #: The agent's success evaluation criteria (id, conversation goal), judged once it has ended.
+    criteria: list[tuple[str, str]] = field(default_factory=list)
+    _evaluation: dict[str, Any] | None = None
 
     def add(self, role: str, message: str, medium: str | None = None, event_id: int | None = None) -> None:
         item: dict[str, Any] = {"role": role, "message": message,
@@ -154,7 +157,29 @@ class ConversationRecord:
         user_turns = sum(1 for t in self.transcript if t["role"] == "user")
         summary = (f"Local {self.agent_name} call: {agent_turns} agent and {user_turns} caller turns; "
                    f"ended: {self.termination_reason or 'in progress'}.")
-        return {"call_successful": self.call_successful(), "transcript_summary": summary}
+        out: dict[str, Any] = {"call_successful": self.call_successful(), "transcript_summary": summary}
+        if self.criteria and self.status != "in-progress":
+            out["evaluation_criteria_results"] = self.evaluation()
+        return out
+
+    @property
+    def ended_by(self) -> str:
+        """Who ended it, as a simulation's judge reads it: agent | caller | limit."""
+        reason = self.termination_reason or ""
+        if reason.startswith(("end_call", "transfer_to_number")):  # its own end_call or a transfer
+            return "agent"
+        return "caller" if reason.startswith("Client disconnected") else "limit"
+
+    def evaluation(self) -> dict[str, Any]:
+        """Each criterion judged on the finished transcript (once: a record no longer changes),
+        with the condition grammar the simulations use; a sentence outside it is `unknown`."""
+        if self._evaluation is None:
+            from voicelab.local.scenario import judge
+
+            verdicts = judge([goal for _, goal in self.criteria], self.transcript, self.ended_by)
+            self._evaluation = {cid: {"criteria_id": cid, "result": v.result, "rationale": v.rationale}
+                                for (cid, _), v in zip(self.criteria, verdicts, strict=True)}
+        return self._evaluation
 
     def to_response(self) -> dict:
         body = {

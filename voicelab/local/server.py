@@ -383,6 +383,9 @@ class LocalBackend:
                     "tts": {"voice_id": "voice_id" in allowed},
                     "conversation": {"text_only": "text_only" in allowed}},
                     "custom_llm_extra_body": False},
+                "evaluation": {"criteria": [{"id": c.id, "name": c.id, "type": "prompt",
+                                             "conversation_goal_prompt": c.conversation_goal_prompt}
+                                            for c in platform.evaluation_criteria]},
             },
             "tags": ["voicelab-local"],
         }

@@ -426,7 +426,8 @@ class Session:
             text_only=accepted.text_only, dynamic_variables=variables,
             client_data={**accepted.client_data,
                          "authorization_method": "signed_url" if config.check_signature else "public"},
-            source=self.query.get("source", "python_sdk"))
+            source=self.query.get("source", "python_sdk"),
+            criteria=[(c.id, c.conversation_goal_prompt) for c in agent.platform.evaluation_criteria])
         config.history.add(self.record)
         self.fault = None if accepted.refusal else config.faults.take(agent.id)  # kept for a call that runs
         if not accepted.text_only:

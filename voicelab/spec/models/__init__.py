@@ -30,6 +30,7 @@ from voicelab.spec.models.agent import (
     DEFAULT_CLIENT_EVENTS,
     AgentSpec,
     ClientEvent,
+    EvaluationCriterion,
     Flow,
     FlowStep,
     Intent,
@@ -120,7 +121,8 @@ __all__ = [
     "Persona", "PlatformVerdict", "RecordedStep", "Recording", "ReplayTurn", "ReplyRule", "Style",
     "TranscriptsAgree",
     # agent
-    "DEFAULT_CLIENT_EVENTS", "AgentSpec", "ClientEvent", "Flow", "FlowStep", "Intent", "OverrideField",
+    "DEFAULT_CLIENT_EVENTS", "AgentSpec", "ClientEvent", "EvaluationCriterion", "Flow", "FlowStep", "Intent",
+    "OverrideField",
     "PlatformSettings", "ResultBranch", "Silence", "StepCall",
     # experiment
     "Experiment", "Variant", "VariantOverrides",

@@ -99,6 +99,16 @@ DEFAULT_CLIENT_EVENTS: list[ClientEvent] = ["audio", "agent_response", "agent_re
                                             "agent_tool_response"]
 
 
+class EvaluationCriterion(_Strict):
+    """A success evaluation criterion (`platform_settings.evaluation.criteria` on the platform):
+    after each conversation the platform asks a model whether `conversation_goal_prompt` was met;
+    the local backend judges it with the check registry's condition grammar (e.g. `The agent
+    calls the tool end_call.`) and answers `unknown` for a sentence outside it."""
+
+    id: Annotated[str, Field(min_length=1, max_length=200)]
+    conversation_goal_prompt: Annotated[str, Field(min_length=1)]
+
+
 class PlatformSettings(_Strict):
     """How the local backend emulates the hosted agent's settings (the hosted platform has its
     own; these do not change it). GET agent reports exactly these, and the websocket enforces them."""
@@ -127,6 +137,8 @@ class PlatformSettings(_Strict):
     #: pocketsphinx toward them, beside the flow's own vocabulary (voicelab/local/vocabulary.py).
     asr_keywords: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(default_factory=list,
                                                                                    max_length=1000)
+    #: Judged on every finished conversation: GET conversation's `analysis.evaluation_criteria_results`.
+    evaluation_criteria: list[EvaluationCriterion] = Field(default_factory=list, max_length=100)
 
 
 class AgentSpec(_Strict):

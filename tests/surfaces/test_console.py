@@ -176,7 +176,9 @@ def test_text_call_in_the_console(lab, artifacts: Path):
 
 @pytest.mark.realtime
 def test_voice_call_in_the_console(lab, dataset, artifacts: Path):
-    """The persona's speech is played into the virtual microphone whenever the agent has spoken."""
+    """The persona's first answer is played into the virtual microphone once the agent has spoken;
+    when the agent has answered it (its latency measured from the microphone), the caller hangs
+    up with the console's Stop: one exchange by voice, as long as a person's first answer takes."""
     from playwright.sync_api import sync_playwright
 
     url, folder, pulse = lab
@@ -192,25 +194,29 @@ def test_voice_call_in_the_console(lab, dataset, artifacts: Path):
         page.select_option(".vl-output select", label="pulse")
         page.click("button.vl-start")
         answered = 0
-        deadline = time.time() + 120
+        deadline = time.time() + 60
         while time.time() < deadline and "ended" not in page.inner_text(".vl-verdict"):
             agent_lines = re.findall(r"Agent: (.+)", transcript(page))
-            if len(agent_lines) > answered:
+            if answered and len(agent_lines) > answered and re.search(r"You: \S", transcript(page)):
+                page.screenshot(path=str(artifacts / "console-voice-live.png"), full_page=True)
+                page.click("button.vl-stop")  # the agent answered what it heard: the caller hangs up
+                page.wait_for_function("document.querySelector('.vl-verdict').innerText.includes('ended')")
+                break
+            if len(agent_lines) > answered and not answered:
                 answered = len(agent_lines)
                 lines = scripted.on_agent_turn(agent_lines[-1]).say
-                if lines:
-                    # a person answers ~0.7 s after the agent's last word (its speech: 165 words/min),
-                    # well inside the agent's 3 s silence timeout
-                    time.sleep(0.7 + len(agent_lines[-1].split()) / 2.75)
-                    pcm = speak(" ".join(lines), voice_for(persona.id, "en")) + b"\0" * 16000
-                    threading.Thread(target=play_into_mic, args=(pcm, pulse), daemon=True).start()
-                    page.screenshot(path=str(artifacts / "console-voice-live.png"), full_page=True)
+                # a person answers ~0.7 s after the agent's last word (its speech: 165 words/min),
+                # well inside the agent's 3 s silence timeout
+                time.sleep(0.7 + len(agent_lines[-1].split()) / 2.75)
+                pcm = speak(" ".join(lines), voice_for(persona.id, "en")) + b"\0" * 16000
+                threading.Thread(target=play_into_mic, args=(pcm, pulse), daemon=True).start()
             time.sleep(0.3)
         verdict = page.inner_text(".vl-verdict")
         page.locator(".vl-verdict").scroll_into_view_if_needed()
         page.screenshot(path=str(artifacts / "console-voice-verdict.png"), full_page=True)
         browser.close()
-    assert "ended" in verdict, "the call ended within two minutes"
+    assert "ended" in verdict, "the agent answered the caller's first words within a minute"
+    assert "caller_ended" in verdict
     assert "recording" in verdict
     text = transcript_lines = [json.loads(line) for p in folder.glob("runs/console-*/calls.jsonl")
                                for line in p.read_text().splitlines()]

@@ -49,15 +49,17 @@ def test_runs_and_calls_share_one_cap_on_calls_in_flight(tmp_path) -> None:
 
 
 def test_work_past_the_limits_is_refused_and_nothing_is_started(tmp_path) -> None:
-    with serving(tmp_path, max_run_calls=30, max_pending_calls=40, latency_ms=400) as url:
+    with serving(tmp_path, max_run_calls=30, max_pending_calls=40, max_concurrent_calls=4, latency_ms=400) as url:
         big = httpx.post(f"{url}/api/runs", json={"personas": ["anna-double-charge", "sven-wrong-person"],
                                                   "repeats": 16, "run_id": "too-big"})
         assert big.status_code == 422 and big.json()["fields"][0]["field"] == "repeats"
         assert "32 calls" in big.json()["detail"] and "30" in big.json()["detail"]
         first = httpx.post(f"{url}/api/runs", json={"personas": ["anna-double-charge", "sven-wrong-person"],
                                                     "repeats": 15, "run_id": "first", "latency_ms": 30_000})
-        # 30 s before any reply: none of its 30 calls can end (and stop being pending) while this test counts
+        # 30 s before any reply: none of its 30 calls can end (and stop being pending) while this test
+        # counts, and the 4 in flight hold every slot, so the calls below wait (pending) and none ends
         assert first.status_code == 202, first.text
+        wait_run(url, "first", lambda s: s["counts"]["running"] == 4)
         second = httpx.post(f"{url}/api/runs", json={"personas": ["anna-double-charge"], "repeats": 15,
                                                      "run_id": "second"})
         assert second.status_code == 429, second.text

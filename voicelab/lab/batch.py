@@ -97,7 +97,9 @@ class _Progress:
         self._show()
 
     def _show(self) -> None:
-        self.bar.set_postfix(failed=self.failed, running=self.running, refresh=False)
+        # drawn now: a bar redrawn only when a call ends would show no call running through a
+        # batch's first minute of long calls (one write per call start and end: nothing at any scale)
+        self.bar.set_postfix(failed=self.failed, running=self.running, refresh=True)
         if self.observer is not None:
             self.observer(self.done, self.failed, self.running)
 

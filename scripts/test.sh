@@ -4,15 +4,13 @@
 # Without arguments, in two parts at once: every test but the real-time voice calls in parallel
 # (pytest-xdist, 4 workers: most tests wait on sockets, kernels and audio rather than the CPU; a
 # module stays on one worker, so its shared fixtures start once) at a lower CPU priority (nice
-# 10), and beside it the `realtime` group, one test at a time at normal priority: what those tests
-# assert is timing, and a real-time call is mostly waiting (measured: the whole suite used 10.5
-# of the 29.5 core-minutes two cores gave it when the parts ran one after the other), so the
-# scheduler hands it the CPU whenever it wakes. (Two real-time tests at a time failed in CI: an
-# agent caller bridged by voice, beside two other voice calls while another test placed three
-# more, answered 3.7 s late. VOICELAB_REALTIME_WORKERS=2 still runs them two at a time.)
-# The first part's output follows the second's; each prints its 15 slowest tests. With arguments
-# they go to one pytest run, e.g. the quick loop `bash scripts/test.sh -m "not slow"`, or
-# `bash scripts/test.sh tests/lab/test_store_faults.py -p no:xdist`.
+# 10), and beside it the `realtime` group, two tests at a time at normal priority: what those
+# tests assert is timing, and a real-time call is mostly waiting (measured: the whole suite used
+# 10.5 of the 29.5 core-minutes two cores gave it when the parts ran one after the other), so the
+# scheduler hands it the CPU whenever it wakes. VOICELAB_REALTIME_WORKERS=1 runs them one at a
+# time (about 7 minutes instead of 5 for that part). The first part's output follows the second's;
+# each prints its 15 slowest tests. With arguments they go to one pytest run, e.g. the quick loop
+# `bash scripts/test.sh -m "not slow"`, or `bash scripts/test.sh tests/lab/test_store_faults.py -p no:xdist`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -35,8 +33,8 @@ set -m  # the first part in its own process group, so an interrupted run stops a
 nice -n 10 .venv/bin/pytest "${PARALLEL[@]}" --basetemp "$work/parallel" -m "not realtime" >"$work/parallel.log" 2>&1 &
 first=$!
 set +m
-echo "== the real-time voice calls, one at a time (the other tests run beside them; their output follows) =="
-.venv/bin/pytest -n "${VOICELAB_REALTIME_WORKERS:-1}" --dist load --durations=15 --basetemp "$work/realtime" \
+echo "== the real-time voice calls (the other tests run beside them; their output follows) =="
+.venv/bin/pytest -n "${VOICELAB_REALTIME_WORKERS:-2}" --dist load --durations=15 --basetemp "$work/realtime" \
   -m realtime || status=$?
 echo "== every other test, in parallel =="
 wait "$first" || { code=$?; status=$((status > 0 ? status : code)); }

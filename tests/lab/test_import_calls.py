@@ -76,7 +76,9 @@ def test_a_batch_imported_replays_and_a_mutant_breaks_the_recorded_path(local_ba
     recorded = run_batch(persona_ids=PERSONAS, repeats=1, concurrency=4, runs_root=str(tmp_path / "runs"),
                          local_url=server.base_url, progress=False)
     originals = {r.persona_id: r for r in recorded.run.results()}
-    assert all(r.success for r in originals.values()), [r.checks for r in originals.values() if not r.success]
+    assert all(r.success for r in originals.values()), [
+        (r.persona_id, r.duration_seconds, [(c.name, c.detail) for c in r.checks if not c.passed])
+        for r in originals.values() if not r.success]
     out = tmp_path / "imported"
 
     with monkeypatch.context() as patch:

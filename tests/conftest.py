@@ -124,3 +124,11 @@ def tool_result_for(frame: dict) -> str | None:
     call = frame["client_tool_call"]
     return json.dumps({"type": "client_tool_result", "tool_call_id": call["tool_call_id"],
                        "result": TOOL_RESULTS.get(call["tool_name"], "ok"), "is_error": False})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A real-time voice call is slow by nature: every `realtime` test is also `slow`, so the
+    quick loop (`-m "not slow"`) never waits on real-time audio."""
+    for item in items:
+        if item.get_closest_marker("realtime") is not None and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)

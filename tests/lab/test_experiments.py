@@ -300,6 +300,7 @@ def test_run_gates_honour_a_personas_pass_threshold(tmp_path: Path, capsys):
 # --------------------------------------------------------------------------- mutation testing
 
 
+@pytest.mark.slow  # two mutation runs (a baseline and two mutants each)
 def test_a_mutant_survives_a_weak_persona_file_and_a_strong_one_catches_it(tmp_path: Path):
     from voicelab.lab.mutate import run_mutation, score
 

@@ -70,6 +70,7 @@ def _judged(agent):  # noqa: ANN001, ANN202
         "evaluation_criteria": [EvaluationCriterion(**c) for c in CRITERIA]})})
 
 
+@pytest.mark.slow  # a batch, four imports, two replays
 def test_a_batch_imported_replays_and_a_mutant_breaks_the_recorded_path(local_backend, dataset, tmp_path, capsys,
                                                                         monkeypatch):
     server = local_backend(agents={**dataset.agents, "chargeback": _judged(dataset.agents["chargeback"])})

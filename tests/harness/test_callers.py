@@ -192,7 +192,9 @@ def test_voice_agent_caller_and_timed_barge_ins(local_backend, dataset, tmp_path
     voice, cut, mm = asyncio.run(place_all())
 
     # the bridge: both sides heard each other through speech recognition, and the agent said goodbye
-    assert voice.end_reason == "agent_ended" and voice.success, voice.transcript
+    assert voice.end_reason == "agent_ended" and voice.success, (
+        [(c.name, c.detail) for c in voice.checks if not c.passed],
+        [(e.speaker, e.text, e.said) for e in voice.transcript])
     assert voice.metrics.wer is not None and voice.metrics.response_latency_ms
     heard = [e.text for e in voice.caller_transcript if e.speaker == "user"]
     assert heard and all(h != e.text for h, e in zip(heard, voice.transcript, strict=False))  # ASR, not text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -64,13 +65,51 @@ def test_platform_runs_can_be_cancelled(tmp_path: Path, local_backend, monkeypat
     monkeypatch.setattr("voicelab.local.platform.PENDING_S", 5.0)  # the simulations stay pending for 5 s
     backend = local_backend()
     cancel = threading.Event()
-    threading.Timer(1.5, cancel.set).start()
+
+    def once_pending() -> None:  # a condition, not a timer: a loaded machine may start late
+        deadline = time.monotonic() + 60
+        while not backend.platform.invocations and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cancel.set()
+
+    threading.Thread(target=once_pending, daemon=True).start()
     outcome = run_batch(str(PERSONAS), str(AGENTS), persona_ids=["anna-double-charge", "jonas-de-entwickler"],
                         caller="platform", runs_root=str(tmp_path), run_id="pc", progress=False,
                         cancel_event=cancel, local_url=backend.base_url)
     assert outcome.interrupted
     assert all(inv["cancelled"] for inv in backend.platform.invocations.values())
     assert {r.end_reason for r in outcome.results} == {"cancelled"}
+
+
+def test_a_run_interrupted_while_its_tests_are_being_started_cancels_what_the_platform_started(
+        tmp_path: Path, local_backend, monkeypatch):
+    """The interrupt lands while the run-tests request is on its way (the platform takes 1 s to
+    answer it): once it lands, the invocation it made is cancelled and every call is reported
+    cancelled, none left running on the platform unseen."""
+    from voicelab.local.platform import Platform
+
+    monkeypatch.setattr("voicelab.local.platform.PENDING_S", 5.0)
+    arrived = threading.Event()
+    original = Platform.run_tests
+
+    async def slow_run_tests(self, request):  # noqa: ANN001, ANN202
+        import asyncio
+
+        arrived.set()
+        await asyncio.sleep(1.0)
+        return await original(self, request)
+
+    monkeypatch.setattr(Platform, "run_tests", slow_run_tests)
+    backend = local_backend()
+    cancel = threading.Event()
+    threading.Thread(target=lambda: (arrived.wait(60), cancel.set()), daemon=True).start()
+    outcome = run_batch(str(PERSONAS), str(AGENTS), persona_ids=["anna-double-charge"], repeats=2,
+                        caller="platform", runs_root=str(tmp_path), run_id="pw", progress=False,
+                        cancel_event=cancel, local_url=backend.base_url)
+    assert outcome.interrupted
+    (invocation,) = backend.platform.invocations.values()
+    assert invocation["cancelled"]
+    assert [r.end_reason for r in outcome.results] == ["cancelled", "cancelled"]
 
 
 def test_hosted_call_stores_the_platforms_analysis(dataset, hosted_env, monkeypatch):

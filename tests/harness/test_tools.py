@@ -45,7 +45,8 @@ def test_a_failing_tool_an_unmocked_one_and_a_silent_one_take_the_error_branch(w
     for persona_id, recorded in (("erring", "core banking timeout"), ("unmocked", "not registered"),
                                  ("slow", "late")):
         result = place(dataset, persona_id, server)
-        assert "could not find your dispute" in result.transcript[-1].text, (persona_id, result.transcript)
+        assert "could not find your dispute" in result.transcript[-1].text, (
+            persona_id, [(e.speaker, e.text, e.timestamp) for e in result.transcript], result.end_reason)
         assert result.end_reason == "agent_ended"
         (call,) = client_calls(result)
         if persona_id == "slow":  # the agent waited its 1 s, carried on and hung up before the answer

@@ -11,6 +11,7 @@ platform's verdict and rationale in `analysis`. Cancelling cancels the invocatio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -200,8 +201,21 @@ async def _run_agent_tests(requests: list[CallRequest], base_url: str | None,
             waiting[created.id] = [r for r in requests if r.persona.id == first.persona.id]
         tests = [SingleTestRunRequestModel(test_id=t) for t in waiting]
         repeat = max(len(calls) for calls in waiting.values())
-        invocation = await rest("running agent tests", lambda: api.agents.run_tests(
+        posting = rest("running agent tests", lambda: api.agents.run_tests(
             connection.agent_id, tests=tests, repeat_count=repeat, request_options=hosted.NO_SDK_RETRIES))
+        try:
+            invocation = await asyncio.shield(posting)
+        except asyncio.CancelledError:
+            # interrupted while the request was on its way: once it has landed, the invocation it
+            # made is cancelled and its calls reported, never left running on the platform unseen
+            with contextlib.suppress(Exception):
+                landed = await posting
+                await loop.run_in_executor(None, lambda: api.tests.invocations.cancel(landed.id))
+            for request in requests:
+                await on_result(finished_result(
+                    request, [], end_reason="cancelled", duration_s=0, started_at=started, retries=retries,
+                    error="the run was interrupted; the platform's test invocation was cancelled"))
+            raise
     except BackendError as exc:
         for request in requests:
             await on_result(finished_result(request, [], end_reason="error", duration_s=0, started_at=started,

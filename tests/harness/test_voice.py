@@ -22,10 +22,15 @@ from voicelab.spec.errors import ConfigError, MissingDependency
 
 from ..conftest import AGENTS, PERSONAS
 
-pytestmark = [pytest.mark.slow, pytest.mark.realtime]  # real-time calls: run alone (scripts/test.sh)
+pytestmark = pytest.mark.slow
+#: Real-time voice calls: their own group, beside the rest (scripts/test.sh); the text twins,
+#: the device listing and the unit tests here run with the rest.
+realtime = pytest.mark.realtime
+BOTH_MODES = pytest.mark.parametrize("mode", ["text", pytest.param("voice", marks=realtime)])
 LATENCY_S = 2.0
 
 
+@realtime
 def test_synthetic_voice_batch_and_report(local_backend, tmp_path: Path):
     """A polite and an interrupting persona, as a voice batch against a backend that hears and
     speaks, then the report with the voice columns."""
@@ -108,6 +113,7 @@ def listen_offline(report: Path, tmp_path: Path) -> None:
         browser.close()
 
 
+@realtime
 def test_silence_is_reprompted_in_voice_mode(dataset, local_backend):
     """A silent caller's microphone still sends silent frames every 20 ms; they are not activity,
     so the agent's silence re-prompt comes as in text mode (3 s after its ~5 s first message)."""
@@ -118,6 +124,7 @@ def test_silence_is_reprompted_in_voice_mode(dataset, local_backend):
     assert any("still there" in e.text for e in result.transcript if e.speaker == "agent"), result.transcript
 
 
+@realtime
 def test_sounddevice_path_through_pulseaudio(dataset, local_backend, tmp_path: Path, monkeypatch):
     """A human voice call where the 'human' is the persona's speech played into a virtual
     microphone, and the agent is heard on a virtual speaker."""
@@ -171,7 +178,7 @@ def test_missing_portaudio_and_devices_are_clear_errors(monkeypatch):
         sd_module.resolve("no-such-microphone", "input")
 
 
-@pytest.mark.parametrize("mode", ["text", "voice"])
+@BOTH_MODES
 def test_silence_ends_the_call_in_both_modes(dataset, local_backend, mode):
     """The bundled agent ends a silent line itself, as a good agent does: two re-prompts, then a
     polite goodbye and end_call; the same in voice mode (silent frames keep arriving) as in text
@@ -184,7 +191,7 @@ def test_silence_ends_the_call_in_both_modes(dataset, local_backend, mode):
     assert "Goodbye" in agent_turns[-1]
 
 
-@pytest.mark.parametrize("mode", ["text", "voice"])
+@BOTH_MODES
 def test_a_silent_caller_hangs_up_after_its_turns_in_both_modes(dataset, local_backend, mode):
     """Against an agent that re-prompts forever, the silent caller hangs up (without a word) once
     `hang_up_after_turns` agent turns have passed, rather than running into the time limit."""

@@ -84,7 +84,9 @@ class SyntheticVoice(AsyncAudioInterface):
     async def interrupt(self) -> None:
         self.interruptions += 1
         barge = self.barge_ins[-1] if self.barge_ins else None
-        if barge is not None and barge["onset"] is not None and barge["interruption"] is None:
+        # a barge-in's stop is an interruption of the turn it talked over (closed once the next began)
+        open_barge = barge is not None and not barge.get("closed")
+        if open_barge and barge["onset"] is not None and barge["interruption"] is None:
             barge["interruption"] = now = self.clock()
             if barge["audio_stop"] is None and self._playback:
                 barge["audio_stop"] = now

@@ -89,6 +89,11 @@ class VoiceSide:
         spec = self.interrupt
         if spec is not None and number == spec.agent_turn and self._barge is None and hasattr(self.audio, "barge_in"):
             self._barge = asyncio.create_task(self._talk_over(number))
+        elif spec is not None and number > spec.agent_turn:
+            # the talked-over turn is over: an interruption from now on (the caller's own later
+            # turn over another agent turn) is not this barge-in's stop
+            for raw in getattr(self.audio, "barge_ins", []):
+                raw["closed"] = True
 
     async def _talk_over(self, number: int) -> None:
         """`caller.interrupt`: start talking `after_ms` after the agent's audio for this turn began."""

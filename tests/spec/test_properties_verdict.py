@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from voicelab.spec.checks import checks
 from voicelab.spec.models import Expectations, PlatformConversation, TranscriptEntry
 
-ids = st.text(alphabet=st.characters(categories=("L", "N", "P")), min_size=1, max_size=12)
+ids = st.one_of(st.text(alphabet=st.characters(categories=("L", "N", "P")), min_size=1, max_size=12),
+                st.sampled_from(["call_successful", "x: call_successful", "criterion a"]))  # names alike
 results = st.sampled_from(["success", "failure"])
 values = st.one_of(st.text(max_size=12), st.integers(-5, 5), st.booleans())
 TRANSCRIPT = [TranscriptEntry(speaker="agent", text="Hello.", timestamp=0.0)]

@@ -461,24 +461,25 @@ def _verdict_checks(expect: Expectations, call: CallFacts) -> list[Check]:
     spec = expect.platform_verdict
     if spec is None:
         return []
-    wanted: list[tuple[str, str, Any]] = []
+    wanted: list[tuple[str, str, str, Any]] = []  # (kind, check name, id, expected)
     if spec.call_successful is not None:
-        wanted.append(("platform_verdict: call_successful", "call_successful", spec.call_successful))
-    wanted += [(f"platform_verdict: criterion {key}", key, value) for key, value in spec.evaluation_criteria.items()]
-    wanted += [(f"platform_verdict: data {key}", key, value) for key, value in spec.data_collection.items()]
+        wanted.append(("overall", "platform_verdict: call_successful", "call_successful", spec.call_successful))
+    wanted += [("criterion", f"platform_verdict: criterion {key}", key, value)
+               for key, value in spec.evaluation_criteria.items()]
+    wanted += [("data", f"platform_verdict: data {key}", key, value) for key, value in spec.data_collection.items()]
     analysis = call.analysis
     missing = ("not judged: the backend's analysis of the call was not fetched" if analysis is None
                else f"not judged: {analysis.error}" if getattr(analysis, "error", None) else None)
     if missing is not None:
-        return [Check(name=name, passed=False, detail=missing) for name, _, _ in wanted]
+        return [Check(name=name, passed=False, detail=missing) for _, name, _, _ in wanted]
     criteria = getattr(analysis, "evaluation_criteria_results", {}) or {}
     collected = getattr(analysis, "data_collection_results", {}) or {}
     out = []
-    for name, key, value in wanted:
-        if name.endswith(": call_successful"):
+    for kind, name, key, value in wanted:
+        if kind == "overall":
             got = analysis.call_successful
             out.append(Check(name=name, passed=got == value, detail=f"{got or 'no verdict'} (expected {value})"))
-        elif name.startswith("platform_verdict: criterion "):
+        elif kind == "criterion":
             result = (criteria.get(key) or {}).get("result")
             why = (criteria.get(key) or {}).get("rationale")
             out.append(Check(name=name, passed=result == value,
